@@ -1,0 +1,44 @@
+# lmsleep: `make run` (one day and night on the embedded default) and `make test` (the suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Offline and quiet: no model hub, no telemetry.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install run birth bench test clean
+install: $(STAMP)
+
+# torch first, pinned to the local CPU wheel: an unpinned torch would pull GBs of CUDA.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lmsleep needs Python >= 3.11"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing torch 2.13.0 (CPU) and lmsleep into $(VENV) ..."
+	@$(PY) -m pip install -q torch==2.13.0 2> $(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	@$(PY) -m pip install -q -e '.[test]' 2> $(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	@touch $@
+
+models/base/config.json: | $(STAMP)
+	$(PY) -m lmsleep.birth
+
+birth: models/base/config.json
+
+run: $(STAMP)
+	$(PY) -m lmsleep.night
+
+bench: models/base/config.json
+	$(PY) -m lmsleep.bench
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf models reports/*.json reports/*.png

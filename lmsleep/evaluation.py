@@ -1,0 +1,169 @@
+"""The measuring stick: how much of a day moved into the weights, and how much old knowledge stayed.
+
+Works for any Hugging Face causal LM and its tokenizer. Answers are decoded greedily and scored
+by normalized exact match (SQuAD's normalization: lowercase, no punctuation, no articles).
+
+- closed-book: `Q: ...\\nA:` alone;  open-book: the episode text, then the same prompt.
+- R matrix: R[i][j] = closed-book accuracy on day j's probes after night i (PAPER.md section 6).
+- ACC, BWT, forgetting as PAPER.md defines them (0-based: T is the last night).
+- restatement: the model rewrites a biography in its own words; we grade the facts it states.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+
+from lmsleep.world import ATTRIBUTES, Person, World, closed_book_prompt, open_book_prompt, restate_prompt
+
+
+def normalize(text: str) -> str:
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    return normalize(prediction) == normalize(answer)
+
+
+def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 12,
+             batch_size: int = 64, stop_at_newline: bool = True, **gen_kwargs) -> list[str]:
+    """Continuations of `prompts` (greedy unless `do_sample=True` is passed), batched with left
+    padding, cut at the first newline."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # decoder-only generation must see the prompt's end aligned
+    outputs: list[str] = []
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(prompts), batch_size):
+                chunk = list(prompts[i:i + batch_size])
+                enc = tokenizer(chunk, return_tensors="pt", padding=True).to(model.device)
+                out = model.generate(**enc, max_new_tokens=max_new_tokens,
+                                     **{"do_sample": False, **gen_kwargs},
+                                     pad_token_id=tokenizer.pad_token_id,
+                                     eos_token_id=tokenizer.eos_token_id)
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                outputs.extend(t.split("\n")[0] if stop_at_newline else t for t in texts)
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return outputs
+
+
+def answer(model, tokenizer, questions: Sequence[str], contexts: Sequence[str] | None = None,
+           **kw) -> list[str]:
+    """Answers to `questions`, closed-book, or open-book with `contexts[i]` before question i."""
+    if contexts is None:
+        prompts = [closed_book_prompt(q) for q in questions]
+    else:
+        prompts = [open_book_prompt(c, q) for c, q in zip(contexts, questions, strict=True)]
+    return [a.strip() for a in generate(model, tokenizer, prompts, **kw)]
+
+
+def accuracy(model, tokenizer, probes: Sequence[dict], contexts: Sequence[str] | None = None,
+             **kw) -> float:
+    """Share of probes ({question, answer}) answered exactly; 0.0 for no probes."""
+    if not probes:
+        return 0.0
+    preds = answer(model, tokenizer, [p["question"] for p in probes], contexts, **kw)
+    return sum(exact_match(p, q["answer"]) for p, q in zip(preds, probes)) / len(probes)
+
+
+def episode_probes(episodes: Sequence[dict], key: str = "probes") -> tuple[list[dict], list[str]]:
+    """All probes of `episodes` (or `meta[key]` for e.g. "paraphrases"), each with its episode text."""
+    probes, contexts = [], []
+    for ep in episodes:
+        items = ep.get("probes") if key == "probes" else (ep.get("meta") or {}).get(key)
+        for p in items or []:
+            probes.append(p)
+            contexts.append(ep["text"])
+    return probes, contexts
+
+
+def closed_book(model, tokenizer, episodes: Sequence[dict], key: str = "probes") -> float:
+    """Closed-book accuracy on the episodes' probes: what the weights hold."""
+    return accuracy(model, tokenizer, episode_probes(episodes, key)[0])
+
+
+def open_book(model, tokenizer, episodes: Sequence[dict], key: str = "probes") -> float:
+    """Open-book accuracy, each probe after its episode's text: the ceiling a night distils from."""
+    probes, contexts = episode_probes(episodes, key)
+    return accuracy(model, tokenizer, probes, contexts)
+
+
+def update_test(model, tokenizer, episodes: Sequence[dict]) -> dict[str, float]:
+    """On update episodes: share answering the new value, and share still answering the old one."""
+    updates = [ep for ep in episodes if (ep.get("meta") or {}).get("old_answer")]
+    if not updates:
+        return {"new": 0.0, "old": 0.0, "n": 0}
+    probes = [ep["probes"][0] for ep in updates]
+    preds = answer(model, tokenizer, [p["question"] for p in probes])
+    new = sum(exact_match(a, p["answer"]) for a, p in zip(preds, probes))
+    old = sum(exact_match(a, ep["meta"]["old_answer"]) for a, ep in zip(preds, updates))
+    return {"new": new / len(updates), "old": old / len(updates), "n": len(updates)}
+
+
+def per_attribute_accuracy(model, tokenizer, probes: Sequence[dict], attributes: Sequence[str],
+                           contexts: Sequence[str] | None = None) -> dict[str, float]:
+    """Accuracy split by attribute: where reading fails, it fails per value shape."""
+    preds = answer(model, tokenizer, [p["question"] for p in probes], contexts)
+    out: dict[str, list[bool]] = {}
+    for pred, probe, attr in zip(preds, probes, attributes, strict=True):
+        out.setdefault(attr, []).append(exact_match(pred, probe["answer"]))
+    return {a: sum(v) / len(v) for a, v in sorted(out.items())}
+
+
+def restatement(model, tokenizer, world: World, people: Sequence[Person], rng_seed: int = 0,
+                max_new_tokens: int = 96) -> dict[str, float]:
+    """The model restates each person's biography; we find every fact it states.
+
+    precision: share of stated facts (a value of some attribute's pool) that are the person's;
+    coverage: share of the person's facts that are stated correctly. `precision` is what the
+    brief calls the restatement score; coverage keeps a model that says nothing from scoring 1.
+    """
+    import random
+
+    rng = random.Random(rng_seed)
+    prompts = [restate_prompt(world.bio(p, rng)) for p in people]
+    texts = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop_at_newline=False,
+                     batch_size=32)
+    stated = correct = 0
+    patterns = {a: world.value_pattern(a) for a in ATTRIBUTES}
+    for person, text in zip(people, texts):
+        text = text.split("Q:")[0]
+        for a, pat in patterns.items():
+            found = set(pat.findall(text))
+            stated += len(found)
+            correct += person.facts[a] in found
+    return {"precision": correct / stated if stated else 0.0,
+            "coverage": correct / (len(people) * len(ATTRIBUTES)) if people else 0.0}
+
+
+# -- continual-learning metrics over the R matrix ------------------------------------------------
+def acc(R: Sequence[Sequence[float]]) -> float:
+    """Mean accuracy over all days after the last night: mean_j R[T][j]."""
+    T = len(R) - 1
+    return sum(R[T][: T + 1]) / (T + 1)
+
+
+def bwt(R: Sequence[Sequence[float]]) -> float | None:
+    """Backward transfer: mean_{j<T} (R[T][j] - R[j][j]). None with a single night."""
+    T = len(R) - 1
+    if T == 0:
+        return None
+    return sum(R[T][j] - R[j][j] for j in range(T)) / T
+
+
+def forgetting(R: Sequence[Sequence[float]]) -> float | None:
+    """mean_{j<T} (max_{l<T} R[l][j] - R[T][j]). None with a single night."""
+    T = len(R) - 1
+    if T == 0:
+        return None
+    return sum(max(R[l][j] for l in range(T)) - R[T][j] for j in range(T)) / T

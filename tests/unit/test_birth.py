@@ -1,0 +1,118 @@
+import random
+
+import pytest
+
+from lmsleep.birth import BirthConfig, batch, lr_at, sample_document, train
+from tests.conftest import MICRO_BIRTH
+
+HOSTILE = [
+    "",
+    "plain ascii",
+    "emoji 🧠💤🛌🏽 and a family 👨‍👩‍👧‍👦",
+    "RTL: שלום עולם مرحبا بالعالم",
+    "control \x01\x02\x07\x1b[31m\x7f tabs\t\r\n",
+    "combining e\u0301 and zero\u200bwidth and \ufeffBOM",
+    "CJK 睡眠は記憶を固める",
+    "  leading and trailing spaces  ",
+    "x" * 100_000,
+    "".join(chr(c) for c in range(1, 0x800)),
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_tokenizer_round_trips_hostile_text(micro, text):
+    _, tokenizer = micro
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.unk_token_id is None or tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_tokenizer_round_trips_random_bytes(micro):
+    _, tokenizer = micro
+    rng = random.Random(0)
+    for _ in range(50):
+        text = bytes(rng.randrange(1, 256) for _ in range(200)).decode("utf-8", errors="replace")
+        assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+
+
+def test_tokenizer_adds_bos(micro):
+    _, tokenizer = micro
+    assert tokenizer("Q: hi")["input_ids"][0] == tokenizer.bos_token_id
+
+
+def test_every_document_kind_is_drawn(micro_world):
+    mix = BirthConfig().mix
+    for kind in mix:
+        doc = sample_document(micro_world, random.Random(1), {kind: 1.0})
+        assert doc.strip()
+    with pytest.raises(ValueError, match="unknown document kind"):
+        sample_document(micro_world, random.Random(1), {"poetry": 1.0})
+
+
+def test_reading_documents_use_strangers_only(micro_world):
+    named = {p.name for p in micro_world.base + [p for d in micro_world.stream for p in d] + micro_world.strangers}
+    rng = random.Random(3)
+    for _ in range(50):
+        p = micro_world.random_person(rng)
+        assert p.name not in named
+
+
+def test_batch_masks_padding(micro, micro_world):
+    _, tokenizer = micro
+    docs = [sample_document(micro_world, random.Random(i), BirthConfig().mix) for i in range(4)]
+    ids, mask, labels = batch(tokenizer, docs, 512)
+    assert (labels[mask == 0] == -100).all()
+    assert (ids[:, 0] == tokenizer.bos_token_id).all()
+    assert (labels[mask == 1] != -100).all()
+
+
+def test_schedule_warms_up_then_decays():
+    c = BirthConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0.0, 0, c) == pytest.approx(0.1)
+    assert lr_at(0.5, 500, c) == pytest.approx(0.55)
+    assert lr_at(1.0, 1000, c) == pytest.approx(0.1)
+
+
+def test_birth_resumes_exactly_after_an_interruption(tmp_path, micro_world):
+    """Interrupted at step 5 and rerun == one uninterrupted run, to the last bit."""
+    from safetensors.torch import load_file
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_5(step):
+        if step == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(MICRO_BIRTH, micro_world, tmp_path / "a", log=lambda *_: None, on_step=stop_at_5)
+    messages = []
+    facts = train(MICRO_BIRTH, micro_world, tmp_path / "a", log=messages.append)
+    assert any("resuming from step 5" in m for m in messages)
+    assert facts["steps"] == MICRO_BIRTH.steps
+    train(MICRO_BIRTH, micro_world, tmp_path / "b", log=lambda *_: None)
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_birth_lowers_the_loss(tmp_path, micro_world):
+    """A few real steps on the world mix: the loss on held-out world documents goes down."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmsleep.birth import new_model
+
+    config = BirthConfig(**{**MICRO_BIRTH.__dict__, "steps": 30, "lr": 3e-3})
+    train(config, micro_world, tmp_path, log=lambda *_: None)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    docs = [sample_document(micro_world, random.Random(10_000 + i), config.mix) for i in range(16)]
+    ids, mask, labels = batch(tokenizer, docs, 512)
+    torch.manual_seed(config.seed)
+    untrained = new_model(config, tokenizer)
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path)
+    with torch.no_grad():
+        before = untrained(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
+        after = trained(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
+    assert after < before - 0.5, (before, after)

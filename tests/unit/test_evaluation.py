@@ -1,0 +1,107 @@
+import pytest
+
+from lmsleep import evaluation as ev
+
+# Three nights, three days. Row i = after night i; column j = day j's probes.
+R = [
+    [0.8, 0.0, 0.1],
+    [0.6, 0.9, 0.0],
+    [0.5, 0.7, 1.0],
+]
+
+
+def test_acc_is_the_mean_of_the_last_row():
+    assert ev.acc(R) == pytest.approx((0.5 + 0.7 + 1.0) / 3)
+
+
+def test_bwt_by_hand():
+    # (R[2][0] - R[0][0] + R[2][1] - R[1][1]) / 2 = (-0.3 - 0.2) / 2
+    assert ev.bwt(R) == pytest.approx(-0.25)
+
+
+def test_forgetting_by_hand():
+    # day 0: max(0.8, 0.6) - 0.5 = 0.3; day 1: max(0.0, 0.9) - 0.7 = 0.2
+    assert ev.forgetting(R) == pytest.approx(0.25)
+
+
+def test_positive_transfer_gives_negative_forgetting():
+    R_up = [[0.2, 0.0], [0.6, 0.5]]
+    assert ev.bwt(R_up) == pytest.approx(0.4)
+    assert ev.forgetting(R_up) == pytest.approx(-0.4)
+
+
+def test_single_night_has_no_backward_metrics():
+    assert ev.acc([[0.4]]) == pytest.approx(0.4)
+    assert ev.bwt([[0.4]]) is None and ev.forgetting([[0.4]]) is None
+
+
+@pytest.mark.parametrize("pred, gold, same", [
+    ("Velmora", "velmora", True),
+    (" The Velmora. ", "Velmora", True),
+    ("Zentrix Labs", "zentrix labs!", True),
+    ("Velmora Bay", "Velmora", False),
+    ("", "Velmora", False),
+    ("1987", "1987", True),
+])
+def test_exact_match_normalizes(pred, gold, same):
+    assert ev.exact_match(pred, gold) is same
+
+
+def test_episode_probes_pairs_each_probe_with_its_text():
+    eps = [{"id": "a", "text": "A.", "probes": [{"question": "q1", "answer": "x"}, {"question": "q2", "answer": "y"}],
+            "meta": {"paraphrases": [{"question": "p1", "answer": "x"}]}},
+           {"id": "b", "text": "B.", "probes": None}]
+    probes, contexts = ev.episode_probes(eps)
+    assert [p["question"] for p in probes] == ["q1", "q2"] and contexts == ["A.", "A."]
+    probes, contexts = ev.episode_probes(eps, "paraphrases")
+    assert [p["question"] for p in probes] == ["p1"] and contexts == ["A."]
+
+
+def test_open_book_puts_the_context_in_the_prompt(micro, micro_world, monkeypatch):
+    """The ceiling is measured with each episode's text before its question; closed-book without."""
+    model, tokenizer = micro
+    seen: list[list[str]] = []
+    real = ev.generate
+
+    def spy(model, tokenizer, prompts, **kw):
+        seen.append(list(prompts))
+        return real(model, tokenizer, prompts, **kw)
+
+    monkeypatch.setattr(ev, "generate", spy)
+    episodes = micro_world.day(0)
+    ceiling = ev.open_book(model, tokenizer, episodes)
+    closed = ev.closed_book(model, tokenizer, episodes)
+    assert 0.0 <= ceiling <= 1.0 and 0.0 <= closed <= 1.0
+    open_prompts, closed_prompts = seen
+    probes = [(ep["text"], p["question"]) for ep in episodes for p in ep["probes"]]
+    assert open_prompts == [f"{text}\n\nQ: {q}\nA:" for text, q in probes]
+    assert closed_prompts == [f"Q: {q}\nA:" for _, q in probes]
+
+
+def test_generate_is_greedy_and_batch_independent(micro):
+    model, tokenizer = micro
+    prompts = ["Q: Where was Ka Lo born?\nA:", "Some much longer prompt about nothing at all\n\nQ: Who?\nA:"]
+    together = ev.generate(model, tokenizer, prompts, batch_size=2)
+    alone = [ev.generate(model, tokenizer, [p], batch_size=1)[0] for p in prompts]
+    assert together == alone
+    assert together == ev.generate(model, tokenizer, prompts, batch_size=2)
+
+
+def test_update_test_counts_new_and_old(micro, micro_world, monkeypatch):
+    model, tokenizer = micro
+    eps = [ep for ep in micro_world.day(0) if ep["meta"]["kind"] == "update"]
+    assert len(eps) == 2
+    # the first person answers the new employer, the second still the old one
+    replies = [eps[0]["probes"][0]["answer"], eps[1]["meta"]["old_answer"]]
+    monkeypatch.setattr(ev, "answer", lambda *a, **k: replies)
+    assert ev.update_test(model, tokenizer, eps) == {"new": 0.5, "old": 0.5, "n": 2}
+
+
+def test_restatement_grades_stated_facts(micro_world, monkeypatch):
+    person = micro_world.strangers[0]
+    wrong_city = next(c for c in micro_world.values["birth_city"] if c != person.facts["birth_city"])
+    text = f" {person.name} was born in {wrong_city}. {person.name} works at {person.facts['employer']}."
+    monkeypatch.setattr(ev, "generate", lambda *a, **k: [text])
+    r = ev.restatement(None, None, micro_world, [person])
+    assert r["precision"] == pytest.approx(0.5)  # one of two stated facts is right
+    assert r["coverage"] == pytest.approx(1 / 5)
