@@ -45,6 +45,13 @@ def reader_episodes(world: World, n: int) -> list[dict]:
              "probes": [pr.as_dict() for pr in world.probes(p, rng)]} for p in world.strangers[:n]]
 
 
+def base_probe_set(world: World, n: int) -> list[dict]:
+    """One question each about `n` base people who are never updated: what birth taught."""
+    rng = random.Random("bench-base")
+    people = rng.sample(world.stable_base, min(n, len(world.stable_base)))
+    return [rng.choice(world.probes(p, rng)).as_dict() for p in people]
+
+
 def run_method(method: str, base_model: str, world: World, n_days: int, config: BaselineConfig,
                base_probes: list[dict], readers: list[dict], log=print) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -150,10 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"bench.days={n_days} exceeds the stream's world.days={params.world.days}")
     torch.set_num_threads(params.birth.threads)
     world = World(params.world)
-    rng = random.Random("bench-base")
-    base_probes = [pr.as_dict() for p in rng.sample(world.stable_base, min(params.bench.base_probes,
-                                                                            len(world.stable_base)))
-                   for pr in [world.probes(p, rng)[rng.randrange(5)]]]
+    base_probes = base_probe_set(world, params.bench.base_probes)
     readers = reader_episodes(world, params.bench.readers)
     tokenizer = AutoTokenizer.from_pretrained(params.base_model)
     born_model = AutoModelForCausalLM.from_pretrained(params.base_model)

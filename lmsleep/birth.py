@@ -52,7 +52,7 @@ class BirthConfig:
     num_heads: int = 4
     max_length: int = 384  # longest document; a day's episode is one biography (~90 tokens)
     batch_size: int = 32
-    steps: int = 4000  # the reproducible schedule length; `minutes` caps it on slow machines
+    steps: int = 2400  # the reproducible schedule length; `minutes` caps it on slow machines
     minutes: float = 20.0  # wall-clock budget on 2 CPU cores, checkpoint and measure excluded
     lr: float = 2e-3
     min_lr_ratio: float = 0.05

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lmsleep.bench import reader_episodes
+    from lmsleep.bench import base_probe_set, reader_episodes
     from lmsleep.birth import birth
     from lmsleep.params import load_params
     from lmsleep.world import World
@@ -50,9 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     episodes = world.day(args.day)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
-    rng = random.Random("night-base")
-    base_probes = [pr.as_dict() for p in rng.sample(world.stable_base, 100) for pr in world.probes(p, rng)]
-    readers = reader_episodes(world, 40)
+    base_probes = base_probe_set(world, params.bench.base_probes)
+    readers = reader_episodes(world, params.bench.readers)
 
     def snapshot(m) -> dict:
         return {"closed_book": ev.closed_book(m, tokenizer, episodes),

@@ -1,0 +1,66 @@
+"""`make run` and `make bench`, end to end on a micro world: birth when no model exists, a night,
+the bench table and its files. Real training steps throughout."""
+
+import json
+
+import yaml
+
+from tests.conftest import MICRO_BIRTH, MICRO_WORLD
+
+BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8,
+             "self_questions": 1}
+
+
+def write_params(path, base_model, **extra):
+    birth = {k: getattr(MICRO_BIRTH, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
+                                                   "num_heads", "batch_size", "steps", "warmup_steps", "bf16",
+                                                   "tokenizer_docs")}
+    path.write_text(yaml.safe_dump({"base_model": str(base_model), "world": MICRO_WORLD.__dict__, "birth": birth,
+                                    "baselines": BASELINES, **extra}))
+    return path
+
+
+def test_night_gives_birth_first_then_reports(tmp_path, monkeypatch, capsys):
+    from lmsleep import night
+
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path / "params.yaml", tmp_path / "models" / "base")
+    night.main(["--params", str(params), "--day", "1"])
+    born = json.loads((tmp_path / "reports" / "birth.json").read_text())
+    assert {"open_book", "closed_book_base", "closed_book_unseen", "restatement", "minutes", "params"} <= set(born)
+    assert all(0.0 <= born[k] <= 1.0 for k in ("open_book", "closed_book_base", "closed_book_unseen", "restatement"))
+    report = json.loads((tmp_path / "reports" / "night.json").read_text())
+    assert report["day"] == 1 and report["method"] == "context_distillation"
+    assert set(report["before"]) == set(report["after"]) == {"closed_book", "paraphrase", "update", "base", "reading"}
+    assert (tmp_path / "models" / "nights" / "day001-context_distillation" / "adapter_config.json").exists()
+    assert "open-book ceiling" in capsys.readouterr().out
+
+
+def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
+    from lmsleep import bench
+
+    params = write_params(tmp_path / "params.yaml", micro_dir,
+                          bench={"days": 2, "base_probes": 10, "readers": 4})
+    bench.main(["--params", str(params), "--out", str(tmp_path / "reports")])
+    report = json.loads((tmp_path / "reports" / "bench.json").read_text())
+    assert report["days"] == 2 and report["seed"] == MICRO_WORLD.seed
+    keys = {"incorporation", "ceiling", "acc", "bwt", "forgetting", "base_retention", "paraphrase", "update",
+            "reading", "seconds_per_night"}
+    assert set(report["methods"]) == {"none", "sft_text", "context_distillation", "sequential_merge"}
+    for name, m in report["methods"].items():
+        assert keys <= set(m), name
+        assert len(m["R"]) == 2 and all(len(row) == 2 for row in m["R"])
+        assert (tmp_path / "reports" / f"bench_R_{name}.png").stat().st_size > 1000
+    assert report["methods"]["none"]["seconds_per_night"] < report["methods"]["sft_text"]["seconds_per_night"]
+    out = capsys.readouterr().out
+    assert "incorp" in out and "sequential_merge" in out
+
+
+def test_bench_refuses_a_missing_model(tmp_path):
+    import pytest
+
+    from lmsleep import bench
+
+    params = write_params(tmp_path / "params.yaml", tmp_path / "nothing")
+    with pytest.raises(SystemExit, match="no model at"):
+        bench.main(["--params", str(params)])
