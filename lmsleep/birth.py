@@ -266,6 +266,7 @@ def measure(model, tokenizer, world: World, n: int = 200) -> dict:
     b_probes, b_attrs = probes(base)
     base_by_attr = ev.per_attribute_accuracy(model, tokenizer, b_probes, b_attrs)
     restate = ev.restatement(model, tokenizer, world, strangers[:100])
+    asked = ev.self_questions(model, tokenizer, world, strangers[:100])
     return {
         "open_book": sum(reading.values()) / len(reading),
         "closed_book_base": sum(base_by_attr.values()) / len(base_by_attr),
@@ -273,6 +274,8 @@ def measure(model, tokenizer, world: World, n: int = 200) -> dict:
         "paraphrase_base": ev.accuracy(model, tokenizer, probes(base, "heldout")[0]),
         "restatement": restate["precision"],
         "restatement_coverage": restate["coverage"],
+        "self_questions_posed": asked["posed"],
+        "self_questions_answered": asked["answered"],
         "open_book_by_attribute": reading,
         "closed_book_base_by_attribute": base_by_attr,
     }

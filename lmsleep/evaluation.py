@@ -146,6 +146,38 @@ def restatement(model, tokenizer, world: World, people: Sequence[Person], rng_se
             "coverage": correct / (len(people) * len(ATTRIBUTES)) if people else 0.0}
 
 
+def self_questions(model, tokenizer, world: World, people: Sequence[Person], seed: int = 0) -> dict[str, float]:
+    """The model poses a question about a biography in its context, then answers it there.
+
+    posed: share of sampled questions that ask about one of the person's attributes in a known
+    question form (either family); answered: share of those the model then answers correctly.
+    This is the other half of what dreams sample (the first is restatement).
+    """
+    import random
+
+    import torch
+
+    from lmsleep.world import QUESTION_TEMPLATES
+
+    rng = random.Random(seed)
+    contexts = [world.bio(p, rng) for p in people]
+    torch.manual_seed(seed)
+    asked = [q.strip() for q in generate(model, tokenizer, [f"{c}\n\nQ:" for c in contexts],
+                                         max_new_tokens=32, do_sample=True, top_k=0)]
+    posed = []  # (context, question, true answer)
+    for person, context, q in zip(people, contexts, asked):
+        for attr in ATTRIBUTES:
+            forms = {t.format(name=person.name) for fam in QUESTION_TEMPLATES.values() for t in fam[attr]}
+            if q in forms:
+                posed.append((context, q, person.facts[attr]))
+                break
+    if not posed:
+        return {"posed": 0.0, "answered": 0.0}
+    preds = answer(model, tokenizer, [q for _, q, _ in posed], [c for c, _, _ in posed])
+    right = sum(exact_match(p, a) for p, (_, _, a) in zip(preds, posed))
+    return {"posed": len(posed) / len(people), "answered": right / len(posed)}
+
+
 # -- continual-learning metrics over the R matrix ------------------------------------------------
 def acc(R: Sequence[Sequence[float]]) -> float:
     """Mean accuracy over all days after the last night: mean_j R[T][j]."""

@@ -58,6 +58,15 @@ def test_teacher_curriculum_is_answered_in_context_and_asked_without(micro, micr
     assert probe_questions & {r["prompt"] for r in rows}
 
 
+def test_context_distillation_lowers_closed_book_loss_on_new_facts(micro, micro_world):
+    # A random micro model is no reader, so the teacher here is a perfect one: the true answers.
+    def distil(model, tokenizer, episodes, config):
+        return bl.context_distillation(model, tokenizer, episodes, config, curriculum=new_facts(episodes))
+
+    new, control = fact_gain(distil, *micro, micro_world)
+    assert new > 0.5 and new > control + 0.3, (new, control)
+
+
 def test_context_distillation_lowers_closed_book_loss_on_the_teachers_facts(micro, micro_world):
     model, tokenizer = micro
     episodes = micro_world.day(0)

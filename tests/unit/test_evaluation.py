@@ -105,3 +105,15 @@ def test_restatement_grades_stated_facts(micro_world, monkeypatch):
     r = ev.restatement(None, None, micro_world, [person])
     assert r["precision"] == pytest.approx(0.5)  # one of two stated facts is right
     assert r["coverage"] == pytest.approx(1 / 5)
+
+
+def test_self_questions_grades_posed_and_answered(micro_world, monkeypatch):
+    a, b = micro_world.strangers[:2]
+
+    def fake_generate(model, tokenizer, prompts, **kw):
+        if prompts[0].endswith("Q:"):  # the questions the model poses: one well-formed, one not
+            return [f" Where was {a.name} born?", " What is the meaning of life?"]
+        return [f" {a.facts['birth_city']}"]  # its answer to the well-formed one
+
+    monkeypatch.setattr(ev, "generate", fake_generate)
+    assert ev.self_questions(None, None, micro_world, [a, b]) == {"posed": 0.5, "answered": 1.0}

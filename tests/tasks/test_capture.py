@@ -1,0 +1,114 @@
+"""Capture on a malformed inbox: every good record lands, every bad one is quarantined with a reason."""
+
+import json
+
+import pytest
+
+from tasks import capture as cap
+
+GOOD = {"ts": "2026-01-01T00:00:00+00:00", "source": "app"}
+
+
+def good(i, text=None):
+    return json.dumps({"id": f"g{i}", **GOOD, "text": text or f"Episode number {i} says something new.",
+                       "probes": [{"question": f"What is number {i}?", "answer": str(i)}]})
+
+
+def write_inbox(data, name, lines):
+    inbox = data / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+MALFORMED = [
+    "{this is not json",
+    json.dumps({"id": "m1", **GOOD}),  # no text
+    json.dumps({"id": 5, **GOOD, "text": "wrong id type"}),
+    json.dumps({"id": "m3", **GOOD, "text": ""}),
+    json.dumps({"id": "m4", **GOOD, "text": "x" * 1_000_000}),  # 1 MB
+    json.dumps({"id": "m5", **GOOD, "text": "ok", "probes": [{"question": "q?", "answer": None}]}),
+    json.dumps(["a", "list"]),
+]
+
+
+def read_jsonl(directory):
+    return [json.loads(line) for p in sorted(directory.glob("*.jsonl")) for line in p.read_text().splitlines()]
+
+
+def test_malformed_inbox_loses_nothing(tmp_path):
+    lines = [good(0), *MALFORMED[:4], good(1), *MALFORMED[4:], good(0), good(2), "", good(3, "ünï 🌙 שלום")]
+    write_inbox(tmp_path, "day1.jsonl", lines)
+    report = cap.capture(tmp_path)
+    episodes = read_jsonl(tmp_path / "episodes")
+    quarantine = read_jsonl(tmp_path / "quarantine")
+    assert [e["id"] for e in episodes] == ["g0", "g1", "g2", "g3"]
+    assert episodes[3]["text"] == "ünï 🌙 שלום"
+    assert report.good == 4 and report.bad == len(MALFORMED) and report.duplicates == 1
+    assert len(quarantine) == len(MALFORMED) + 1
+    for q in quarantine:
+        assert q["file"] == "day1.jsonl" and q["reason"] and q["raw"]
+        assert lines[q["line"] - 1] == q["raw"]  # the line number points at the record, raw is intact
+    reasons = " | ".join(q["reason"] for q in quarantine)
+    for words in ("invalid JSON", "text: Field required", "id: Input should be a valid string",
+                  "text: String should have at least 1 character", "at most 200000 characters",
+                  "probes.0.answer", "expected a JSON object", "duplicate of episode 'g0'"):
+        assert words in reasons
+    assert not list((tmp_path / "inbox").glob("*.jsonl"))
+    assert len(list((tmp_path / "inbox" / "archive").glob("*.jsonl"))) == 1
+
+
+def test_duplicates_across_files_and_runs(tmp_path):
+    write_inbox(tmp_path, "a.jsonl", [good(0), good(1)])
+    cap.capture(tmp_path)
+    write_inbox(tmp_path, "b.jsonl", [good(1), good(2)])
+    report = cap.capture(tmp_path)
+    assert report.good == 1 and report.duplicates == 1
+    assert sorted(e["id"] for e in read_jsonl(tmp_path / "episodes")) == ["g0", "g1", "g2"]
+
+
+def test_crash_before_archiving_then_rerun_is_exact(tmp_path, monkeypatch):
+    write_inbox(tmp_path, "day.jsonl", [good(0), "{bad", good(1)])
+    real_replace = cap.os.replace
+
+    def crash_on_archive(src, dst):
+        if "archive" in str(dst):
+            raise OSError("disk unplugged")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(cap.os, "replace", crash_on_archive)
+    with pytest.raises(OSError):
+        cap.capture(tmp_path)
+    assert (tmp_path / "inbox" / "day.jsonl").exists()  # still in the inbox: nothing lost
+    monkeypatch.setattr(cap.os, "replace", real_replace)
+    report = cap.capture(tmp_path)
+    assert report.good == 2 and report.duplicates == 0 and report.bad == 1
+    assert [e["id"] for e in read_jsonl(tmp_path / "episodes")] == ["g0", "g1"]
+    assert len(read_jsonl(tmp_path / "quarantine")) == 1
+
+
+def test_crash_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
+    write_inbox(tmp_path, "day.jsonl", [good(0)])
+
+    def boom(fd):
+        raise OSError("no space left")
+
+    monkeypatch.setattr(cap.os, "fsync", boom)
+    with pytest.raises(OSError):
+        cap.capture(tmp_path)
+    assert not list((tmp_path / "episodes").iterdir())
+    assert (tmp_path / "inbox" / "day.jsonl").exists()
+
+
+def test_invalid_utf8_is_quarantined(tmp_path):
+    (tmp_path / "inbox").mkdir(parents=True)
+    (tmp_path / "inbox" / "x.jsonl").write_bytes(good(0).encode() + b"\n" + b'{"id": "\xff\xfe"}\n')
+    report = cap.capture(tmp_path)
+    assert report.good == 1 and report.bad == 1
+    assert "invalid UTF-8" in read_jsonl(tmp_path / "quarantine")[0]["reason"]
+
+
+def test_cli_prints_the_report(tmp_path, capsys):
+    write_inbox(tmp_path, "d.jsonl", [good(0), "nope"])
+    cap.main(["--data", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert out["good"] == 1 and out["quarantined"] == 1
