@@ -84,20 +84,21 @@ def _train(model, tokenizer, rows: list[dict], config: BaselineConfig):
 
 
 def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: BaselineConfig) -> list[dict]:
-    """What the teacher says with each episode in context: {prompt, completion, episode_id}.
+    """What the teacher says with each episode in context: {prompt, completion, episode_id, gold?}.
 
     Questions are the episode's probes, if any, plus `self_questions` the teacher asks itself
     (sampled after `text\\n\\nQ:`); the teacher answers each greedily, open-book. The prompt the
     student learns from is the closed-book one: the context is what it must do without.
+    Rows asked from a probe keep the probe's answer as `gold` (for the teacher-accuracy check).
     """
     import torch
 
     from lmsleep.evaluation import answer, generate
 
-    questions: list[tuple[str, str, str]] = []  # (episode id, context, question)
+    questions: list[tuple[str, str, str, str | None]] = []  # (episode id, context, question, gold)
     for ep in episodes:
         for p in ep.get("probes") or []:
-            questions.append((ep["id"], ep["text"], p["question"]))
+            questions.append((ep["id"], ep["text"], p["question"], p["answer"]))
     if config.self_questions > 0:
         torch.manual_seed(config.seed)
         prompts = [f"{ep['text']}\n\nQ:" for ep in episodes for _ in range(config.self_questions)]
@@ -106,15 +107,19 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
         for ep, q in zip(owners, asked, strict=True):
             q = q.strip()
             if q.endswith("?") and len(q) > 8:
-                questions.append((ep["id"], ep["text"], q))
+                questions.append((ep["id"], ep["text"], q, None))
     seen, unique = set(), []
     for item in questions:
         if (item[0], item[2]) not in seen:
             seen.add((item[0], item[2]))
             unique.append(item)
-    answers = answer(teacher, tokenizer, [q for _, _, q in unique], [c for _, c, _ in unique])
-    return [{"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": eid}
-            for (eid, _, q), a in zip(unique, answers, strict=True) if a]
+    answers = answer(teacher, tokenizer, [q for _, _, q, _ in unique], [c for _, c, _, _ in unique])
+    rows = []
+    for (eid, _, q, gold), a in zip(unique, answers, strict=True):
+        if a:
+            row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": eid}
+            rows.append(row | ({"gold": gold} if gold is not None else {}))
+    return rows
 
 
 def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):

@@ -1,0 +1,194 @@
+"""validate: Great Expectations guards the night's data before any training starts.
+
+    python -m tasks.validate --episodes data/episodes --curriculum data/curriculum/curriculum.jsonl
+
+Two suites (GX Core 1.x, an ephemeral context: the suites are code, reviewed like code):
+- `episodes`: ids unique and present, text length in bounds, probes' answers grounded in their
+  episode text (SQuAD answers are spans; the world's are values in the biography), no
+  degenerate repetition.
+- `curriculum`: what the teacher wrote: every row belongs to a known episode, answers non-empty
+  and short, grounded in the episode text, no degenerate repetition, and the teacher's
+  open-book accuracy on probes with a known answer above a floor.
+
+A failing suite raises `ValidationFailed` with a readable summary; the full GX result is
+written as JSON beside the reports (an artifact of the night).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmsleep.evaluation import exact_match, normalize
+
+
+@dataclass
+class ValidationLimits:
+    """Bounds of the suites (params.yaml `validate:`)."""
+
+    max_text_chars: int = 200_000
+    max_answer_chars: int = 200
+    min_grounded: float = 0.95  # share of answers found in their episode text
+    max_repetition: float = 0.5  # share of repeated word 3-grams in a text
+    teacher_floor: float = 0.5  # teacher's open-book accuracy on probes with a known answer
+
+
+class ValidationFailed(RuntimeError):
+    def __init__(self, summary: str, results: dict):
+        super().__init__(summary)
+        self.summary, self.results = summary, results
+
+
+def repetition(text: str, n: int = 3) -> float:
+    """Share of word n-grams that repeat an earlier one: 0 for prose, near 1 for a stuck loop."""
+    words = text.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def grounded(answer: str, text: str) -> bool:
+    return bool(normalize(answer)) and normalize(answer) in normalize(text)
+
+
+def episode_frame(episodes: list[dict]):
+    import pandas as pd
+
+    rows = []
+    for ep in episodes:
+        probes = ep.get("probes") or []
+        rows.append({"id": ep.get("id"), "text_chars": len(ep.get("text") or ""),
+                     "grounded": all(grounded(p["answer"], ep["text"]) for p in probes),
+                     "repetition": repetition(ep.get("text") or "")})
+    return pd.DataFrame(rows, columns=["id", "text_chars", "grounded", "repetition"])
+
+
+def curriculum_frame(curriculum: list[dict], episodes: list[dict]):
+    import pandas as pd
+
+    texts = {ep["id"]: ep["text"] for ep in episodes}
+    rows = []
+    for r in curriculum:
+        answer, text = r["completion"].strip(), texts.get(r["episode_id"], "")
+        rows.append({"episode_id": r["episode_id"], "known_episode": r["episode_id"] in texts,
+                     "answer_chars": len(answer), "grounded": grounded(answer, text),
+                     "repetition": repetition(answer, n=2)})
+    return pd.DataFrame(rows, columns=["episode_id", "known_episode", "answer_chars", "grounded", "repetition"])
+
+
+def teacher_accuracy(curriculum: list[dict]) -> float | None:
+    """Open-book accuracy of the teacher on rows whose probe came with an answer."""
+    known = [r for r in curriculum if r.get("gold")]
+    if not known:
+        return None
+    return sum(exact_match(r["completion"], r["gold"]) for r in known) / len(known)
+
+
+def _run(name: str, frame, expectations: list) -> dict:
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name=name)
+             .add_batch_definition_whole_dataframe("night").get_batch(batch_parameters={"dataframe": frame}))
+    suite = gx.ExpectationSuite(name=name)
+    for e in expectations:
+        suite.add_expectation(e)
+    return batch.validate(context.suites.add(suite)).to_json_dict()
+
+
+def summarize(result: dict) -> list[str]:
+    """One line per failed expectation: what, where, and a few offending values."""
+    lines = []
+    for r in result["results"]:
+        if r["success"]:
+            continue
+        cfg, res = r["expectation_config"], r.get("result", {})
+        kwargs = {k: v for k, v in cfg["kwargs"].items() if k != "batch_id"}
+        sample = res.get("partial_unexpected_list") or res.get("observed_value")
+        count = res.get("unexpected_count")
+        lines.append(f"{result['suite_name']}: {cfg['type']} {kwargs} failed"
+                     + (f" on {count} rows" if count is not None else "") + f"; e.g. {sample}")
+    return lines
+
+
+def validate_episodes(episodes: list[dict], limits: ValidationLimits) -> dict:
+    import great_expectations.expectations as gxe
+
+    return _run("episodes", episode_frame(episodes), [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="id"),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToBeBetween(column="text_chars", min_value=1, max_value=limits.max_text_chars),
+        gxe.ExpectColumnValuesToBeInSet(column="grounded", value_set=[True], mostly=limits.min_grounded),
+        gxe.ExpectColumnValuesToBeBetween(column="repetition", max_value=limits.max_repetition),
+    ])
+
+
+def validate_curriculum(curriculum: list[dict], episodes: list[dict], limits: ValidationLimits) -> dict:
+    import great_expectations.expectations as gxe
+    import pandas as pd
+
+    result = _run("curriculum", curriculum_frame(curriculum, episodes), [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeInSet(column="known_episode", value_set=[True]),
+        gxe.ExpectColumnValuesToBeBetween(column="answer_chars", min_value=1, max_value=limits.max_answer_chars),
+        gxe.ExpectColumnValuesToBeInSet(column="grounded", value_set=[True], mostly=limits.min_grounded),
+        gxe.ExpectColumnValuesToBeBetween(column="repetition", max_value=limits.max_repetition),
+    ])
+    accuracy = teacher_accuracy(curriculum)
+    if accuracy is not None:
+        floor = _run("teacher", pd.DataFrame({"teacher_open_book": [accuracy]}), [
+            gxe.ExpectColumnValuesToBeBetween(column="teacher_open_book", min_value=limits.teacher_floor)])
+        result["results"] += floor["results"]
+        result["success"] = result["success"] and floor["success"]
+    return result
+
+
+@dataclass
+class ValidationReport:
+    success: bool
+    lines: list[str] = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+
+
+def validate(episodes: list[dict], curriculum: list[dict] | None, limits: ValidationLimits,
+             out: Path | None = None) -> ValidationReport:
+    """Run both suites; write the GX results to `out` (JSON); raise ValidationFailed on failure."""
+    results = {"episodes": validate_episodes(episodes, limits)}
+    if curriculum is not None:
+        results["curriculum"] = validate_curriculum(curriculum, episodes, limits)
+    lines = [line for r in results.values() for line in summarize(r)]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=str))
+    report = ValidationReport(all(r["success"] for r in results.values()), lines, results)
+    if not report.success:
+        raise ValidationFailed("data validation failed, the night stops before training:\n  "
+                               + "\n  ".join(lines), results)
+    return report
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=Path, default=Path("data/episodes"))
+    ap.add_argument("--curriculum", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("reports/validation.json"))
+    args = ap.parse_args(argv)
+    episodes = read_jsonl(args.episodes)
+    curriculum = read_jsonl(args.curriculum) if args.curriculum else None
+    try:
+        validate(episodes, curriculum, ValidationLimits(), args.out)
+    except ValidationFailed as e:
+        raise SystemExit(e.summary) from None
+    print(f"validation passed: {len(episodes)} episodes" + (f", {len(curriculum)} curriculum rows" if curriculum else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The GX suites on real data: the world's days and all of SQuAD pass; broken data fails, readably."""
+
+from pathlib import Path
+
+import pytest
+
+from lmsleep.squad import import_squad
+from tasks.validate import ValidationFailed, ValidationLimits, repetition, validate
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "squad_val.json"
+LIMITS = ValidationLimits()
+
+
+def curriculum_for(episodes):
+    """What a perfect teacher would write: each probe answered from the episode."""
+    return [{"prompt": f"Q: {p['question']}\nA:", "completion": f" {p['answer']}\n", "episode_id": ep["id"],
+             "gold": p["answer"]} for ep in episodes for p in ep["probes"]]
+
+
+def test_world_day_and_its_curriculum_pass(micro_world, tmp_path):
+    episodes = micro_world.day(0)
+    report = validate(episodes, curriculum_for(episodes), LIMITS, tmp_path / "validation.json")
+    assert report.success and report.lines == []
+    assert (tmp_path / "validation.json").stat().st_size > 100
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data/squad_val.json is not beside the checkout")
+def test_all_of_squad_passes_the_episode_suite():
+    episodes, errors = import_squad(SHARED)
+    assert not errors
+    assert validate(episodes, None, LIMITS).success
+
+
+def test_duplicate_ids_and_empty_text_fail_readably(micro_world):
+    episodes = micro_world.day(0)
+    broken = [*episodes, {**episodes[0], "text": ""}]
+    with pytest.raises(ValidationFailed) as err:
+        validate(broken, None, LIMITS)
+    assert "expect_column_values_to_be_unique" in err.value.summary
+    assert "text_chars" in err.value.summary and "stops before training" in str(err.value)
+
+
+def test_ungrounded_curriculum_fails_before_training(micro_world, tmp_path):
+    episodes = micro_world.day(0)
+    curriculum = [{**r, "completion": " Atlantis\n"} for r in curriculum_for(episodes)]
+    with pytest.raises(ValidationFailed) as err:
+        validate(episodes, curriculum, LIMITS, tmp_path / "v.json")
+    assert "grounded" in err.value.summary and "teacher_open_book" in err.value.summary
+    assert (tmp_path / "v.json").exists(), "the GX result is saved even when the night stops"
+
+
+def test_degenerate_repetition_fails(micro_world):
+    episodes = micro_world.day(0)
+    looped = [{**episodes[0], "id": "loop", "text": "the cat sat " * 50, "probes": None}]
+    with pytest.raises(ValidationFailed, match="repetition"):
+        validate(episodes + looped, None, LIMITS)
+
+
+def test_curriculum_rows_of_unknown_episodes_fail(micro_world):
+    episodes = micro_world.day(0)
+    rows = curriculum_for(episodes)
+    rows[0] = {**rows[0], "episode_id": "nowhere"}
+    with pytest.raises(ValidationFailed, match="known_episode"):
+        validate(episodes, rows, LIMITS)
+
+
+def test_repetition_measure():
+    assert repetition("a b c d e f") == 0.0
+    assert repetition("a b " * 20) > 0.9
+    assert repetition("two words") == 0.0
