@@ -104,7 +104,11 @@ def table(methods: dict[str, dict], born: dict) -> str:
         cells = "".join(f"{'-':>9s}" if m[k] is None else f"{m[k]:9.3f}" for k, _ in COLUMNS)
         lines.append(f"{name:22s}{cells}")
     lines.append(f"born model: base {born['base']:.3f}, reading {born['reading']:.3f} "
-                 "(retention and reading above are after the last night)")
+                 "(base and reading above are after the last night)")
+    lines += ["", "incorporation right after each night (R[d][d]) / open-book ceiling that night:"]
+    for name, m in methods.items():
+        cells = " ".join(f"{m['R'][d][d]:.2f}/{n['ceiling']:.2f}" for d, n in enumerate(m["nights"]))
+        lines.append(f"  {name:22s}{cells}")
     return "\n".join(lines)
 
 

@@ -244,6 +244,8 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
     save_checkpoint()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    # The world it was born on: later stages know its base population is worth retaining.
+    (out / "world.json").write_text(json.dumps(asdict(world.config), indent=2))
     return {"steps": step, "minutes": elapsed / 60, "params": n_params}
 
 

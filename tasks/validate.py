@@ -22,17 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmsleep.evaluation import exact_match, normalize
-
-
-@dataclass
-class ValidationLimits:
-    """Bounds of the suites (params.yaml `validate:`)."""
-
-    max_text_chars: int = 200_000
-    max_answer_chars: int = 200
-    min_grounded: float = 0.95  # share of answers found in their episode text
-    max_repetition: float = 0.5  # share of repeated word 3-grams in a text
-    teacher_floor: float = 0.5  # teacher's open-book accuracy on probes with a known answer
+from tasks.common import ValidationLimits, read_jsonl
 
 
 class ValidationFailed(RuntimeError):
@@ -170,24 +160,31 @@ def validate(episodes: list[dict], curriculum: list[dict] | None, limits: Valida
     return report
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+def validate_tonight(pipe) -> ValidationReport:
+    """The night's check: tonight's episodes and their curriculum, result in reports/validation.json."""
+    tonight = set(json.loads(pipe.paths.tonight.read_text())["episodes"])
+    episodes = [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in tonight]
+    return validate(episodes, read_jsonl(pipe.paths.curriculum), pipe.limits,
+                    pipe.paths.reports / "validation.json")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--episodes", type=Path, default=Path("data/episodes"))
-    ap.add_argument("--curriculum", type=Path)
-    ap.add_argument("--out", type=Path, default=Path("reports/validation.json"))
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"),
+                    help="validate tonight's episodes and curriculum (the pipeline stage)")
+    ap.add_argument("--episodes", type=Path, help="instead: validate these episodes (a JSONL file or folder)")
     args = ap.parse_args(argv)
-    episodes = read_jsonl(args.episodes)
-    curriculum = read_jsonl(args.curriculum) if args.curriculum else None
+    from tasks.common import load_pipeline
+
+    pipe = load_pipeline(args.params)
     try:
-        validate(episodes, curriculum, ValidationLimits(), args.out)
+        if args.episodes:
+            validate(read_jsonl(args.episodes), None, pipe.limits, pipe.paths.reports / "validation.json")
+        else:
+            validate_tonight(pipe)
     except ValidationFailed as e:
         raise SystemExit(e.summary) from None
-    print(f"validation passed: {len(episodes)} episodes" + (f", {len(curriculum)} curriculum rows" if curriculum else ""))
+    print("validation passed")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Shared fixtures: offline, quiet, and one micro world + micro model for the whole session."""
 
 import os
+import tempfile
 
 for key, value in {"HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                    "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false",
                    "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false",
                    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}.items():
     os.environ.setdefault(key, value)
+# Prefect keeps results and caches in PREFECT_HOME: a fresh one per test session, set before
+# anything imports prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="lmsleep-prefect-")
 
 import pytest  # noqa: E402
 
@@ -45,3 +49,13 @@ def micro(micro_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     return AutoModelForCausalLM.from_pretrained(micro_dir), AutoTokenizer.from_pretrained(micro_dir)
+
+
+@pytest.fixture(scope="session")
+def born_micro_dir(tmp_path_factory, micro_world):
+    """A micro Llama born for a few real steps on the micro world (with its world.json)."""
+    from lmsleep.birth import train
+
+    path = tmp_path_factory.mktemp("born-micro")
+    train(MICRO_BIRTH, micro_world, path, log=lambda *_: None)
+    return path

@@ -1,0 +1,139 @@
+"""One night as a Prefect flow: capture -> curriculum -> validate -> seed -> evaluate -> register.
+
+    python -m flows.sleep_cycle                  (what `make run` does: an ephemeral Prefect server)
+    prefect deployment run 'sleep-cycle/on-demand'   (through `make ui`, see flows/deploy.py)
+
+Every stage is a function in `tasks/` (the same one `dvc repro` runs). This file only says
+which runs after which, what may be retried, and what gets reported:
+- one MLflow parent run per night, a child run per stage (params, metrics, artifacts), tagged
+  with the git commit and the hash of dvc.lock;
+- the `seed` stage is tagged `gpu`: a Prefect concurrency limit of 1 on that tag keeps two
+  nights from training at once;
+- a markdown report and a table of the night's metrics as Prefect artifacts.
+A failing data suite stops the night before training, with the GX summary as the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from pydantic import BaseModel, Field
+
+from tasks.common import Pipeline, load_pipeline
+
+
+class NightParameters(BaseModel):
+    """The Custom run form of the Prefect UI. Defaults come from params.yaml."""
+
+    params_file: str = Field("params.yaml", description="params.yaml to read every other knob from")
+    world_day: bool = Field(True, description="embedded default: post the world's next day to the inbox first")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: registry.tracking_uri")
+    model_name: str | None = Field(None, description="registered model name; default: registry.model_name")
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _dvc_lock_hash() -> str:
+    lock = Path("dvc.lock")
+    return hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.exists() else "none"
+
+
+def _stage(name: str, fn, pipe: Pipeline, log_params: dict | None = None, tags: list[str] | None = None,
+           retries: int = 0, artifacts: tuple[Path, ...] = ()):
+    """A Prefect task for a stage, inside its own MLflow child run; `artifacts` are logged even
+    when the stage fails (a failed validation's GX result is the thing to read)."""
+
+    @task(name=name, tags=tags or [], retries=retries, retry_delay_seconds=5)
+    def run_stage():
+        import mlflow
+
+        with mlflow.start_run(run_name=name, nested=True):
+            if log_params:
+                mlflow.log_params(log_params)
+            t0 = time.time()
+            try:
+                out = fn(pipe)
+            finally:
+                for path in artifacts:
+                    if Path(path).exists():
+                        mlflow.log_artifact(str(path))
+            mlflow.log_metric("seconds", time.time() - t0)
+            numbers = out if isinstance(out, dict) else getattr(out, "__dict__", {})
+            for k, v in numbers.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    mlflow.log_metric(k, v)
+            return out
+
+    return run_stage()
+
+
+@flow(name="sleep-cycle", log_prints=True)
+def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
+    import mlflow
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from tasks import arrive, capture, curriculum, evaluate, register, seed, validate
+
+    logger = get_run_logger()
+    pipe = load_pipeline(night.params_file)
+    if night.tracking_uri:
+        pipe.registry.tracking_uri = night.tracking_uri
+    if night.model_name:
+        pipe.registry.model_name = night.model_name
+    mlflow.set_tracking_uri(pipe.registry.tracking_uri)
+    if mlflow.get_experiment_by_name(pipe.registry.experiment) is None:
+        mlflow.create_experiment(pipe.registry.experiment, artifact_location=Path(pipe.registry.artifact_location).resolve().as_uri())
+    mlflow.set_experiment(pipe.registry.experiment)
+    times: dict[str, float] = {}
+    with mlflow.start_run(run_name="night") as parent:
+        mlflow.set_tags({"git_commit": _git_commit(), "dvc_lock": _dvc_lock_hash()})
+        def timed(name, *a, **k):
+            t0 = time.time()
+            out = _stage(name, *a, **k)
+            times[name] = round(time.time() - t0, 2)
+            return out
+
+        if night.world_day:
+            timed("arrive", lambda p: {"file": str(arrive.arrive(p))}, pipe)
+        report = timed("capture", lambda p: capture.capture(p.paths.data), pipe, retries=2)
+        logger.info(f"captured {report.good} episodes, quarantined {report.quarantined}")
+        tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__)
+
+        timed("validate", lambda p: {"passed": validate.validate_tonight(p).success}, pipe,
+              artifacts=(pipe.paths.reports / "validation.json",))
+        timed("seed", seed.seed, pipe, tags=["gpu"])
+        metrics = timed("evaluate", evaluate.evaluate, pipe)
+        decision = timed("register", lambda p: register.register(p, metrics), pipe)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
+        mlflow.log_dict({"times": times, "decision": decision}, "night.json")
+        run_id = parent.info.run_id
+    summary = {**metrics, "promoted": decision["promoted"], "reasons": decision["reasons"],
+               "version": decision["version"], "times": times, "mlflow_run": run_id}
+    rows = [{"metric": k, "value": metrics[k]} for k in ("incorporation", "ceiling", "paraphrase", "update",
+                                                         "retention_before", "retention", "reading")]
+    create_table_artifact(key="night-metrics", table=rows, description=f"night {metrics['night']}")
+    create_markdown_artifact(key="night-report", markdown=_markdown(summary))
+    return summary
+
+
+def _markdown(s: dict) -> str:
+    verdict = "promoted to **champion**" if s["promoted"] else "kept as **challenger** (champion unchanged)"
+    lines = [f"# Night {s['night']}", "", f"Version {s['version']} {verdict}.", "", "| gate | |", "|---|---|"]
+    lines += [f"| {r.split(': ', 1)[0]} | {r.split(': ', 1)[1]} |" for r in s["reasons"]]
+    lines += ["", "| stage | seconds |", "|---|---|"] + [f"| {k} | {v} |" for k, v in s["times"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(sleep_cycle(), indent=2, default=str))

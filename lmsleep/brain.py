@@ -1,0 +1,66 @@
+"""The brain: the read-only base model plus the memory that nights write.
+
+    models/brain/
+      memory.json              base model path, nights slept, which episodes each night consolidated
+      adapter_model.safetensors, adapter_config.json   the memory itself (a PEFT LoRA adapter
+                               while the baselines consolidate; expert banks once seeding lands)
+
+Loading a brain = base model + memory. A brain that never slept is the base model alone.
+No pickle anywhere: safetensors for weights, JSON for state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class MemoryState:
+    base_model: str
+    nights: int = 0
+    history: list[dict] = field(default_factory=list)  # one entry per night: {night, episodes, method}
+
+    def slept_on(self) -> set[str]:
+        return {eid for night in self.history for eid in night["episodes"]}
+
+
+def read_state(path: Path, base_model: str) -> MemoryState:
+    file = Path(path) / "memory.json"
+    if not file.exists():
+        return MemoryState(base_model=str(base_model))
+    state = MemoryState(**json.loads(file.read_text()))
+    if Path(state.base_model).resolve() != Path(base_model).resolve():
+        raise ValueError(f"{file} was grown on base model {state.base_model!r}, not {base_model!r}: "
+                         "point base_model back at it, or start a new brain directory")
+    return state
+
+
+def load_brain(path: Path, base_model: str):
+    """(model, tokenizer, state): the base model with the memory of every night so far."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (Path(base_model) / "config.json").exists():
+        raise FileNotFoundError(f"no Hugging Face model at base_model={base_model!r}")
+    state = read_state(path, base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = AutoModelForCausalLM.from_pretrained(base_model)
+    if (Path(path) / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, path, is_trainable=True)
+    return model, tokenizer, state
+
+
+def save_brain(model, state: MemoryState, path: Path) -> None:
+    """Write the memory (adapter weights) and its state; the base model is never copied."""
+    from peft import PeftModel
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if not isinstance(model, PeftModel):
+        raise TypeError("the brain's memory is a PEFT adapter; got a plain model (merge-style methods "
+                        "have no separate memory to save)")
+    model.save_pretrained(path)
+    (path / "memory.json").write_text(json.dumps(asdict(state), indent=2))

@@ -1,0 +1,44 @@
+"""arrive: the embedded default's day. The world's next day lands in the inbox, as an app would post it.
+
+    python -m tasks.arrive            (day = nights the brain has slept)
+
+With your own data, skip this stage: drop JSONL files in `data/inbox/` (or import SQuAD-shaped
+JSON with `python -m lmsleep.squad`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lmsleep.brain import read_state
+from lmsleep.world import World
+from tasks.common import Pipeline, load_pipeline
+
+
+def arrive(pipe: Pipeline, day: int | None = None) -> Path:
+    """Write day `day` (default: the next one the brain has not slept on) to the inbox."""
+    if day is None:
+        day = read_state(pipe.paths.brain, pipe.params.base_model).nights
+    world = World(pipe.params.world)
+    if day >= world.config.days:
+        raise ValueError(f"the world's stream has {world.config.days} days (world.days); day {day} is past it")
+    out = pipe.paths.data / "inbox" / f"world-day{day:03d}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(ep, ensure_ascii=False) + "\n" for ep in world.day(day)), encoding="utf-8")
+    tmp.replace(out)  # capture never sees half a day
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--day", type=int)
+    args = ap.parse_args(argv)
+    print(f"arrived: {arrive(load_pipeline(args.params), args.day)}")
+
+
+if __name__ == "__main__":
+    main()

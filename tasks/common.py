@@ -1,0 +1,93 @@
+"""What every stage shares: where things live, the pipeline's params, JSONL in and out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from lmsleep.params import Params, load_params
+
+
+@dataclass
+class Gates:
+    """When `champion` may move to tonight's model (params.yaml `gates:`)."""
+
+    min_incorporation: float = 0.5  # closed-book accuracy on tonight's probes
+    max_retention_drop: float = 0.1  # drop on earlier days and the base population, vs before the night
+    min_reading: float = 0.8  # open-book accuracy on never-seen people after the night
+
+
+@dataclass
+class Registry:
+    """Where nights are tracked and models registered (params.yaml `registry:`)."""
+
+    model_name: str = "lmsleep"
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    artifact_location: str = "mlflow/artifacts"
+    experiment: str = "lmsleep-nights"
+
+
+@dataclass
+class ValidationLimits:
+    """Bounds of the data suites (params.yaml `validate:`), see tasks/validate.py."""
+
+    max_text_chars: int = 200_000
+    max_answer_chars: int = 200
+    min_grounded: float = 0.95  # share of answers found in their episode text
+    max_repetition: float = 0.5  # share of repeated word 3-grams in a text
+    teacher_floor: float = 0.5  # teacher's open-book accuracy on probes with a known answer
+
+
+@dataclass
+class Paths:
+    data: Path = Path("data")
+    brain: Path = Path("models/brain")
+    reports: Path = Path("reports")
+
+    @property
+    def curriculum(self) -> Path:
+        return self.data / "curriculum" / "curriculum.jsonl"
+
+    @property
+    def tonight(self) -> Path:
+        return self.data / "curriculum" / "tonight.json"
+
+
+@dataclass
+class Pipeline:
+    params: Params
+    gates: Gates = field(default_factory=Gates)
+    registry: Registry = field(default_factory=Registry)
+    paths: Paths = field(default_factory=Paths)
+    limits: ValidationLimits = field(default_factory=ValidationLimits)
+
+
+def _typed(cls, raw: dict | None, where: str):
+    raw = raw or {}
+    unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"params.yaml: unknown key(s) {unknown} under '{where}'")
+    return cls(**{k: Path(v) if cls is Paths else v for k, v in raw.items()})
+
+
+def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
+    import yaml
+
+    path = Path(path)
+    raw = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    return Pipeline(load_params(path), _typed(Gates, raw.get("gates"), "gates"),
+                    _typed(Registry, raw.get("registry"), "registry"), _typed(Paths, raw.get("paths"), "paths"),
+                    _typed(ValidationLimits, raw.get("validate"), "validate"))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSONL file, or of every *.jsonl in a directory (sorted by name)."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path] if path.exists() else []
+    return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,108 @@
+"""register: log tonight's brain as an MLflow model, and move `champion` only if the gates pass.
+
+    python -m tasks.register
+
+1. The brain is logged as a pyfunc (`tasks/brain_model.py`: base + memory, answers questions)
+   and registered as a new version of `registry.model_name`, aliased `challenger`.
+2. The gates (params.yaml `gates:`): incorporation high enough, retention dropped no more than
+   allowed, reading still above its floor, and no worse than the current champion on the
+   probes both should know (earlier nights and the base population).
+3. Pass: `champion` moves to this version. Fail: it stays; the version is tagged with why.
+   Rollback is moving the alias back: `MlflowClient().set_registered_model_alias(name, "champion", v)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tasks.common import Gates, Pipeline, load_pipeline
+
+MODEL_CODE = Path(__file__).with_name("brain_model.py")
+
+
+def decide(metrics: dict, gates: Gates, champion_score: float | None, challenger_score: float | None):
+    """(promote, reasons): every gate is checked and explained, pass or fail."""
+    checks = [
+        (metrics["incorporation"] >= gates.min_incorporation,
+         f"incorporation {metrics['incorporation']:.3f} vs floor {gates.min_incorporation:.3f}"),
+        (metrics["retention_before"] - metrics["retention"] <= gates.max_retention_drop,
+         f"retention {metrics['retention_before']:.3f} -> {metrics['retention']:.3f}, "
+         f"allowed drop {gates.max_retention_drop:.3f}"),
+        (metrics["reading"] >= gates.min_reading,
+         f"reading {metrics['reading']:.3f} vs floor {gates.min_reading:.3f}"),
+    ]
+    if champion_score is not None:
+        checks.append((challenger_score >= champion_score,
+                       f"shared probes {challenger_score:.3f} vs champion {champion_score:.3f}"))
+    else:
+        checks.append((True, "no champion yet"))
+    reasons = [("pass: " if ok else "FAIL: ") + why for ok, why in checks]
+    return all(ok for ok, _ in checks), reasons
+
+
+def shared_score(model_uri: str, probes: list[dict]) -> float | None:
+    import mlflow
+    import pandas as pd
+
+    from lmsleep.evaluation import exact_match
+
+    if not probes:
+        return None
+    answers = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"question": [p["question"] for p in probes]}))
+    return sum(exact_match(a, p["answer"]) for a, p in zip(answers, probes)) / len(probes)
+
+
+def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lmsleep.brain import read_state
+    from tasks.evaluate import retention_probes
+
+    metrics = metrics or json.loads((pipe.paths.reports / "metrics.json").read_text())
+    name = pipe.registry.model_name
+    client = MlflowClient()
+    info = mlflow.pyfunc.log_model(
+        name="brain", python_model=str(MODEL_CODE), registered_model_name=name,
+        artifacts={"base": str(pipe.params.base_model), "memory": str(pipe.paths.brain)},
+        code_paths=[str(Path(__file__).resolve().parents[1] / "lmsleep")],
+        pip_requirements=["torch", "transformers", "peft", "pandas"])
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, "challenger", version)
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        champion = None
+    state = read_state(pipe.paths.brain, pipe.params.base_model)
+    probes = retention_probes(pipe, state, metrics["night"])
+    champion_score = shared_score(f"models:/{name}@champion", probes) if champion else None
+    challenger_score = shared_score(f"models:/{name}/{version}", probes) if champion else None
+    promote, reasons = decide(metrics, pipe.gates, champion_score, challenger_score)
+    if promote:
+        client.set_registered_model_alias(name, "champion", version)
+    client.set_model_version_tag(name, version, "promoted", str(promote).lower())
+    client.set_model_version_tag(name, version, "reasons", "; ".join(reasons))
+    client.set_model_version_tag(name, version, "night", str(metrics["night"]))
+    from tasks.common import write_json
+
+    write_json(pipe.paths.reports / "metrics.json", {**metrics, "promoted": promote, "reasons": reasons})
+    return {"version": version, "promoted": promote, "reasons": reasons,
+            "champion": version if promote else (champion.version if champion else None)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+    pipe = load_pipeline(args.params)
+    import mlflow
+
+    mlflow.set_tracking_uri(pipe.registry.tracking_uri)
+    print(json.dumps(register(pipe), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The real night: Prefect (test harness server), MLflow (SQLite in a temp dir), GX, real training.
+
+Micro models cannot read yet, so the data bounds and gates here are loosened where a test is
+not about them; the tests that are about them use the real defaults.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import MICRO_WORLD
+
+LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0}
+OPEN_GATES = {"min_incorporation": 0.0, "max_retention_drop": 1.0, "min_reading": 0.0}
+BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 1}
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def night_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_params(base_model, validate=LOOSE_LIMITS, gates=OPEN_GATES):
+    Path("params.yaml").write_text(yaml.safe_dump({
+        "base_model": str(base_model), "world": MICRO_WORLD.__dict__, "baselines": BASELINES,
+        "bench": {"base_probes": 10, "readers": 4}, "validate": validate, "gates": gates,
+        "registry": {"model_name": "micro", "tracking_uri": "sqlite:///mlflow/mlflow.db",
+                     "artifact_location": "mlflow/artifacts", "experiment": "test-nights"}}))
+
+
+def client():
+    import mlflow
+
+    mlflow.set_tracking_uri("sqlite:///mlflow/mlflow.db")
+    return mlflow.MlflowClient()
+
+
+def test_two_nights_promote_by_the_gates(harness, night_dir, born_micro_dir):
+    from flows.sleep_cycle import NightParameters, sleep_cycle
+
+    write_params(born_micro_dir)
+    first = sleep_cycle(NightParameters())
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    for key in ("night", "incorporation", "ceiling", "paraphrase", "update", "retention", "reading"):
+        assert key in metrics
+    assert metrics["night"] == 0 and metrics["promoted"] is True and metrics["reasons"]
+    c = client()
+    assert c.get_model_version_by_alias("micro", "champion").version == first["version"] == "1"
+    assert c.get_model_version_by_alias("micro", "challenger").version == "1"
+
+    # A forced-bad night: no model can reach incorporation 1.01, so it must stay challenger.
+    write_params(born_micro_dir, gates={**OPEN_GATES, "min_incorporation": 1.01})
+    second = sleep_cycle(NightParameters())
+    assert second["night"] == 1 and second["promoted"] is False
+    assert c.get_model_version_by_alias("micro", "champion").version == "1"
+    assert c.get_model_version_by_alias("micro", "challenger").version == "2"
+    tags = c.get_model_version("micro", "2").tags
+    assert tags["promoted"] == "false" and "FAIL: incorporation" in tags["reasons"]
+    state = json.loads(Path("models/brain/memory.json").read_text())
+    assert state["nights"] == 2 and len(state["history"]) == 2
+
+
+def test_the_champion_answers_questions(harness, night_dir, born_micro_dir):
+    import mlflow
+    import pandas as pd
+
+    from flows.sleep_cycle import NightParameters, sleep_cycle
+
+    write_params(born_micro_dir)
+    sleep_cycle(NightParameters())
+    client()
+    model = mlflow.pyfunc.load_model("models:/micro@champion")
+    answers = model.predict(pd.DataFrame({"question": ["Where was Ana Lo born?", "Who?"]}))
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_ungrounded_curriculum_stops_the_night_before_training(harness, night_dir, born_micro_dir):
+    from flows.sleep_cycle import NightParameters, sleep_cycle
+    from tasks.validate import ValidationFailed
+
+    write_params(born_micro_dir, validate={"min_grounded": 0.95, "teacher_floor": 0.5})
+    with pytest.raises(ValidationFailed, match="grounded"):
+        sleep_cycle(NightParameters())
+    assert not Path("models/brain/memory.json").exists(), "no training happened"
+    assert json.loads(Path("reports/validation.json").read_text())["curriculum"]["success"] is False
+
+
+def test_a_night_on_a_gpt2_architecture(harness, night_dir, micro_world):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from flows.sleep_cycle import NightParameters, sleep_cycle
+    from lmsleep.birth import train_tokenizer
+
+    tokenizer = train_tokenizer(micro_world, 400, n_docs=400)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=48, n_layer=2, n_head=2, n_positions=512,
+                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+                    ).save_pretrained("gpt2")
+    tokenizer.save_pretrained("gpt2")
+    write_params(night_dir / "gpt2")
+    result = sleep_cycle(NightParameters())
+    assert result["promoted"] is True and result["night"] == 0
