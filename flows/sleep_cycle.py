@@ -76,7 +76,7 @@ def _stage(name: str, fn, pipe: Pipeline, log_params: dict | None = None, tags: 
     return run_stage()
 
 
-@flow(name="sleep-cycle", log_prints=True)
+@flow(name="sleep-cycle")
 def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
     import mlflow
     from prefect.artifacts import create_markdown_artifact, create_table_artifact

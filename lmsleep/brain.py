@@ -11,14 +11,25 @@ No pickle anywhere: safetensors for weights, JSON for state.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
+def fingerprint(base_model: str | Path) -> str:
+    """Identity of a base model by content, not path: the project may move, MLflow copies it."""
+    base = Path(base_model)
+    h = hashlib.sha256((base / "config.json").read_bytes())
+    for f in sorted(base.glob("*.safetensors")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class MemoryState:
     base_model: str
+    base_fingerprint: str = ""
     nights: int = 0
     history: list[dict] = field(default_factory=list)  # one entry per night: {night, episodes, method}
 
@@ -27,13 +38,15 @@ class MemoryState:
 
 
 def read_state(path: Path, base_model: str) -> MemoryState:
+    if not (Path(base_model) / "config.json").exists():
+        raise FileNotFoundError(f"no Hugging Face model at base_model={base_model!r}")
     file = Path(path) / "memory.json"
     if not file.exists():
-        return MemoryState(base_model=str(base_model))
+        return MemoryState(base_model=str(base_model), base_fingerprint=fingerprint(base_model))
     state = MemoryState(**json.loads(file.read_text()))
-    if Path(state.base_model).resolve() != Path(base_model).resolve():
-        raise ValueError(f"{file} was grown on base model {state.base_model!r}, not {base_model!r}: "
-                         "point base_model back at it, or start a new brain directory")
+    if state.base_fingerprint != fingerprint(base_model):
+        raise ValueError(f"{file} was grown on the base model at {state.base_model!r}, and {base_model!r} "
+                         "is a different model: point base_model back at it, or start a new brain directory")
     return state
 
 
@@ -41,8 +54,6 @@ def load_brain(path: Path, base_model: str):
     """(model, tokenizer, state): the base model with the memory of every night so far."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not (Path(base_model) / "config.json").exists():
-        raise FileNotFoundError(f"no Hugging Face model at base_model={base_model!r}")
     state = read_state(path, base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)

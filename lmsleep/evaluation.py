@@ -35,6 +35,8 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 12,
     padding, cut at the first newline."""
     import torch
 
+    if tokenizer.pad_token_id is None:  # GPT-2-style tokenizers have none; EOS is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
     was_training = model.training
     model.eval()
     side = tokenizer.padding_side
