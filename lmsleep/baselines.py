@@ -93,7 +93,7 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     """
     import torch
 
-    from lmsleep.evaluation import answer, generate
+    from lmsleep.evaluation import answer, generate, normalize
 
     questions: list[tuple[str, str, str, str | None]] = []  # (episode id, context, question, gold)
     for ep in episodes:
@@ -115,8 +115,10 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
             unique.append(item)
     answers = answer(teacher, tokenizer, [q for _, _, q, _ in unique], [c for _, c, _, _ in unique])
     rows = []
-    for (eid, _, q, gold), a in zip(unique, answers, strict=True):
-        if a:
+    for (eid, context, q, gold), a in zip(unique, answers, strict=True):
+        # A self-asked question is kept only if its answer is in the episode: the teacher can
+        # ask about someone who is not there, and would then teach a hallucination.
+        if a and (gold is not None or normalize(a) in normalize(context)):
             row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": eid}
             rows.append(row | ({"gold": gold} if gold is not None else {}))
     return rows

@@ -37,6 +37,8 @@ class ValidationLimits:
     min_grounded: float = 0.95  # share of answers found in their episode text
     max_repetition: float = 0.5  # share of repeated word 3-grams in a text
     teacher_floor: float = 0.5  # teacher's open-book accuracy on probes with a known answer
+    max_dropped: float = 0.5  # share of the teacher's lessons dropped as ungrounded
+    drop_ungrounded: bool = True  # the curriculum stage drops lessons whose answer is not in the text
 
 
 @dataclass

@@ -7,8 +7,9 @@ Two suites (GX Core 1.x, an ephemeral context: the suites are code, reviewed lik
   episode text (SQuAD answers are spans; the world's are values in the biography), no
   degenerate repetition.
 - `curriculum`: what the teacher wrote: every row belongs to a known episode, answers non-empty
-  and short, grounded in the episode text, no degenerate repetition, and the teacher's
-  open-book accuracy on probes with a known answer above a floor.
+  and short, grounded in the episode text, no degenerate repetition; and the teacher itself:
+  its open-book accuracy on probes with a known answer above a floor, and the share of its
+  lessons the curriculum stage had to drop as ungrounded below a bound.
 
 A failing suite raises `ValidationFailed` with a readable summary; the full GX result is
 written as JSON beside the reports (an artifact of the night).
@@ -116,7 +117,10 @@ def validate_episodes(episodes: list[dict], limits: ValidationLimits) -> dict:
     ])
 
 
-def validate_curriculum(curriculum: list[dict], episodes: list[dict], limits: ValidationLimits) -> dict:
+def validate_curriculum(curriculum: list[dict], episodes: list[dict], limits: ValidationLimits,
+                        teacher: dict | None = None) -> dict:
+    """`teacher`: {accuracy, dropped_share} from the curriculum stage, which drops ungrounded
+    lessons before they get here; without it, accuracy is computed from the rows' gold answers."""
     import great_expectations.expectations as gxe
     import pandas as pd
 
@@ -127,10 +131,12 @@ def validate_curriculum(curriculum: list[dict], episodes: list[dict], limits: Va
         gxe.ExpectColumnValuesToBeInSet(column="grounded", value_set=[True], mostly=limits.min_grounded),
         gxe.ExpectColumnValuesToBeBetween(column="repetition", max_value=limits.max_repetition),
     ])
-    accuracy = teacher_accuracy(curriculum)
-    if accuracy is not None:
-        floor = _run("teacher", pd.DataFrame({"teacher_open_book": [accuracy]}), [
-            gxe.ExpectColumnValuesToBeBetween(column="teacher_open_book", min_value=limits.teacher_floor)])
+    teacher = teacher or {"accuracy": teacher_accuracy(curriculum), "dropped_share": 0.0}
+    if teacher["accuracy"] is not None:
+        floor = _run("teacher", pd.DataFrame({"teacher_open_book": [teacher["accuracy"]],
+                                              "dropped_share": [teacher["dropped_share"]]}), [
+            gxe.ExpectColumnValuesToBeBetween(column="teacher_open_book", min_value=limits.teacher_floor),
+            gxe.ExpectColumnValuesToBeBetween(column="dropped_share", max_value=limits.max_dropped)])
         result["results"] += floor["results"]
         result["success"] = result["success"] and floor["success"]
     return result
@@ -144,11 +150,11 @@ class ValidationReport:
 
 
 def validate(episodes: list[dict], curriculum: list[dict] | None, limits: ValidationLimits,
-             out: Path | None = None) -> ValidationReport:
+             out: Path | None = None, teacher: dict | None = None) -> ValidationReport:
     """Run both suites; write the GX results to `out` (JSON); raise ValidationFailed on failure."""
     results = {"episodes": validate_episodes(episodes, limits)}
     if curriculum is not None:
-        results["curriculum"] = validate_curriculum(curriculum, episodes, limits)
+        results["curriculum"] = validate_curriculum(curriculum, episodes, limits, teacher)
     lines = [line for r in results.values() for line in summarize(r)]
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,10 +168,12 @@ def validate(episodes: list[dict], curriculum: list[dict] | None, limits: Valida
 
 def validate_tonight(pipe) -> ValidationReport:
     """The night's check: tonight's episodes and their curriculum, result in reports/validation.json."""
-    tonight = set(json.loads(pipe.paths.tonight.read_text())["episodes"])
-    episodes = [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in tonight]
+    tonight = json.loads(pipe.paths.tonight.read_text())
+    ids = set(tonight["episodes"])
+    episodes = [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in ids]
+    teacher = {"accuracy": tonight["teacher_accuracy"], "dropped_share": tonight["dropped_share"]}
     return validate(episodes, read_jsonl(pipe.paths.curriculum), pipe.limits,
-                    pipe.paths.reports / "validation.json")
+                    pipe.paths.reports / "validation.json", teacher)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import MICRO_WORLD
 
-LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0, "max_repetition": 1.0}
+LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0, "max_repetition": 1.0, "drop_ungrounded": False}
 OPEN_GATES = {"min_incorporation": 0.0, "max_retention_drop": 1.0, "min_reading": 0.0}
 BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 1}
 
@@ -89,13 +89,18 @@ def test_the_champion_answers_questions(harness, night_dir, born_micro_dir):
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
 
 
-def test_ungrounded_curriculum_stops_the_night_before_training(harness, night_dir, born_micro_dir):
+@pytest.mark.parametrize("limits, failing", [
+    ({"drop_ungrounded": False}, "grounded"),  # taught as is: the grounding expectation fails
+    ({}, "dropped_share"),  # the default: ungrounded lessons dropped, too many of them
+])
+def test_ungrounded_curriculum_stops_the_night_before_training(harness, night_dir, born_micro_dir, limits, failing):
     from flows.sleep_cycle import NightParameters, sleep_cycle
     from tasks.validate import ValidationFailed
 
-    write_params(born_micro_dir, validate={"min_grounded": 0.95, "teacher_floor": 0.5})
-    with pytest.raises(ValidationFailed, match="grounded"):
+    write_params(born_micro_dir, validate=limits)  # the real bounds: a micro teacher cannot meet them
+    with pytest.raises(ValidationFailed, match=failing) as err:
         sleep_cycle(NightParameters())
+    assert "teacher_open_book" in err.value.summary
     assert not Path("models/brain/memory.json").exists(), "no training happened"
     assert json.loads(Path("reports/validation.json").read_text())["curriculum"]["success"] is False
 
