@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run birth bench test clean
+.PHONY: install run birth bench night test clean
 install: $(STAMP)
 
 # torch first, pinned to the local CPU wheel: an unpinned torch would pull GBs of CUDA.
@@ -36,6 +36,11 @@ run: $(STAMP)
 
 bench: models/base/config.json
 	$(PY) -m lmsleep.bench
+
+# One night as the Prefect flow (ephemeral server, SQLite MLflow under mlflow/): the pipeline
+# that will become `make run` once DVC lineage and the UI path land.
+night: models/base/config.json
+	$(PY) -m flows.sleep_cycle
 
 test: $(STAMP)
 	$(PY) -m pytest -q
