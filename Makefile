@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run birth bench night test clean
+.PHONY: install run birth bench night ui test clean
 install: $(STAMP)
 
 # torch first, pinned to the local CPU wheel: an unpinned torch would pull GBs of CUDA.
@@ -41,6 +41,10 @@ bench: models/base/config.json
 # that will become `make run` once DVC lineage and the UI path land.
 night: models/base/config.json
 	$(PY) -m flows.sleep_cycle
+
+# Prefect UI (127.0.0.1:4200) + MLflow UI (127.0.0.1:5000) + the served night deployments.
+ui: models/base/config.json
+	$(PY) -m flows.ui
 
 test: $(STAMP)
 	$(PY) -m pytest -q

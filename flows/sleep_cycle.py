@@ -27,7 +27,7 @@ from tasks.common import Pipeline, load_pipeline
 
 
 class NightParameters(BaseModel):
-    """The Custom run form of the Prefect UI. Defaults come from params.yaml."""
+    """The Custom run form of the Prefect UI; every other knob is read from `params_file` at run time."""
 
     params_file: str = Field("params.yaml", description="params.yaml to read every other knob from")
     world_day: bool = Field(True, description="embedded default: post the world's next day to the inbox first")
