@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run birth bench night ui test clean
+.PHONY: install run birth bench day ui test clean
 install: $(STAMP)
 
 # torch first, pinned to the local CPU wheel: an unpinned torch would pull GBs of CUDA.
@@ -31,16 +31,17 @@ models/base/config.json: | $(STAMP)
 
 birth: models/base/config.json
 
-run: $(STAMP)
-	$(PY) -m lmsleep.night
+# One night as the Prefect flow (ephemeral Prefect server, SQLite MLflow under mlflow/), after
+# birth on the first run. Each run is the next night.
+run: models/base/config.json
+	$(PY) -m flows.sleep_cycle
 
 bench: models/base/config.json
 	$(PY) -m lmsleep.bench
 
-# One night as the Prefect flow (ephemeral server, SQLite MLflow under mlflow/): the pipeline
-# that will become `make run` once DVC lineage and the UI path land.
-night: models/base/config.json
-	$(PY) -m flows.sleep_cycle
+# The baselines' single day and night, without the pipeline (what `make run` was before it).
+day: models/base/config.json
+	$(PY) -m lmsleep.night
 
 # Prefect UI (127.0.0.1:4200) + MLflow UI (127.0.0.1:5000) + the served night deployments.
 ui: models/base/config.json

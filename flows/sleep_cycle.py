@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +41,17 @@ def _git_commit() -> str:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _dvc_commit() -> str:
+    """Record tonight's outputs in dvc.lock, so `dvc status` is clean and `dvc repro` replays it."""
+    if not (Path("dvc.yaml").exists() and Path(".dvc").is_dir()):
+        return "no DVC repo here"
+    dvc = Path(sys.executable).with_name("dvc")
+    done = subprocess.run([str(dvc), "commit", "--force", "--quiet"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"dvc commit failed: {done.stderr.strip() or done.stdout.strip()}")
+    return "committed"
 
 
 def _dvc_lock_hash() -> str:
@@ -89,7 +101,7 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
         pipe.registry.tracking_uri = night.tracking_uri
     if night.model_name:
         pipe.registry.model_name = night.model_name
-    mlflow.set_tracking_uri(pipe.registry.tracking_uri)
+    mlflow.set_tracking_uri(pipe.registry.uri())
     if mlflow.get_experiment_by_name(pipe.registry.experiment) is None:
         mlflow.create_experiment(pipe.registry.experiment, artifact_location=Path(pipe.registry.artifact_location).resolve().as_uri())
     mlflow.set_experiment(pipe.registry.experiment)
@@ -113,11 +125,14 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
         timed("seed", seed.seed, pipe, tags=["gpu"])
         metrics = timed("evaluate", evaluate.evaluate, pipe)
         decision = timed("register", lambda p: register.register(p, metrics), pipe)
+        logger.info(f"lineage: {_dvc_commit()}")
+        mlflow.set_tag("dvc_lock_after", _dvc_lock_hash())
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
         mlflow.log_dict({"times": times, "decision": decision}, "night.json")
         run_id = parent.info.run_id
     summary = {**metrics, "promoted": decision["promoted"], "reasons": decision["reasons"],
-               "version": decision["version"], "times": times, "mlflow_run": run_id}
+               "version": decision["version"], "model": pipe.registry.model_name, "times": times,
+               "mlflow_run": run_id}
     rows = [{"metric": k, "value": metrics[k]} for k in ("incorporation", "ceiling", "paraphrase", "update",
                                                          "retention_before", "retention", "reading")]
     create_table_artifact(key="night-metrics", table=rows, description=f"night {metrics['night']}")
@@ -133,7 +148,23 @@ def _markdown(s: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    import json
+def report(s: dict) -> str:
+    """The short report `make run` prints."""
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
 
-    print(json.dumps(sleep_cycle(), indent=2, default=str))
+    lines = [f"night {s['night']}: {s['episodes']} episodes; model version {s['version']} "
+             + ("promoted to champion" if s["promoted"] else "kept as challenger (champion unchanged)"), "",
+             f"  tonight's facts, closed-book  {f(s['incorporation'])}   (open-book ceiling {f(s['ceiling'])})",
+             f"  paraphrased                   {f(s['paraphrase'])}",
+             f"  updates (new value)           {f(s['update'])}",
+             f"  retention                     {f(s['retention_before'])} -> {f(s['retention'])}",
+             f"  reading strangers (open)      {f(s['reading_before'])} -> {f(s['reading'])}", ""]
+    lines += [f"  {r}" for r in s["reasons"]]
+    lines += ["", "  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s["times"].items()),
+              f"  MLflow run {s['mlflow_run']}; serve models:/{s['model']}@champion"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report(sleep_cycle()))

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
                                          "--port", str(args.prefect_port)], env=env))
         started.append(subprocess.Popen([str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1",
                                          "--port", str(args.mlflow_port),
-                                         "--backend-store-uri", pipe.registry.tracking_uri], env=env))
+                                         "--backend-store-uri", pipe.registry.uri()], env=env))
         wait_healthy(f"http://127.0.0.1:{args.prefect_port}/api/health", "the Prefect server")
         wait_healthy(f"http://127.0.0.1:{args.mlflow_port}/health", "the MLflow server")
         subprocess.run([str(bin_dir / "prefect"), "concurrency-limit", "create", "gpu", "1"], env=env,

@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -246,6 +247,7 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
     tokenizer.save_pretrained(out)
     # The world it was born on: later stages know its base population is worth retaining.
     (out / "world.json").write_text(json.dumps(asdict(world.config), indent=2))
+    shutil.rmtree(ckpt)  # born: the resume state (twice the model's size) has served its purpose
     return {"steps": step, "minutes": elapsed / 60, "params": n_params}
 
 

@@ -1,9 +1,10 @@
-"""arrive: the embedded default's day. The world's next day lands in the inbox, as an app would post it.
+"""arrive: the embedded default's day. The world's next day arrives, as an app would post it.
 
     python -m tasks.arrive            (day = nights the brain has slept)
 
-With your own data, skip this stage: drop JSONL files in `data/inbox/` (or import SQuAD-shaped
-JSON with `python -m lmsleep.squad`).
+It lands in `data/arrivals/` (kept, so `dvc repro` can replay it; capture reads it beside the
+inbox and its content hashes keep it from being captured twice). With your own data, drop
+JSONL files in `data/inbox/` instead (or import SQuAD-shaped JSON with `python -m lmsleep.squad`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from tasks.common import Pipeline, load_pipeline
 
 
 def arrive(pipe: Pipeline, day: int | None = None) -> Path:
-    """Write day `day` (default: the next one the brain has not slept on) to the inbox."""
+    """Write day `day` (default: the next one the brain has not slept on) to data/arrivals/."""
     if day is None:
         day = read_state(pipe.paths.brain, pipe.params.base_model).nights
     world = World(pipe.params.world)
     if day >= world.config.days:
         raise ValueError(f"the world's stream has {world.config.days} days (world.days); day {day} is past it")
-    out = pipe.paths.data / "inbox" / f"world-day{day:03d}.jsonl"
+    out = pipe.paths.data / "arrivals" / f"world-day{day:03d}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(ep, ensure_ascii=False) + "\n" for ep in world.day(day)), encoding="utf-8")

@@ -2,7 +2,8 @@
 
     python -m tasks.capture --data data
 
-For every `data/inbox/*.jsonl` (oldest name first):
+For every `data/inbox/*.jsonl` (oldest name first), and every `data/arrivals/*.jsonl` (the
+embedded world's days, which stay where they are):
 1. each line is parsed against the Episode contract (`lmsleep.episodes`); a bad line gets a
    reason naming the field (`probes.0.answer: Input should be a valid string`);
 2. a good episode whose content (text + probes) is already known is a duplicate: it goes to
@@ -69,7 +70,7 @@ def known_hashes(episodes_dir: Path, skip: Path | None = None) -> dict[str, str]
     return known
 
 
-def capture_file(inbox_file: Path, data: Path, report: CaptureReport) -> None:
+def capture_file(inbox_file: Path, data: Path, report: CaptureReport, archive: bool = True) -> None:
     raw_bytes = inbox_file.read_bytes()
     name = f"{inbox_file.stem}-{hashlib.sha256(raw_bytes).hexdigest()[:10]}.jsonl"
     out, quarantine = data / "episodes" / name, data / "quarantine" / name
@@ -105,17 +106,21 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport) -> None:
         atomic_write_lines(quarantine, bad)
     report.good += len(good)
     report.files.append(inbox_file.name)
-    archive = data / "inbox" / "archive"
-    archive.mkdir(parents=True, exist_ok=True)
-    os.replace(inbox_file, archive / name)  # last: the inbox file goes only once both are written
+    if archive:
+        (data / "inbox" / "archive").mkdir(parents=True, exist_ok=True)
+        os.replace(inbox_file, data / "inbox" / "archive" / name)  # last: only once both are written
 
 
 def capture(data: Path = Path("data")) -> CaptureReport:
     """Capture every inbox file under `data/inbox/`."""
     report = CaptureReport()
     (data / "episodes").mkdir(parents=True, exist_ok=True)
+    for folder in ("quarantine", "arrivals"):  # empty, they are still the pipeline's outputs
+        (data / folder).mkdir(parents=True, exist_ok=True)
     for inbox_file in sorted((data / "inbox").glob("*.jsonl")):
         capture_file(inbox_file, data, report)
+    for arrival in sorted((data / "arrivals").glob("*.jsonl")):
+        capture_file(arrival, data, report, archive=False)
     return report
 
 

@@ -27,6 +27,16 @@ class Registry:
     artifact_location: str = "mlflow/artifacts"
     experiment: str = "lmsleep-nights"
 
+    def uri(self) -> str:
+        """The tracking URI with a relative SQLite path made absolute (MLflow caches one store per
+        URI string, so a relative one would follow the first working directory it met)."""
+        prefix = "sqlite:///"
+        if self.tracking_uri.startswith(prefix) and not self.tracking_uri.startswith(prefix + "/"):
+            path = Path(self.tracking_uri[len(prefix):]).resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return prefix + str(path)
+        return self.tracking_uri
+
 
 @dataclass
 class ValidationLimits:

@@ -2,11 +2,11 @@
 
     python -m tasks.evaluate
 
-Writes `reports/metrics.json`: `night`, `incorporation` (closed-book on tonight's probes),
+Writes `reports/evaluation.json` (register adds its decision and publishes `reports/metrics.json`): `night`, `incorporation` (closed-book on tonight's probes),
 `ceiling` (the teacher's open-book accuracy on them), `paraphrase` (held-out phrasings, where
 episodes carry them), `update` (new values answered), `retention` (closed-book on every earlier
 night's probes and, on the embedded default, the base population), `retention_before`,
-`reading` (open-book on never-seen people), and `reports/nights.json` for `dvc plots`.
+`reading` (open-book on never-seen people).
 """
 
 from __future__ import annotations
@@ -56,11 +56,7 @@ def evaluate(pipe: Pipeline) -> dict:
         "reading": ev.open_book(model, tokenizer, readers(pipe)),
         "reading_before": tonight["reading_before"],
     }
-    write_json(pipe.paths.reports / "metrics.json", metrics)
-    history_file = pipe.paths.reports / "nights.json"
-    history = [m for m in (json.loads(history_file.read_text()) if history_file.exists() else [])
-               if m["night"] != metrics["night"]]
-    write_json(history_file, sorted(history + [metrics], key=lambda m: m["night"]))
+    write_json(pipe.paths.reports / "evaluation.json", metrics)
     return metrics
 
 

@@ -54,6 +54,18 @@ def shared_score(model_uri: str, probes: list[dict]) -> float | None:
     return sum(exact_match(a, p["answer"]) for a, p in zip(answers, probes)) / len(probes)
 
 
+def publish(pipe: Pipeline, night: dict) -> None:
+    """`reports/metrics.json` (this night, for `dvc metrics diff`) and `reports/nights.json`
+    (every night, for `dvc plots`)."""
+    from tasks.common import write_json
+
+    write_json(pipe.paths.reports / "metrics.json", night)
+    history_file = pipe.paths.reports / "nights.json"
+    history = [m for m in (json.loads(history_file.read_text()) if history_file.exists() else [])
+               if m["night"] != night["night"]]
+    write_json(history_file, sorted(history + [night], key=lambda m: m["night"]))
+
+
 def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     import mlflow
     from mlflow import MlflowClient
@@ -62,7 +74,7 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     from lmsleep.brain import read_state
     from tasks.evaluate import retention_probes
 
-    metrics = metrics or json.loads((pipe.paths.reports / "metrics.json").read_text())
+    metrics = metrics or json.loads((pipe.paths.reports / "evaluation.json").read_text())
     name = pipe.registry.model_name
     client = MlflowClient()
     info = mlflow.pyfunc.log_model(
@@ -86,9 +98,7 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     client.set_model_version_tag(name, version, "promoted", str(promote).lower())
     client.set_model_version_tag(name, version, "reasons", "; ".join(reasons))
     client.set_model_version_tag(name, version, "night", str(metrics["night"]))
-    from tasks.common import write_json
-
-    write_json(pipe.paths.reports / "metrics.json", {**metrics, "promoted": promote, "reasons": reasons})
+    publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
     return {"version": version, "promoted": promote, "reasons": reasons,
             "champion": version if promote else (champion.version if champion else None)}
 
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe = load_pipeline(args.params)
     import mlflow
 
-    mlflow.set_tracking_uri(pipe.registry.tracking_uri)
+    mlflow.set_tracking_uri(pipe.registry.uri())
     print(json.dumps(register(pipe), indent=2))
 
 

@@ -17,14 +17,6 @@ OPEN_GATES = {"min_incorporation": 0.0, "max_retention_drop": 1.0, "min_reading"
 BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 1}
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture
 def night_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -119,3 +111,13 @@ def test_a_night_on_a_gpt2_architecture(harness, night_dir, micro_world):
     write_params(night_dir / "gpt2")
     result = sleep_cycle(NightParameters())
     assert result["promoted"] is True and result["night"] == 0
+
+
+def test_report_reads_like_a_summary():
+    from flows.sleep_cycle import report
+
+    text = report({"night": 3, "episodes": 20, "version": "4", "promoted": False, "incorporation": 0.9,
+                   "ceiling": 0.95, "paraphrase": None, "update": 0.5, "retention_before": 0.9, "retention": 0.7,
+                   "reading_before": 0.9, "reading": 0.85, "reasons": ["FAIL: retention 0.900 -> 0.700"],
+                   "times": {"seed": 5.0}, "mlflow_run": "abc", "model": "lmsleep"})
+    assert "kept as challenger" in text and "0.900 -> 0.700" in text and "models:/lmsleep@champion" in text

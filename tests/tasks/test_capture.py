@@ -112,3 +112,14 @@ def test_cli_prints_the_report(tmp_path, capsys):
     cap.main(["--data", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
     assert out["good"] == 1 and out["quarantined"] == 1
+
+
+def test_arrivals_are_captured_once_and_stay(tmp_path):
+    arrivals = tmp_path / "arrivals"
+    arrivals.mkdir(parents=True)
+    (arrivals / "world-day000.jsonl").write_text(good(0) + "\n" + good(1) + "\n")
+    first = cap.capture(tmp_path)
+    again = cap.capture(tmp_path)
+    assert first.good == 2 and again.good == 2 and again.duplicates == 0  # the same file, rewritten alike
+    assert (arrivals / "world-day000.jsonl").exists()
+    assert [e["id"] for e in read_jsonl(tmp_path / "episodes")] == ["g0", "g1"]
