@@ -93,18 +93,17 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
     import mlflow
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    from lmsleep.logs import quiet_libraries
     from tasks import arrive, capture, curriculum, evaluate, register, seed, validate
 
+    quiet_libraries()
     logger = get_run_logger()
     pipe = load_pipeline(night.params_file)
     if night.tracking_uri:
         pipe.registry.tracking_uri = night.tracking_uri
     if night.model_name:
         pipe.registry.model_name = night.model_name
-    mlflow.set_tracking_uri(pipe.registry.uri())
-    if mlflow.get_experiment_by_name(pipe.registry.experiment) is None:
-        mlflow.create_experiment(pipe.registry.experiment, artifact_location=Path(pipe.registry.artifact_location).resolve().as_uri())
-    mlflow.set_experiment(pipe.registry.experiment)
+    pipe.registry.activate()
     times: dict[str, float] = {}
     with mlflow.start_run(run_name="night") as parent:
         mlflow.set_tags({"git_commit": _git_commit(), "dvc_lock": _dvc_lock_hash()})
@@ -115,16 +114,22 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
             return out
 
         if night.world_day:
-            timed("arrive", lambda p: {"file": str(arrive.arrive(p))}, pipe)
+            timed("arrive", lambda p: {"file": str(arrive.arrive(p) or "")}, pipe)
         report = timed("capture", lambda p: capture.capture(p.paths.data), pipe, retries=2)
         logger.info(f"captured {report.good} episodes, quarantined {report.quarantined}")
-        tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__)
+        if not curriculum.new_episodes(pipe):
+            logger.info("nothing new to sleep on: the night ends before it begins")
+            return {"night": None, "slept": False, "times": times}
+        tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__,
+                        artifacts=(pipe.paths.curriculum, pipe.paths.tonight))
+        logger.info(f"night {tonight['night']}: {len(tonight['episodes'])} episodes, {tonight['lessons']} lessons")
 
         timed("validate", lambda p: {"passed": validate.validate_tonight(p).success}, pipe,
               artifacts=(pipe.paths.reports / "validation.json",))
         timed("seed", seed.seed, pipe, tags=["gpu"])
-        metrics = timed("evaluate", evaluate.evaluate, pipe)
-        decision = timed("register", lambda p: register.register(p, metrics), pipe)
+        metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
+        decision = timed("register", lambda p: register.register(p, metrics), pipe, log_params=pipe.gates.__dict__,
+                         artifacts=(pipe.paths.reports / "metrics.json",))
         logger.info(f"lineage: {_dvc_commit()}")
         mlflow.set_tag("dvc_lock_after", _dvc_lock_hash())
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
@@ -150,6 +155,8 @@ def _markdown(s: dict) -> str:
 
 def report(s: dict) -> str:
     """The short report `make run` prints."""
+    if not s.get("slept", True):
+        return "nothing new to sleep on: no captured episode is new to the brain (and the world's stream is over)"
     def f(v):
         return "-" if v is None else f"{v:.3f}"
 

@@ -41,6 +41,7 @@ class BaselineConfig:
     batch_size: int = 16
     self_questions: int = 4  # questions the teacher asks itself per episode, besides its probes
     max_length: int = 512
+    logging_steps: int = 5  # loss reported to callbacks (the pipeline logs it to MLflow)
     seed: int = 0
 
 
@@ -56,10 +57,11 @@ def _lora(config: BaselineConfig, model):
                       target_modules=targets, task_type="CAUSAL_LM")
 
 
-def _train(model, tokenizer, rows: list[dict], config: BaselineConfig):
+def _train(model, tokenizer, rows: list[dict], config: BaselineConfig, callbacks: list | None = None):
     """One SFT run with TRL. `rows` are {"text"} (language modelling) or {"prompt", "completion"}
     (loss on the completion only). A plain model gets a new LoRA adapter; a PEFT model keeps
-    training the adapter it has."""
+    training the adapter it has. `callbacks` (transformers TrainerCallbacks) see the loss every
+    `logging_steps`; without them nothing is logged."""
     import tempfile
 
     from datasets import Dataset
@@ -71,12 +73,13 @@ def _train(model, tokenizer, rows: list[dict], config: BaselineConfig):
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(
             output_dir=tmp, num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-            learning_rate=config.learning_rate, lr_scheduler_type="constant", logging_strategy="no",
+            learning_rate=config.learning_rate, lr_scheduler_type="constant",
+            logging_strategy="steps" if callbacks else "no", logging_steps=config.logging_steps,
             save_strategy="no", report_to="none", max_length=config.max_length, seed=config.seed,
             data_seed=config.seed, use_cpu=True, gradient_checkpointing=False)
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-            peft_config=None if isinstance(model, PeftModel) else _lora(config, model))
+            peft_config=None if isinstance(model, PeftModel) else _lora(config, model), callbacks=callbacks)
         trainer.train()
     model = trainer.model
     model.eval()
@@ -130,13 +133,13 @@ def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig)
 
 
 def context_distillation(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig,
-                         curriculum: list[dict] | None = None):
+                         curriculum: list[dict] | None = None, callbacks: list | None = None):
     """Distil the teacher's in-context answers into the LoRA adapter (the model is its own teacher)."""
     if curriculum is None:
         curriculum = teacher_curriculum(model, tokenizer, episodes, config)
     rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in curriculum]
     random.Random(config.seed).shuffle(rows)
-    return _train(model, tokenizer, rows, config)
+    return _train(model, tokenizer, rows, config, callbacks)
 
 
 def sequential_merge(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):

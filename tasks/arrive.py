@@ -18,13 +18,14 @@ from lmsleep.world import World
 from tasks.common import Pipeline, load_pipeline
 
 
-def arrive(pipe: Pipeline, day: int | None = None) -> Path:
-    """Write day `day` (default: the next one the brain has not slept on) to data/arrivals/."""
+def arrive(pipe: Pipeline, day: int | None = None) -> Path | None:
+    """Write day `day` (default: the next one the brain has not slept on) to data/arrivals/;
+    None once the world's stream (world.days) is over."""
     if day is None:
         day = read_state(pipe.paths.brain, pipe.params.base_model).nights
     world = World(pipe.params.world)
     if day >= world.config.days:
-        raise ValueError(f"the world's stream has {world.config.days} days (world.days); day {day} is past it")
+        return None
     out = pipe.paths.data / "arrivals" / f"world-day{day:03d}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--day", type=int)
     args = ap.parse_args(argv)
-    print(f"arrived: {arrive(load_pipeline(args.params), args.day)}")
+    path = arrive(load_pipeline(args.params), args.day)
+    print(f"arrived: {path}" if path else "the world's stream is over (world.days): nothing arrives")
 
 
 if __name__ == "__main__":

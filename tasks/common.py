@@ -37,6 +37,17 @@ class Registry:
             return prefix + str(path)
         return self.tracking_uri
 
+    def activate(self) -> None:
+        """Point MLflow at this store and experiment (created with its artifact location, so
+        nothing lands in ./mlruns)."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri())
+        if mlflow.get_experiment_by_name(self.experiment) is None:
+            mlflow.create_experiment(self.experiment,
+                                     artifact_location=Path(self.artifact_location).resolve().as_uri())
+        mlflow.set_experiment(self.experiment)
+
 
 @dataclass
 class ValidationLimits:

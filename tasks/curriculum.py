@@ -32,6 +32,13 @@ def tonight_episodes(pipe: Pipeline, slept_on: set[str]) -> list[dict]:
     return [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] not in slept_on]
 
 
+def new_episodes(pipe: Pipeline) -> list[dict]:
+    """Captured episodes the brain has not slept on yet."""
+    from lmsleep.brain import read_state
+
+    return tonight_episodes(pipe, read_state(pipe.paths.brain, pipe.params.base_model).slept_on())
+
+
 def curriculum(pipe: Pipeline) -> dict:
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     episodes = tonight_episodes(pipe, state.slept_on())

@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     pipe = load_pipeline(args.params)
-    import mlflow
-
-    mlflow.set_tracking_uri(pipe.registry.uri())
+    pipe.registry.activate()
     print(json.dumps(register(pipe), indent=2))
 
 

@@ -21,6 +21,22 @@ from tasks.common import Pipeline, load_pipeline, read_jsonl
 METHOD = "context_distillation"
 
 
+def mlflow_loss_callback():
+    """Training loss to the active MLflow run, with its step (None outside a run: the CLI)."""
+    import mlflow
+    from transformers import TrainerCallback
+
+    if mlflow.active_run() is None:
+        return None
+
+    class LogLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                mlflow.log_metric("train_loss", float(logs["loss"]), step=state.global_step)
+
+    return LogLoss()
+
+
 def seed(pipe: Pipeline) -> dict:
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     tonight = json.loads(pipe.paths.tonight.read_text())
@@ -29,7 +45,9 @@ def seed(pipe: Pipeline) -> dict:
                            f"{state.nights} nights: rerun the curriculum stage")
     lessons = read_jsonl(pipe.paths.curriculum)
     t0 = time.time()
-    model = context_distillation(model, tokenizer, [], pipe.params.baselines, curriculum=lessons)
+    callback = mlflow_loss_callback()
+    model = context_distillation(model, tokenizer, [], pipe.params.baselines, curriculum=lessons,
+                                 callbacks=[callback] if callback else None)
     seconds = time.time() - t0
     state.nights += 1
     state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": METHOD})

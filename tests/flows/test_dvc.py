@@ -51,11 +51,14 @@ def test_dvc_repro_runs_a_night_then_does_nothing(repo):
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     assert metrics["night"] == 0 and metrics["promoted"] is True
     assert json.loads((repo / "models" / "brain" / "memory.json").read_text())["nights"] == 1
+    assert not (repo / "mlruns").exists(), "artifacts go to registry.artifact_location"
     again = run("dvc", "repro", cwd=repo)
     assert "Running stage" not in again
     assert "up to date" in run("dvc", "status", cwd=repo)
     shown = run("dvc", "metrics", "show", "--json", cwd=repo)
     assert "incorporation" in shown
+    plots = run("dvc", "plots", "show", "--json", cwd=repo)
+    assert "nights.json" in plots
 
 
 def test_a_night_from_prefect_leaves_dvc_status_clean(repo, harness, monkeypatch):

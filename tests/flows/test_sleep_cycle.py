@@ -66,6 +66,12 @@ def test_two_nights_promote_by_the_gates(harness, night_dir, born_micro_dir):
     state = json.loads(Path("models/brain/memory.json").read_text())
     assert state["nights"] == 2 and len(state["history"]) == 2
 
+    # The micro world has two days: a third night finds nothing new and changes nothing.
+    third = sleep_cycle(NightParameters())
+    assert third["slept"] is False
+    assert json.loads(Path("models/brain/memory.json").read_text())["nights"] == 2
+    assert alias(c, "challenger") == "2"
+
 
 def test_the_champion_answers_questions(harness, night_dir, born_micro_dir):
     import mlflow

@@ -1,10 +1,13 @@
 """Capture on a malformed inbox: every good record lands, every bad one is quarantined with a reason."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tasks import capture as cap
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "squad_val.json"
 
 GOOD = {"ts": "2026-01-01T00:00:00+00:00", "source": "app"}
 
@@ -123,3 +126,12 @@ def test_arrivals_are_captured_once_and_stay(tmp_path):
     assert first.good == 2 and again.good == 2 and again.duplicates == 0  # the same file, rewritten alike
     assert (arrivals / "world-day000.jsonl").exists()
     assert [e["id"] for e in read_jsonl(tmp_path / "episodes")] == ["g0", "g1"]
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data/squad_val.json is not beside the checkout")
+def test_all_of_squad_val_passes_capture(tmp_path):
+    from lmsleep.squad import main as import_squad
+
+    import_squad([str(SHARED), "--out", str(tmp_path / "inbox" / "squad.jsonl")])
+    report = cap.capture(tmp_path)
+    assert report.good == 2067 and report.bad == 0 and report.duplicates == 0

@@ -42,3 +42,4 @@ def test_cli_writes_an_inbox_file(tmp_path, capsys):
     line = (tmp_path / "inbox" / "s.jsonl").read_text().splitlines()
     assert len(line) == 1 and "probes" not in json.loads(line[0])
     assert "wrote 1 episodes" in capsys.readouterr().out
+
