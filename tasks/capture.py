@@ -33,7 +33,8 @@ from lmsleep.episodes import content_hash, parse_record
 @dataclass
 class CaptureReport:
     files: list[str] = field(default_factory=list)
-    good: int = 0
+    good: int = 0  # episodes new to data/episodes
+    rewritten: int = 0  # episodes of a file captured before (a rerun, or an arrival), written again alike
     duplicates: int = 0
     bad: int = 0
 
@@ -75,6 +76,7 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, archive: b
     name = f"{inbox_file.stem}-{hashlib.sha256(raw_bytes).hexdigest()[:10]}.jsonl"
     out, quarantine = data / "episodes" / name, data / "quarantine" / name
     known = known_hashes(data / "episodes", skip=out)
+    before = len(out.read_text(encoding="utf-8").splitlines()) if out.exists() else 0
     good, bad = [], []
     text = raw_bytes.decode("utf-8", errors="surrogateescape")
     for number, line in enumerate(text.splitlines(), start=1):
@@ -104,7 +106,8 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, archive: b
         atomic_write_lines(out, good)
     if bad:
         atomic_write_lines(quarantine, bad)
-    report.good += len(good)
+    report.good += len(good) - before
+    report.rewritten += before
     report.files.append(inbox_file.name)
     if archive:
         (data / "inbox" / "archive").mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,7 @@ def test_crash_before_archiving_then_rerun_is_exact(tmp_path, monkeypatch):
     assert (tmp_path / "inbox" / "day.jsonl").exists()  # still in the inbox: nothing lost
     monkeypatch.setattr(cap.os, "replace", real_replace)
     report = cap.capture(tmp_path)
-    assert report.good == 2 and report.duplicates == 0 and report.bad == 1
+    assert report.good + report.rewritten == 2 and report.duplicates == 0 and report.bad == 1
     assert [e["id"] for e in read_jsonl(tmp_path / "episodes")] == ["g0", "g1"]
     assert len(read_jsonl(tmp_path / "quarantine")) == 1
 
@@ -123,7 +123,7 @@ def test_arrivals_are_captured_once_and_stay(tmp_path):
     (arrivals / "world-day000.jsonl").write_text(good(0) + "\n" + good(1) + "\n")
     first = cap.capture(tmp_path)
     again = cap.capture(tmp_path)
-    assert first.good == 2 and again.good == 2 and again.duplicates == 0  # the same file, rewritten alike
+    assert first.good == 2 and again.good == 0 and again.rewritten == 2 and again.duplicates == 0
     assert (arrivals / "world-day000.jsonl").exists()
     assert [e["id"] for e in read_jsonl(tmp_path / "episodes")] == ["g0", "g1"]
 
