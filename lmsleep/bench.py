@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
 from lmsleep import evaluation as ev
+from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.baselines import BaselineConfig, consolidate
 from lmsleep.world import World
 
@@ -36,20 +36,6 @@ def night_metrics(model, tokenizer, days: list[list[dict]], d: int,
         "base": ev.accuracy(model, tokenizer, base_probes),
         "reading": ev.open_book(model, tokenizer, readers),
     }
-
-
-def reader_episodes(world: World, n: int) -> list[dict]:
-    """Strangers as episodes: their bio in context, all attributes asked. Never trained on."""
-    rng = random.Random("bench-readers")
-    return [{"id": p.id, "text": world.bio(p, rng),
-             "probes": [pr.as_dict() for pr in world.probes(p, rng)]} for p in world.strangers[:n]]
-
-
-def base_probe_set(world: World, n: int) -> list[dict]:
-    """One question each about `n` base people who are never updated: what birth taught."""
-    rng = random.Random("bench-base")
-    people = rng.sample(world.stable_base, min(n, len(world.stable_base)))
-    return [rng.choice(world.probes(p, rng)).as_dict() for p in people]
 
 
 def run_method(method: str, base_model: str, world: World, n_days: int, config: BaselineConfig,

@@ -11,6 +11,7 @@ by normalized exact match (SQuAD's normalization: lowercase, no punctuation, no 
 
 from __future__ import annotations
 
+import random
 import re
 import string
 from collections.abc import Sequence
@@ -130,8 +131,6 @@ def restatement(model, tokenizer, world: World, people: Sequence[Person], rng_se
     coverage: share of the person's facts that are stated correctly. `precision` is what the
     brief calls the restatement score; coverage keeps a model that says nothing from scoring 1.
     """
-    import random
-
     rng = random.Random(rng_seed)
     prompts = [restate_prompt(world.bio(p, rng)) for p in people]
     texts = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop_at_newline=False,
@@ -155,8 +154,6 @@ def self_questions(model, tokenizer, world: World, people: Sequence[Person], see
     question form (either family); answered: share of those the model then answers correctly.
     This is the other half of what dreams sample (the first is restatement).
     """
-    import random
-
     import torch
 
     from lmsleep.world import QUESTION_TEMPLATES
@@ -178,6 +175,23 @@ def self_questions(model, tokenizer, world: World, people: Sequence[Person], see
     preds = answer(model, tokenizer, [q for _, q, _ in posed], [c for c, _, _ in posed])
     right = sum(exact_match(p, a) for p, (_, _, a) in zip(preds, posed))
     return {"posed": len(posed) / len(people), "answered": right / len(posed)}
+
+
+# -- fixed probe sets: what birth taught, and people nobody taught -----------------------------
+
+
+def reader_episodes(world: World, n: int) -> list[dict]:
+    """Strangers as episodes: their bio in context, all attributes asked. Never trained on."""
+    rng = random.Random("bench-readers")
+    return [{"id": p.id, "text": world.bio(p, rng),
+             "probes": [pr.as_dict() for pr in world.probes(p, rng)]} for p in world.strangers[:n]]
+
+
+def base_probe_set(world: World, n: int) -> list[dict]:
+    """One question each about `n` base people who are never updated: what birth taught."""
+    rng = random.Random("bench-base")
+    people = rng.sample(world.stable_base, min(n, len(world.stable_base)))
+    return [rng.choice(world.probes(p, rng)).as_dict() for p in people]
 
 
 # -- continual-learning metrics over the R matrix ------------------------------------------------

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lmsleep.bench import base_probe_set, reader_episodes
+    from lmsleep.evaluation import base_probe_set, reader_episodes
     from lmsleep.birth import birth
     from lmsleep.params import load_params
     from lmsleep.world import World

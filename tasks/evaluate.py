@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from lmsleep import evaluation as ev
-from lmsleep.bench import base_probe_set, reader_episodes
+from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.brain import MemoryState, load_brain
 from lmsleep.world import World
 from tasks.common import Pipeline, load_pipeline, read_jsonl, write_json
