@@ -28,14 +28,9 @@ from lmsleep.world import World
 
 def night_metrics(model, tokenizer, days: list[list[dict]], d: int,
                   base_probes: list[dict], readers: list[dict]) -> dict:
-    """Everything the measuring stick reads after night `d`."""
-    return {
-        "row": [ev.closed_book(model, tokenizer, eps) for eps in days],
-        "paraphrase": ev.closed_book(model, tokenizer, days[d], "paraphrases"),
-        "update": ev.update_test(model, tokenizer, days[d]),
-        "base": ev.accuracy(model, tokenizer, base_probes),
-        "reading": ev.open_book(model, tokenizer, readers),
-    }
+    """Everything the measuring stick reads after night `d`: a row of R, and the night's judgement."""
+    return {"row": [ev.closed_book(model, tokenizer, eps) for eps in days],
+            **ev.after_night(model, tokenizer, days[d], base_probes, readers)}
 
 
 def run_method(method: str, base_model: str, world: World, n_days: int, config: BaselineConfig,
@@ -55,7 +50,7 @@ def run_method(method: str, base_model: str, world: World, n_days: int, config: 
         R.append(m["row"])
         nights.append({"night": d, "ceiling": ceiling, "seconds": seconds, **m})
         log(f"  {method:22s} night {d}: incorporation {m['row'][d]:.2f} (ceiling {ceiling:.2f}) "
-            f"paraphrase {m['paraphrase']:.2f} update {m['update']['new']:.2f} base {m['base']:.2f} "
+            f"paraphrase {m['paraphrase']:.2f} update {m['update']['new']:.2f} base {m['kept']:.2f} "
             f"reading {m['reading']:.2f}  {seconds:.1f}s")
     incorporation = sum(R[d][d] for d in range(n_days)) / n_days
     ceiling = sum(n["ceiling"] for n in nights) / n_days
@@ -66,7 +61,7 @@ def run_method(method: str, base_model: str, world: World, n_days: int, config: 
         "acc": ev.acc(R),
         "bwt": ev.bwt(R),
         "forgetting": ev.forgetting(R),
-        "base_retention": nights[-1]["base"],
+        "base_retention": nights[-1]["kept"],
         "paraphrase": sum(n["paraphrase"] for n in nights) / n_days,
         "update": sum(n["update"]["new"] for n in nights) / n_days,
         "update_stale": sum(n["update"]["old"] for n in nights) / n_days,
@@ -152,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(params.base_model)
     born_model = AutoModelForCausalLM.from_pretrained(params.base_model)
     born = {"base": ev.accuracy(born_model, tokenizer, base_probes),
-            "reading": ev.open_book(born_model, tokenizer, readers)}
+            "reading": ev.open_book(born_model, tokenizer, readers)}  # before any night
     results = {}
     for method in methods:
         print(f"{method}: {n_days} nights")

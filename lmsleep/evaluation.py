@@ -113,6 +113,22 @@ def update_test(model, tokenizer, episodes: Sequence[dict]) -> dict[str, float]:
     return {"new": new / len(updates), "old": old / len(updates), "n": len(updates)}
 
 
+def after_night(model, tokenizer, tonight: Sequence[dict], kept_probes: Sequence[dict],
+                readers: Sequence[dict]) -> dict:
+    """What a night is judged by, in one place for the bench, `make day` and the pipeline:
+    incorporation (closed-book on tonight's probes), paraphrase (their held-out phrasings; None
+    when the episodes carry none), update (new/old values), kept (closed-book on what should have
+    stayed), reading (open-book on never-seen people)."""
+    has_paraphrases = any((ep.get("meta") or {}).get("paraphrases") for ep in tonight)
+    return {
+        "incorporation": closed_book(model, tokenizer, tonight),
+        "paraphrase": closed_book(model, tokenizer, tonight, "paraphrases") if has_paraphrases else None,
+        "update": update_test(model, tokenizer, tonight),
+        "kept": accuracy(model, tokenizer, kept_probes),
+        "reading": open_book(model, tokenizer, readers),
+    }
+
+
 def per_attribute_accuracy(model, tokenizer, probes: Sequence[dict], attributes: Sequence[str],
                            contexts: Sequence[str] | None = None) -> dict[str, float]:
     """Accuracy split by attribute: where reading fails, it fails per value shape."""

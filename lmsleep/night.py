@@ -53,11 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     readers = reader_episodes(world, params.bench.readers)
 
     def snapshot(m) -> dict:
-        return {"closed_book": ev.closed_book(m, tokenizer, episodes),
-                "paraphrase": ev.closed_book(m, tokenizer, episodes, "paraphrases"),
-                "update": ev.update_test(m, tokenizer, episodes)["new"],
-                "base": ev.accuracy(m, tokenizer, base_probes),
-                "reading": ev.open_book(m, tokenizer, readers)}
+        a = ev.after_night(m, tokenizer, episodes, base_probes, readers)
+        return {"closed_book": a["incorporation"], "paraphrase": a["paraphrase"], "update": a["update"]["new"],
+                "base": a["kept"], "reading": a["reading"]}
 
     before = snapshot(model)
     ceiling = ev.open_book(model, tokenizer, episodes)

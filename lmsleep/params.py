@@ -30,7 +30,8 @@ class Params:
     base_model: str = "models/base"
 
 
-def _build(cls, raw: dict | None, where: str):
+def build_section(cls, raw: dict | None, where: str):
+    """`cls(**raw)` for the params.yaml section `where`; an unknown key is an error naming it."""
     raw = raw or {}
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
@@ -39,17 +40,21 @@ def _build(cls, raw: dict | None, where: str):
     return cls(**raw)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read params.yaml; a missing file gives the defaults, an unknown key is an error."""
+def read_yaml(path: str | Path) -> dict:
+    """params.yaml as a dict; a missing or empty file is {} (every default)."""
     import yaml
 
     path = Path(path)
-    raw = yaml.safe_load(path.read_text()) if path.exists() else {}
-    raw = raw or {}
+    return (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+
+
+def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Params:
+    """Read params.yaml (or an already-read `raw`); an unknown key is an error."""
+    raw = read_yaml(path) if raw is None else raw
     return Params(
-        world=_build(WorldConfig, raw.get("world"), "world"),
-        birth=_build(BirthConfig, raw.get("birth"), "birth"),
-        baselines=_build(BaselineConfig, raw.get("baselines"), "baselines"),
-        bench=_build(BenchConfig, raw.get("bench"), "bench"),
+        world=build_section(WorldConfig, raw.get("world"), "world"),
+        birth=build_section(BirthConfig, raw.get("birth"), "birth"),
+        baselines=build_section(BaselineConfig, raw.get("baselines"), "baselines"),
+        bench=build_section(BenchConfig, raw.get("bench"), "bench"),
         base_model=raw.get("base_model", "models/base"),
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmsleep.params import Params, load_params
+from lmsleep.episodes import MAX_TEXT_CHARS
+from lmsleep.params import Params, build_section, load_params, read_yaml
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Registry:
 class ValidationLimits:
     """Bounds of the data suites (params.yaml `validate:`), see tasks/validate.py."""
 
-    max_text_chars: int = 200_000
+    max_text_chars: int = MAX_TEXT_CHARS  # the Episode contract's own bound
     max_answer_chars: int = 200
     min_grounded: float = 0.95  # share of answers found in their episode text
     max_repetition: float = 0.5  # share of repeated word 3-grams in a text
@@ -67,6 +68,9 @@ class Paths:
     data: Path = Path("data")
     brain: Path = Path("models/brain")
     reports: Path = Path("reports")
+
+    def __post_init__(self):
+        self.data, self.brain, self.reports = Path(self.data), Path(self.brain), Path(self.reports)
 
     @property
     def curriculum(self) -> Path:
@@ -86,22 +90,12 @@ class Pipeline:
     limits: ValidationLimits = field(default_factory=ValidationLimits)
 
 
-def _typed(cls, raw: dict | None, where: str):
-    raw = raw or {}
-    unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-    if unknown:
-        raise ValueError(f"params.yaml: unknown key(s) {unknown} under '{where}'")
-    return cls(**{k: Path(v) if cls is Paths else v for k, v in raw.items()})
-
-
 def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
-    import yaml
-
-    path = Path(path)
-    raw = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
-    return Pipeline(load_params(path), _typed(Gates, raw.get("gates"), "gates"),
-                    _typed(Registry, raw.get("registry"), "registry"), _typed(Paths, raw.get("paths"), "paths"),
-                    _typed(ValidationLimits, raw.get("validate"), "validate"))
+    raw = read_yaml(path)
+    return Pipeline(load_params(path, raw), build_section(Gates, raw.get("gates"), "gates"),
+                    build_section(Registry, raw.get("registry"), "registry"),
+                    build_section(Paths, raw.get("paths"), "paths"),
+                    build_section(ValidationLimits, raw.get("validate"), "validate"))
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -114,3 +108,10 @@ def read_jsonl(path: Path) -> list[dict]:
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def read_tonight(pipe: Pipeline) -> tuple[dict, list[dict]]:
+    """The curriculum stage's `tonight.json` and tonight's episodes, in capture order."""
+    tonight = json.loads(pipe.paths.tonight.read_text())
+    ids = set(tonight["episodes"])
+    return tonight, [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in ids]

@@ -19,7 +19,7 @@ from lmsleep import evaluation as ev
 from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.brain import MemoryState, load_brain
 from lmsleep.world import World
-from tasks.common import Pipeline, load_pipeline, read_jsonl, write_json
+from tasks.common import Pipeline, load_pipeline, read_jsonl, read_tonight, write_json
 
 
 def retention_probes(pipe: Pipeline, state: MemoryState, before_night: int) -> list[dict]:
@@ -39,21 +39,18 @@ def readers(pipe: Pipeline) -> list[dict]:
 
 def evaluate(pipe: Pipeline) -> dict:
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
-    tonight = json.loads(pipe.paths.tonight.read_text())
-    ids = set(tonight["episodes"])
-    episodes = [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in ids]
-    has_paraphrases = any((ep.get("meta") or {}).get("paraphrases") for ep in episodes)
-    update = ev.update_test(model, tokenizer, episodes)
+    tonight, episodes = read_tonight(pipe)
+    a = ev.after_night(model, tokenizer, episodes, retention_probes(pipe, state, tonight["night"]), readers(pipe))
     metrics = {
         "night": tonight["night"],
         "episodes": len(episodes),
-        "incorporation": ev.closed_book(model, tokenizer, episodes),
+        "incorporation": a["incorporation"],
         "ceiling": tonight["ceiling"],
-        "paraphrase": ev.closed_book(model, tokenizer, episodes, "paraphrases") if has_paraphrases else None,
-        "update": update["new"] if update["n"] else None,
-        "retention": ev.accuracy(model, tokenizer, retention_probes(pipe, state, tonight["night"])),
+        "paraphrase": a["paraphrase"],
+        "update": a["update"]["new"] if a["update"]["n"] else None,
+        "retention": a["kept"],
         "retention_before": tonight["retention_before"],
-        "reading": ev.open_book(model, tokenizer, readers(pipe)),
+        "reading": a["reading"],
         "reading_before": tonight["reading_before"],
     }
     write_json(pipe.paths.reports / "evaluation.json", metrics)

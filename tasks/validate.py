@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmsleep.evaluation import exact_match, normalize
-from tasks.common import ValidationLimits, read_jsonl
+from tasks.common import ValidationLimits, read_jsonl, read_tonight
 
 
 class ValidationFailed(RuntimeError):
@@ -168,9 +168,7 @@ def validate(episodes: list[dict], curriculum: list[dict] | None, limits: Valida
 
 def validate_tonight(pipe) -> ValidationReport:
     """The night's check: tonight's episodes and their curriculum, result in reports/validation.json."""
-    tonight = json.loads(pipe.paths.tonight.read_text())
-    ids = set(tonight["episodes"])
-    episodes = [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in ids]
+    tonight, episodes = read_tonight(pipe)
     teacher = {"accuracy": tonight["teacher_accuracy"], "dropped_share": tonight["dropped_share"]}
     return validate(episodes, read_jsonl(pipe.paths.curriculum), pipe.limits,
                     pipe.paths.reports / "validation.json", teacher)
