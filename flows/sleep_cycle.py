@@ -138,8 +138,7 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
     summary = {**metrics, "promoted": decision["promoted"], "reasons": decision["reasons"],
                "version": decision["version"], "model": pipe.registry.model_name, "times": times,
                "mlflow_run": run_id}
-    rows = [{"metric": k, "value": metrics[k]} for k in ("incorporation", "ceiling", "paraphrase", "update",
-                                                         "retention_before", "retention", "reading")]
+    rows = [{"metric": k, "value": v} for k, v in metrics.items() if k not in ("night", "episodes")]
     create_table_artifact(key="night-metrics", table=rows, description=f"night {metrics['night']}")
     create_markdown_artifact(key="night-report", markdown=_markdown(summary))
     return summary
@@ -162,11 +161,17 @@ def report(s: dict) -> str:
 
     lines = [f"night {s['night']}: {s['episodes']} episodes; model version {s['version']} "
              + ("promoted to champion" if s["promoted"] else "kept as challenger (champion unchanged)"), "",
-             f"  tonight's facts, closed-book  {f(s['incorporation'])}   (open-book ceiling {f(s['ceiling'])})",
-             f"  paraphrased                   {f(s['paraphrase'])}",
-             f"  updates (new value)           {f(s['update'])}",
-             f"  retention                     {f(s['retention_before'])} -> {f(s['retention'])}",
-             f"  reading strangers (open)      {f(s['reading_before'])} -> {f(s['reading'])}", ""]
+             f"  {'closed-book, tonight':30s}{'after':>8s}{'ceiling':>9s}   (ceiling: open-book, before the night)"]
+    for label, k in (("recall (trained forms)", "recall"), ("paraphrase (held-out forms)", "paraphrase"),
+                     ("implication (two hops)", "implication")):
+        lines.append(f"  {label:30s}{f(s.get(k)):>8s}{f(s.get(k + '_ceiling')):>9s}")
+    lines += [f"  {'checks (probe-less episodes)':30s}{f(s.get('checks')):>8s}",
+              f"  {'update: new / old value':30s}{f(s.get('update')):>8s}{f(s.get('update_stale')):>9s}", "",
+              f"  {'kept':30s}{'before':>8s}{'after':>9s}"]
+    for label, k in (("retention (trained forms)", "retention"), ("retention (held-out forms)", "retention_heldout"),
+                     ("reading strangers (open)", "reading")):
+        lines.append(f"  {label:30s}{f(s.get(k + '_before')):>8s}{f(s.get(k)):>9s}")
+    lines.append("")
     lines += [f"  {r}" for r in s["reasons"]]
     lines += ["", "  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s["times"].items()),
               f"  MLflow run {s['mlflow_run']}; serve models:/{s['model']}@champion"]

@@ -3,9 +3,9 @@
 - `sft_text`: SFT on the raw episode text into a LoRA adapter (PEFT). The same adapter keeps
   learning night after night.
 - `context_distillation`: the *teacher* (the model as it is before the night, with the episode
-  in its context) answers the episode's probes and questions it asks itself; the student
+  in its context) asks itself questions about the episode and answers them; the student
   (the same model, without the context) is trained on those answers with TRL's `SFTTrainer`
-  into the LoRA adapter.
+  into the LoRA adapter. The episode's probes are the exam: nothing here reads them.
 - `sequential_merge`: SEAL's continual setup: context distillation into a fresh adapter each
   night, merged into the weights (`merge_and_unload`) before the next night.
 
@@ -16,10 +16,13 @@ All three return the consolidated model; the caller keeps it for the next night.
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lmsleep.grammar import is_heldout_question
 from lmsleep.world import closed_book_prompt
 
 METHODS = ("none", "sft_text", "context_distillation", "sequential_merge")
@@ -39,7 +42,8 @@ class BaselineConfig:
     learning_rate: float = 1e-3
     epochs: int = 8
     batch_size: int = 16
-    self_questions: int = 4  # questions the teacher asks itself per episode, besides its probes
+    self_questions: float = 2.0  # questions the teacher asks itself per sentence of an episode (>= 2 an episode)
+    checks_share: float = 0.25  # of a probe-less episode's grounded Q/A, set aside as checks, never taught
     max_length: int = 512
     logging_steps: int = 5  # loss reported to callbacks (the pipeline logs it to MLflow)
     seed: int = 0
@@ -86,45 +90,73 @@ def _train(model, tokenizer, rows: list[dict], config: BaselineConfig, callbacks
     return model
 
 
-def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: BaselineConfig) -> list[dict]:
-    """What the teacher says with each episode in context: {prompt, completion, episode_id, gold?}.
+def _sentences(text: str) -> int:
+    return max(1, len(re.findall(r"[.!?](?:\s|$)", text)))
 
-    Questions are the episode's probes, if any, plus `self_questions` the teacher asks itself
-    (sampled after `text\\n\\nQ:`); the teacher answers each greedily, open-book. The prompt the
-    student learns from is the closed-book one: the context is what it must do without.
-    Rows asked from a probe keep the probe's answer as `gold` (for the teacher-accuracy check).
+
+def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: BaselineConfig,
+                       drop_ungrounded: bool = True) -> tuple[list[dict], list[dict]]:
+    """What the teacher says with each episode in context: (lessons, dropped).
+
+    The teacher asks itself questions (sampled after `text\\n\\nQ:`, `self_questions` per
+    sentence of the text) and answers each greedily, open-book. The episode's probes are never
+    read: they are the exam. A lesson is `{prompt, completion, episode_id}`; its prompt is the
+    closed-book one: the context is what the student must do without. A lesson goes to
+    `dropped` with a reason instead when its question has a held-out form (the exam's
+    paraphrases ask in those forms) or, with `drop_ungrounded`, when its answer is not in the
+    episode (the teacher can ask about someone who is not there, and would teach a hallucination).
     """
     import torch
 
     from lmsleep.evaluation import answer, generate, normalize
 
-    questions: list[tuple[str, str, str, str | None]] = []  # (episode id, context, question, gold)
-    for ep in episodes:
-        for p in ep.get("probes") or []:
-            questions.append((ep["id"], ep["text"], p["question"], p["answer"]))
-    if config.self_questions > 0:
-        torch.manual_seed(config.seed)
-        prompts = [f"{ep['text']}\n\nQ:" for ep in episodes for _ in range(config.self_questions)]
-        asked = generate(teacher, tokenizer, prompts, max_new_tokens=32, do_sample=True, top_k=0)
-        owners = [ep for ep in episodes for _ in range(config.self_questions)]
-        for ep, q in zip(owners, asked, strict=True):
-            q = q.strip()
-            if q.endswith("?") and len(q) > 8:
-                questions.append((ep["id"], ep["text"], q, None))
-    seen, unique = set(), []
-    for item in questions:
-        if (item[0], item[2]) not in seen:
-            seen.add((item[0], item[2]))
-            unique.append(item)
-    answers = answer(teacher, tokenizer, [q for _, _, q, _ in unique], [c for _, c, _, _ in unique])
-    rows = []
-    for (eid, context, q, gold), a in zip(unique, answers, strict=True):
-        # A self-asked question is kept only if its answer is in the episode: the teacher can
-        # ask about someone who is not there, and would then teach a hallucination.
-        if a and (gold is not None or normalize(a) in normalize(context)):
-            row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": eid}
-            rows.append(row | ({"gold": gold} if gold is not None else {}))
-    return rows
+    torch.manual_seed(config.seed)
+    owners = [ep for ep in episodes
+              for _ in range(max(2, min(64, math.ceil(config.self_questions * _sentences(ep["text"])))))]
+    asked = generate(teacher, tokenizer, [f"{ep['text']}\n\nQ:" for ep in owners], max_new_tokens=40,
+                     do_sample=True, top_k=0)
+    seen, questions = set(), []
+    for ep, q in zip(owners, asked, strict=True):
+        if "?" not in q:
+            continue
+        q = q[: q.index("?") + 1].strip()  # a question ends at its first question mark
+        if len(q) > 8 and (ep["id"], q) not in seen:
+            seen.add((ep["id"], q))
+            questions.append((ep, q))
+    answers = answer(teacher, tokenizer, [q for _, q in questions], [ep["text"] for ep, _ in questions],
+                     max_new_tokens=24)
+    lessons, dropped = [], []
+    for (ep, q), a in zip(questions, answers, strict=True):
+        if not a:
+            continue
+        row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"]}
+        if is_heldout_question(q):
+            dropped.append(row | {"reason": "held-out question form (the exam asks in it)"})
+        elif drop_ungrounded and normalize(a) not in normalize(ep["text"]):
+            dropped.append(row | {"reason": "answer not in the episode text"})
+        else:
+            lessons.append(row)
+    return lessons, dropped
+
+
+def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
+                     seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(lessons, checks): for each episode in `episode_ids` (those without probes), a `share` of
+    its lessons (at least one, when it has two or more) becomes a held-out check, never taught.
+    A check is `{episode_id, question, answer}`: the closed-book student should answer as the
+    open-book teacher did."""
+    by_episode: dict[str, list[dict]] = {}
+    for row in lessons:
+        by_episode.setdefault(row["episode_id"], []).append(row)
+    held: set[int] = set()
+    for eid, rows in by_episode.items():
+        if eid not in episode_ids or len(rows) < 2:
+            continue
+        k = max(1, round(share * len(rows)))
+        held |= {id(r) for r in random.Random(f"{seed}-{eid}").sample(rows, k)}
+    checks = [{"episode_id": r["episode_id"], "question": r["prompt"][len("Q: "):-len("\nA:")],
+               "answer": r["completion"].strip()} for r in lessons if id(r) in held]
+    return [r for r in lessons if id(r) not in held], checks
 
 
 def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):
@@ -136,7 +168,7 @@ def context_distillation(model, tokenizer, episodes: Sequence[dict], config: Bas
                          curriculum: list[dict] | None = None, callbacks: list | None = None):
     """Distil the teacher's in-context answers into the LoRA adapter (the model is its own teacher)."""
     if curriculum is None:
-        curriculum = teacher_curriculum(model, tokenizer, episodes, config)
+        curriculum, _ = teacher_curriculum(model, tokenizer, episodes, config)
     rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in curriculum]
     random.Random(config.seed).shuffle(rows)
     return _train(model, tokenizer, rows, config, callbacks)

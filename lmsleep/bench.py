@@ -1,120 +1,159 @@
-"""The continual-learning benchmark: N days of the stream, each consolidation method side by side.
+"""The continual-learning benchmark: N days of the stream, each consolidation method side by side,
+over several seeds.
 
-    python -m lmsleep.bench --days 5          (make bench)
+    python -m lmsleep.bench                   (make bench: bench.days, bench.methods, bench.seeds)
+    python -m lmsleep.bench --days 3 --seeds 0 --methods none sft_text
 
-For every method (`none`, `sft_text`, `context_distillation`, `sequential_merge`) we start from
-the born model and live `days` days. Each night:
-1. ceiling: the teacher (the model before the night) answers the day's probes open-book;
-2. the method consolidates the day's episodes into the weights (timed: seconds per night);
-3. the measuring stick: closed-book accuracy on every day's probes (a row of R), paraphrases of
-   tonight's facts, the update test, base-population retention, and reading (open-book on
-   strangers: a night that breaks reading breaks every later night).
+For every method and seed we start from the born model and live `days` days. Each night:
+1. ceilings: the teacher (the model before the night) answers the day's probe families
+   open-book (recall, paraphrase, implication);
+2. the method consolidates the day's episodes into the weights (timed: seconds per night); no
+   method sees a probe: the teacher asks itself its own questions;
+3. the measuring stick: closed-book accuracy on every day's probes in train forms (a row of R)
+   and in held-out forms (a row of R_paraphrase), tonight's implications, the update test,
+   base-population retention (train and held-out forms), and reading (open-book on strangers).
 
-Prints one table and writes `reports/bench.json` and one R-matrix heatmap per method.
+A seed changes what the teacher asks itself and the order of training; the world and the born
+model stay fixed. `none` trains nothing and decodes greedily, so it runs once and stands for
+every seed. (method, seed) runs are independent and go to `bench.workers` processes.
+
+Prints one table (mean and spread over seeds) and writes `reports/bench.json` and R-matrix
+heatmaps (`reports/bench_R_<method>.png`, recall and paraphrase side by side, seed 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from lmsleep import evaluation as ev
-from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.baselines import BaselineConfig, consolidate
-from lmsleep.world import World
+from lmsleep.evaluation import base_probe_set, reader_episodes
+from lmsleep.world import World, WorldConfig
 
 
-def night_metrics(model, tokenizer, days: list[list[dict]], d: int,
-                  base_probes: list[dict], readers: list[dict]) -> dict:
-    """Everything the measuring stick reads after night `d`: a row of R, and the night's judgement."""
-    return {"row": [ev.closed_book(model, tokenizer, eps) for eps in days],
-            **ev.after_night(model, tokenizer, days[d], base_probes, readers)}
-
-
-def run_method(method: str, base_model: str, world: World, n_days: int, config: BaselineConfig,
-               base_probes: list[dict], readers: list[dict], log=print) -> dict:
+def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: int, config: BaselineConfig,
+               n_base: int, n_readers: int, threads: int = 2, log=print) -> dict:
+    """One method, one seed (config.seed), `n_days` nights from the born model."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lmsleep.logs import quiet_libraries
+
+    quiet_libraries()
+    torch.set_num_threads(threads)
+    world = World(world_config)
+    kept = {"base": base_probe_set(world, n_base), "base_heldout": base_probe_set(world, n_base, "heldout")}
+    readers = reader_episodes(world, n_readers)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
     days = [world.day(d) for d in range(n_days)]
-    R, nights = [], []
+    R, R_para, nights = [], [], []
     for d in range(n_days):
-        ceiling = ev.open_book(model, tokenizer, days[d])
+        ceilings = ev.ceilings(model, tokenizer, days[d])
         t0 = time.time()
         model = consolidate(method, model, tokenizer, days[d], config)
         seconds = time.time() - t0
-        m = night_metrics(model, tokenizer, days, d, base_probes, readers)
-        R.append(m["row"])
-        nights.append({"night": d, "ceiling": ceiling, "seconds": seconds, **m})
-        log(f"  {method:22s} night {d}: incorporation {m['row'][d]:.2f} (ceiling {ceiling:.2f}) "
-            f"paraphrase {m['paraphrase']:.2f} update {m['update']['new']:.2f} base {m['kept']:.2f} "
-            f"reading {m['reading']:.2f}  {seconds:.1f}s")
-    incorporation = sum(R[d][d] for d in range(n_days)) / n_days
-    ceiling = sum(n["ceiling"] for n in nights) / n_days
+        R.append([ev.closed_book(model, tokenizer, eps) for eps in days])
+        R_para.append([ev.closed_book(model, tokenizer, eps, "paraphrases") for eps in days])
+        a = ev.after_night(model, tokenizer, days[d], kept, readers)
+        nights.append({"night": d, "seconds": seconds, **ceilings, "recall": R[d][d], "paraphrase": R_para[d][d],
+                       "implication": a["implication"], "update": a["update"]["new"],
+                       "update_stale": a["update"]["old"], "base": a["base"], "base_heldout": a["base_heldout"],
+                       "reading": a["reading"]})
+        log(f"  {method} seed {config.seed} night {d}: recall {R[d][d]:.2f}/{ceilings['recall_ceiling']:.2f} "
+            f"paraphrase {R_para[d][d]:.2f} implication {a['implication']:.2f} base {a['base_heldout']:.2f} "
+            f"reading {a['reading']:.2f}  {seconds:.1f}s")
+
+    def mean(key):
+        return sum(n[key] for n in nights) / n_days
+
     return {
-        "incorporation": incorporation,
-        "ceiling": ceiling,
-        "ratio": incorporation / ceiling if ceiling else None,
-        "acc": ev.acc(R),
-        "bwt": ev.bwt(R),
-        "forgetting": ev.forgetting(R),
-        "base_retention": nights[-1]["kept"],
-        "paraphrase": sum(n["paraphrase"] for n in nights) / n_days,
-        "update": sum(n["update"]["new"] for n in nights) / n_days,
-        "update_stale": sum(n["update"]["old"] for n in nights) / n_days,
-        "reading": nights[-1]["reading"],
-        "seconds_per_night": sum(n["seconds"] for n in nights) / n_days,
-        "R": R,
-        "nights": nights,
+        **{k: mean(k) for k in ("recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication",
+                                "implication_ceiling", "update", "update_stale")},
+        "acc": ev.acc(R), "bwt": ev.bwt(R), "forgetting": ev.forgetting(R),
+        "acc_paraphrase": ev.acc(R_para), "bwt_paraphrase": ev.bwt(R_para),
+        "forgetting_paraphrase": ev.forgetting(R_para),
+        "base_retention": nights[-1]["base"], "base_retention_heldout": nights[-1]["base_heldout"],
+        "reading": nights[-1]["reading"], "seconds_per_night": mean("seconds"),
+        "R": R, "R_paraphrase": R_para, "nights": nights,
     }
 
 
-COLUMNS = [("incorporation", "incorp"), ("ceiling", "ceiling"), ("ratio", "ratio"), ("acc", "ACC"),
-           ("bwt", "BWT"), ("forgetting", "forget"), ("base_retention", "base"),
-           ("paraphrase", "paraphr"), ("update", "update"), ("reading", "reading"),
-           ("seconds_per_night", "s/night")]
+def summarize(per_seed: list[dict]) -> dict:
+    """Mean and population spread (std) over seeds of every scalar; the per-seed values kept."""
+    out: dict = {}
+    for k, v in per_seed[0].items():
+        if isinstance(v, (int, float)) or v is None:
+            values = [s[k] for s in per_seed]
+            if any(x is None for x in values):
+                out[k], out[f"{k}_std"] = None, None
+            else:
+                out[k], out[f"{k}_std"] = statistics.fmean(values), statistics.pstdev(values)
+    out["seeds"] = per_seed
+    return out
 
 
-def table(methods: dict[str, dict], born: dict) -> str:
-    head = f"{'method':22s}" + "".join(f"{short:>9s}" for _, short in COLUMNS)
-    lines = [head, "-" * len(head)]
+COLUMNS = [("recall", "recall"), ("recall_ceiling", "ceil"), ("paraphrase", "paraphr"),
+           ("paraphrase_ceiling", "ceil"), ("implication", "implic"), ("implication_ceiling", "ceil"),
+           ("acc", "ACC"), ("bwt", "BWT"), ("forgetting", "forget"), ("forgetting_paraphrase", "fgt_par"),
+           ("base_retention_heldout", "base_ho"), ("update", "update"), ("update_stale", "stale"),
+           ("reading", "reading"), ("seconds_per_night", "s/night")]
+
+
+def table(methods: dict[str, dict], born: dict, n_seeds: int) -> str:
+    head = f"{'method':22s}" + "".join(f"{short:>14s}" for _, short in COLUMNS)
+    lines = [f"mean ± spread (std) over {n_seeds} seed(s); every figure closed-book but reading; "
+             "ceil = open-book ceiling of the column before it", head, "-" * len(head)]
     for name, m in methods.items():
-        cells = "".join(f"{'-':>9s}" if m[k] is None else f"{m[k]:9.3f}" for k, _ in COLUMNS)
+        cells = ""
+        for k, _ in COLUMNS:
+            if m[k] is None:
+                cells += f"{'-':>14s}"
+            else:
+                digits = 1 if k == "seconds_per_night" else 3
+                cells += f"{m[k]:>8.{digits}f}±{m[f'{k}_std']:<5.{digits}f}"
         lines.append(f"{name:22s}{cells}")
-    lines.append(f"born model: base {born['base']:.3f}, reading {born['reading']:.3f} "
-                 "(base and reading above are after the last night)")
-    lines += ["", "incorporation right after each night (R[d][d]) / open-book ceiling that night:"]
+    lines.append("born model, before any night: " + ", ".join(f"{k} {v:.3f}" for k, v in born.items()))
+    lines += ["", "recall right after each night (R[d][d], seed 0) / its open-book ceiling:"]
     for name, m in methods.items():
-        cells = " ".join(f"{m['R'][d][d]:.2f}/{n['ceiling']:.2f}" for d, n in enumerate(m["nights"]))
-        lines.append(f"  {name:22s}{cells}")
+        nights = m["seeds"][0]["nights"]
+        lines.append(f"  {name:22s}" + " ".join(f"{n['recall']:.2f}/{n['recall_ceiling']:.2f}" for n in nights))
     return "\n".join(lines)
 
 
-def heatmap(R: list[list[float]], title: str, path: Path) -> None:
+def heatmaps(m: dict, title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 3.4))
-    im = ax.imshow(R, vmin=0, vmax=1, cmap="viridis")
-    n = len(R)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{R[i][j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if R[i][j] < 0.5 else "black")
-    ax.set_xlabel("day j (probes)")
-    ax.set_ylabel("after night i")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, (key, name) in zip(axes, (("R", "recall (train forms)"), ("R_paraphrase", "paraphrase (held-out)"))):
+        R = m[key]
+        n = len(R)
+        im = ax.imshow(R, vmin=0, vmax=1, cmap="viridis")
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{R[i][j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if R[i][j] < 0.5 else "black")
+        ax.set_xlabel("day j (probes)")
+        ax.set_ylabel("after night i")
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+        ax.set_title(f"{title}: {name}", fontsize=9)
+    fig.colorbar(im, ax=axes, fraction=0.025)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _job(args: tuple) -> tuple[str, int, dict]:
+    method, seed, kwargs = args
+    return method, seed, run_method(method, config=replace(kwargs.pop("config"), seed=seed), **kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,8 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--days", type=int, help="override bench.days")
     ap.add_argument("--methods", nargs="+", help="override bench.methods")
+    ap.add_argument("--seeds", nargs="+", type=int, help="override bench.seeds")
     ap.add_argument("--out", type=Path, default=Path("reports"))
     args = ap.parse_args(argv)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     import torch
 
     from lmsleep.logs import quiet_libraries
@@ -134,33 +177,43 @@ def main(argv: list[str] | None = None) -> None:
     from lmsleep.params import load_params
 
     params = load_params(args.params)
-    n_days = args.days or params.bench.days
-    methods = args.methods or params.bench.methods
+    b = params.bench
+    n_days, methods, seeds = args.days or b.days, args.methods or b.methods, args.seeds or b.seeds
     if not (Path(params.base_model) / "config.json").exists():
         raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")
     if n_days > params.world.days:
         raise SystemExit(f"bench.days={n_days} exceeds the stream's world.days={params.world.days}")
+    t_start = time.time()
     torch.set_num_threads(params.birth.threads)
     world = World(params.world)
-    base_probes = base_probe_set(world, params.bench.base_probes)
-    readers = reader_episodes(world, params.bench.readers)
     tokenizer = AutoTokenizer.from_pretrained(params.base_model)
     born_model = AutoModelForCausalLM.from_pretrained(params.base_model)
-    born = {"base": ev.accuracy(born_model, tokenizer, base_probes),
-            "reading": ev.open_book(born_model, tokenizer, readers)}  # before any night
-    results = {}
-    for method in methods:
-        print(f"{method}: {n_days} nights")
-        results[method] = run_method(method, params.base_model, world, n_days, params.baselines,
-                                     base_probes, readers)
+    days = [ep for d in range(n_days) for ep in world.day(d)]
+    born = {"base": ev.accuracy(born_model, tokenizer, base_probe_set(world, b.base_probes)),
+            "base_heldout": ev.accuracy(born_model, tokenizer, base_probe_set(world, b.base_probes, "heldout")),
+            "reading": ev.open_book(born_model, tokenizer, reader_episodes(world, b.readers)),
+            **{family: ev.closed_book(born_model, tokenizer, days, key) for family, key in ev.FAMILY_KEYS.items()}}
+    common = {"base_model": params.base_model, "world_config": params.world, "n_days": n_days,
+              "config": params.baselines, "n_base": b.base_probes, "n_readers": b.readers,
+              "threads": max(1, params.birth.threads // b.workers)}
+    jobs = [(m, s, dict(common)) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
+    print(f"{len(jobs)} runs ({', '.join(methods)}; seeds {seeds}) x {n_days} nights on {b.workers} worker(s)")
+    runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
+    with ProcessPoolExecutor(b.workers, mp_context=mp.get_context("spawn")) as pool:
+        for method, seed, result in pool.map(_job, jobs):
+            runs[method][seed] = result
+    results = {m: summarize([runs[m][s] for s in seeds if s in runs[m]] if m != "none" else [runs[m][seeds[0]]])
+               for m in methods}
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"days": n_days, "seed": params.world.seed, "born": born, "methods": results}
+    minutes = (time.time() - t_start) / 60
+    report = {"days": n_days, "seeds": seeds, "world_seed": params.world.seed, "minutes": minutes,
+              "workers": b.workers, "born": born, "methods": results}
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     for name, m in results.items():
-        heatmap(m["R"], f"R matrix: {name}", args.out / f"bench_R_{name}.png")
+        heatmaps(m["seeds"][0], name, args.out / f"bench_R_{name}.png")
     print()
-    print(table(results, born))
-    print(f"\nwrote {args.out / 'bench.json'} and {len(results)} heatmaps")
+    print(table(results, born, len(seeds)))
+    print(f"\n{minutes:.1f} min; wrote {args.out / 'bench.json'} and {len(results)} heatmaps")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,38 @@
 """Birth: pre-train the embedded default model from scratch on the base world.
 
-    python -m lmsleep.birth --out models/base --minutes 20
+    python -m lmsleep.birth --out models/base            (make birth; ~20 min on 2 CPU cores)
 
-The born model is the teacher every night distils from, so it must (1) read a fact about a
-stranger out of its context (open-book), (2) know the base population by heart (closed-book),
-and (3) restate a biography in other words and pose-and-answer questions about it (what dreams
-sample). It must *not* know tomorrow's people.
+The born model is the teacher every night distils from, so it must (1) read facts about
+strangers out of its context, also from notes about six people at once and in wordings it was
+never born on, (2) know the base population and where every company is based by heart, asked
+in question forms it has never seen, (3) combine the two (where does the employer of the person
+in this text sit?), and (4) restate a biography in other words (what dreams sample). It must
+*not* know tomorrow's people.
 
 Steps:
 1. A byte-level BPE tokenizer is trained on world text with `tokenizers` (every UTF-8 string
    round-trips: bytes, not characters, are the alphabet).
-2. A small Llama (`transformers`) is trained on an endless, seeded mix of documents:
-   base bios and closed-book Q/A (memory), bios of *fresh random people* followed by Q/A about
-   them (reading: they can only be answered from the context), the same with an employer
-   update, and bio -> "In other words:" -> another rendering (restatement).
-3. The schedule runs on `progress = max(step / steps, elapsed / budget)`: on a machine fast
-   enough it is step-bound and reproducible; on a slower one the time budget anneals the
-   learning rate so birth still ends on time.
-4. A checkpoint every few minutes; a rerun resumes from it. The model is saved with
-   `save_pretrained` (safetensors) and measured into `reports/birth.json`.
+2. A small Llama (`transformers`) is trained on an endless, seeded mix of documents
+   (`sample_document`): base biographies and closed-book Q/A (memory), company headquarters,
+   notes about 1 to 6 *fresh random people* followed by questions about them, implications
+   among them (reading: they can only be answered from the context), the same with an employer
+   update, and bio -> "In other words:" -> another rendering (restatement). Questions come
+   from the grammar's `train` family only; the `heldout` families are the exam.
+3. A step is a fixed budget of tokens (`tokens_per_step`): its documents are sorted by length
+   and cut into micro-batches of about `micro_tokens` tokens (gradients accumulate), so little
+   compute goes to padding and none to attention across documents. (Packing documents into
+   long rows was measured slower on 2 cores: attention over 1,024-token rows costs more than
+   the ~7% padding this leaves.)
+4. The schedule is step-bound (`steps`, cosine): the same model on every machine. A clock cap
+   (`minutes`) is opt-in; when it cuts, it says so loudly and birth.json records
+   `clock_capped: true`.
+5. A checkpoint every few minutes; a rerun resumes from it. The model is saved with
+   `save_pretrained` (safetensors) and measured into `reports/birth.json`, with the steps done,
+   tokens/s, and the share of the CPU's measured bf16 matmul peak that birth achieved.
 
 Why a hand-written loop and not `transformers.Trainer`: the data is generated on the fly and
-the schedule is bounded by wall-clock time; both fight Trainer's epoch/step bookkeeping.
-Later stages (seeding, dreaming, baselines) do go through TRL/transformers trainers.
+packed per step; Trainer's epoch/dataset bookkeeping adds nothing here. Later stages
+(seeding, dreaming, baselines) do go through TRL/transformers trainers.
 """
 
 from __future__ import annotations
@@ -36,10 +46,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lmsleep.world import ATTRIBUTES, Person, World, WorldConfig, closed_book_prompt, restate_prompt
+from lmsleep.grammar import ATTRIBUTES, IMPLICATION_FORMS
+from lmsleep.world import Person, World, WorldConfig, closed_book_prompt, restate_prompt
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
-BUCKET = 8  # batches drawn together and sorted by length
 
 
 @dataclass
@@ -51,50 +61,76 @@ class BirthConfig:
     intermediate_size: int = 768
     num_layers: int = 4
     num_heads: int = 4
-    max_length: int = 384  # longest document; a day's episode is one biography (~90 tokens)
-    batch_size: int = 32
-    steps: int = 2400  # the reproducible schedule length; `minutes` caps it on slow machines
-    minutes: float = 20.0  # wall-clock budget on 2 CPU cores, checkpoint and measure excluded
+    max_length: int = 768  # longest document; six people and their questions fit
+    tokens_per_step: int = 4096  # non-padding tokens drawn per optimizer step
+    micro_tokens: int = 1024  # tokens (padding included) per forward pass; gradients accumulate
+    steps: int = 700  # the schedule: the same model on every machine
+    minutes: float | None = None  # opt-in wall-clock cap (checkpoint and measure excluded); loud when it cuts
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 30
     weight_decay: float = 0.0  # memorizing the base population is the point; no decay
-    bf16: bool = True  # bf16 autocast: ~2.3x faster than fp32 on this CPU
+    # fp32 by default: bf16 autocast is ~2.3x faster on CPUs with bf16 matmul units (AMX) and
+    # ~15x *slower* without them (AMD EPYC with AVX2 only, measured); a fixed dtype keeps the
+    # born model the same everywhere.
+    bf16: bool = False
     threads: int = 2
     checkpoint_minutes: float = 2.0
     tokenizer_docs: int = 20000  # sampled documents the BPE is trained on (covers every syllable)
     seed: int = 0
-    # Share of each document kind in the training mix (normalized).
+    # Share of each document kind in the training mix (normalized; per document, not per token).
     mix: dict[str, float] = field(default_factory=lambda: {
-        "base_bio": 0.15, "base_qa": 0.25, "read": 0.35, "read_update": 0.10, "restate": 0.15})
+        "base_bio": 0.12, "base_qa": 0.40, "company": 0.04, "read": 0.28, "read_update": 0.06, "restate": 0.10})
 
 
 # -- documents ----------------------------------------------------------------------------------
-def _qa(person: Person, attrs, rng: random.Random, world: World) -> str:
-    return "".join(f"{closed_book_prompt(world.question(person, a, rng))} {person.facts[a]}\n"
-                   for a in attrs)
+def _qa(pairs: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{closed_book_prompt(q)} {a}" for q, a in pairs)
+
+
+def _questions(world: World, people: list[Person], rng: random.Random, n: int, implication: float) -> list:
+    """`n` train-family questions about random (person, attribute) pairs, and with probability
+    `implication` one two-hop question (where the person's employer is based)."""
+    pairs = []
+    for _ in range(n):
+        p, a = rng.choice(people), rng.choice(ATTRIBUTES)
+        pairs.append((world.question(p, a, rng), p.facts[a]))
+    if rng.random() < implication:
+        p = rng.choice(people)
+        pairs.insert(rng.randint(0, len(pairs)), (rng.choice(IMPLICATION_FORMS).format(n=p.name),
+                                                  world.hq[p.facts["employer"]]))
+    return pairs
 
 
 def sample_document(world: World, rng: random.Random, mix: dict[str, float]) -> str:
     """One training document of a kind drawn from `mix`."""
     kind = rng.choices(list(mix), weights=list(mix.values()))[0]
     if kind == "base_bio":
-        return world.bio(rng.choice(world.base), rng)
+        return world.text(rng.sample(world.base, rng.randint(1, 3)), rng)
     if kind == "base_qa":
-        people = [rng.choice(world.base) for _ in range(rng.randint(1, 4))]
-        return "".join(_qa(p, [rng.choice(ATTRIBUTES)], rng, world) for p in people).rstrip("\n")
+        people = [rng.choice(world.base) for _ in range(rng.randint(2, 5))]
+        return _qa([pair for p in people for pair in _questions(world, [p], rng, 1, 0.0)])
+    if kind == "company":
+        companies = rng.sample(world.values["employer"], rng.randint(1, 4))
+        if rng.random() < 0.5:
+            return " ".join(world.company_sentence(c, rng) for c in companies)
+        return _qa([(pr.question, pr.answer) for pr in (world.company_probe(c, rng) for c in companies)])
     if kind == "read":
-        p = world.random_person(rng)
-        attrs = rng.sample(ATTRIBUTES, rng.randint(2, 5))
-        return f"{world.bio(p, rng)}\n\n" + _qa(p, attrs, rng, world).rstrip("\n")
+        people = world.random_people(rng, rng.randint(1, 6))
+        pairs = _questions(world, people, rng, rng.randint(2, 6), implication=0.6)
+        return f"{world.text(people, rng)}\n\n{_qa(pairs)}"
     if kind == "read_update":
-        p = world.random_person(rng)
+        p, *others = world.random_people(rng, rng.randint(1, 4))
         new = rng.choice([e for e in world.values["employer"] if e != p.facts["employer"]])
-        text = world.bio(p, rng) + "\n" + world.update_text(p, p.facts["employer"], new, rng)
-        moved = Person(p.id, p.first, p.last, {**p.facts, "employer": new})
-        attrs = ["employer"] + rng.sample([a for a in ATTRIBUTES if a != "employer"], rng.randint(0, 2))
-        rng.shuffle(attrs)
-        return f"{text}\n\n" + _qa(moved, attrs, rng, world).rstrip("\n")
+        text = world.text(others, rng, extra=[world.update_sentence(p, p.facts["employer"], new, rng)]) \
+            if others else world.bio(p, rng) + "\n" + world.update_sentence(p, p.facts["employer"], new, rng)
+        moved = p.moved(new)
+        pairs = [(world.question(moved, "employer", rng), new)]
+        if rng.random() < 0.5:
+            pairs.append((rng.choice(IMPLICATION_FORMS).format(n=p.name), world.hq[new]))
+        pairs += _questions(world, others, rng, rng.randint(0, 2), 0.0) if others else []
+        rng.shuffle(pairs)
+        return f"{text}\n\n{_qa(pairs)}"
     if kind == "restate":
         p = world.random_person(rng)
         return f"{restate_prompt(world.bio(p, rng))} {world.bio(p, rng)}"
@@ -130,26 +166,37 @@ def new_model(config: BirthConfig, tokenizer):
     mc = LlamaConfig(vocab_size=len(tokenizer), hidden_size=config.hidden_size,
                      intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
                      num_attention_heads=config.num_heads, num_key_value_heads=config.num_heads,
-                     max_position_embeddings=max(512, config.max_length), tie_word_embeddings=True,
+                     max_position_embeddings=max(1024, config.max_length), tie_word_embeddings=True,
                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                      pad_token_id=tokenizer.pad_token_id)
     return LlamaForCausalLM(mc)
 
 
-def batch(tokenizer, docs: list[str], max_length: int):
-    """Right-padded input ids and labels (padding ignored); each document ends with EOS."""
+def micro_batches(tokenizer, docs: list[str], max_length: int, micro_tokens: int) -> list[tuple]:
+    """Documents (BOS ... EOS) sorted by length and cut into right-padded micro-batches of about
+    `micro_tokens` tokens: (input_ids, attention_mask, labels) each, padding ignored by the loss."""
     import torch
 
-    ids = [tokenizer(d)["input_ids"][: max_length - 1] + [tokenizer.eos_token_id] for d in docs]
-    width = max(map(len, ids))
-    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id)
-    labels = torch.full((len(ids), width), -100)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, row in enumerate(ids):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        labels[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-    return input_ids, mask, labels
+    ids = sorted((x[: max_length - 1] + [tokenizer.eos_token_id] for x in tokenizer(docs)["input_ids"]), key=len)
+    groups, cur = [], []
+    for x in ids:
+        if cur and (len(cur) + 1) * len(x) > micro_tokens:
+            groups.append(cur)
+            cur = []
+        cur.append(x)
+    groups.append(cur)
+    out = []
+    for g in groups:
+        width = len(g[-1])
+        input_ids = torch.full((len(g), width), tokenizer.pad_token_id)
+        labels = torch.full((len(g), width), -100)
+        mask = torch.zeros((len(g), width), dtype=torch.long)
+        for i, row in enumerate(g):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            labels[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        out.append((input_ids, mask, labels))
+    return out
 
 
 def lr_at(progress: float, step: int, c: BirthConfig) -> float:
@@ -159,9 +206,32 @@ def lr_at(progress: float, step: int, c: BirthConfig) -> float:
     return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * cos)
 
 
+def matmul_peak(threads: int, n: int = 1024, dtype: str = "bfloat16", seconds: float = 2.0) -> float:
+    """The CPU's achievable matmul rate (FLOP/s) on `threads` threads: the denominator of MFU."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(n, n, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, dtype=getattr(torch, dtype))
+    a @ b  # warm up
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        k += 1
+    return 2 * n ** 3 * k / (time.perf_counter() - t0)
+
+
+def flops_per_token(model, seq_ctx: float) -> float:
+    """6 x (matmul parameters, the tied LM head included) + causal attention over `seq_ctx`."""
+    c = model.config
+    params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
+    params += c.vocab_size * c.hidden_size  # the (tied) LM head is a matmul all the same
+    return 6 * params + 6 * c.num_hidden_layers * c.hidden_size * seq_ctx
+
+
 # -- training -------------------------------------------------------------------------------------
 def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None) -> dict:
-    """Train (or resume) the born model into `out`; returns timing facts.
+    """Train (or resume) the born model into `out`; returns the facts of the run.
 
     `on_step(step)` is called after every optimizer step (tests use it to interrupt)."""
     import torch
@@ -181,78 +251,92 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
     model = new_model(config, tokenizer)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
                             weight_decay=config.weight_decay)
-    step, elapsed = 0, 0.0
+    step, elapsed, tokens, ctx_sum = 0, 0.0, 0, 0.0  # ctx_sum: summed causal context, for FLOPs
     if (ckpt / "state.json").exists():
         state = json.loads((ckpt / "state.json").read_text())
         load_model(model, ckpt / "model.safetensors")
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-        step, elapsed = state["step"], state["elapsed"]
+        step, elapsed, tokens, ctx_sum = state["step"], state["elapsed"], state["tokens"], state["ctx_sum"]
         log(f"birth: resuming from step {step} ({elapsed / 60:.1f} min already spent)")
-    budget = config.minutes * 60
+    budget = config.minutes * 60 if config.minutes else math.inf
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"birth: {n_params / 1e6:.2f} M parameters, {config.steps} steps or {config.minutes} min")
+    log(f"birth: {n_params / 1e6:.2f} M parameters, {config.steps} steps x {config.tokens_per_step} tokens"
+        + (f", capped at {config.minutes} min" if config.minutes else ""))
 
     def save_checkpoint():
         save_model(model, str(ckpt / "model.safetensors"))
         torch.save(opt.state_dict(), ckpt / "optimizer.pt")
-        (ckpt / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed}))
+        (ckpt / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "tokens": tokens,
+                                                     "ctx_sum": ctx_sum}))
 
-    cache: dict[int, list] = {}
-
-    def batches(step: int):
-        # Data is a pure function of the step (resumable, reproducible). Documents are drawn in
-        # groups of BUCKET batches and sorted by length, which halves the compute spent on padding.
-        group = step // BUCKET
-        if group not in cache:
-            cache.clear()
-            rng = random.Random(f"birth-{config.seed}-{group}")
-            docs = [sample_document(world, rng, config.mix) for _ in range(BUCKET * config.batch_size)]
-            docs.sort(key=len)
-            chunks = [docs[i * config.batch_size:(i + 1) * config.batch_size] for i in range(BUCKET)]
-            rng.shuffle(chunks)
-            cache[group] = chunks
-        return batch(tokenizer, cache[group][step % BUCKET], config.max_length)
+    def batch_at(step: int):
+        # Data is a pure function of the step (resumable, reproducible).
+        rng = random.Random(f"birth-{config.seed}-{step}")
+        docs, n = [], 0
+        while n < config.tokens_per_step:
+            docs.append(sample_document(world, rng, config.mix))
+            n += len(tokenizer(docs[-1])["input_ids"]) + 1
+        return micro_batches(tokenizer, docs, config.max_length, config.micro_tokens)
 
     model.train()
-    tokens = 0
     t_start, last_ckpt = time.time() - elapsed, time.time()
     bar = tqdm(total=config.steps, initial=step, desc="birth", unit="step")
     progress = max(step / config.steps, elapsed / budget)
+    window_tokens, window_t = 0, time.time()
     while progress < 1.0:
-        input_ids, mask, labels = batches(step)
+        micro = batch_at(step)
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, step, config)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
+        # One mean over every predicted token of the step, whatever the micro-batching.
+        items = sum(int((labels[:, 1:] != -100).sum()) for _, _, labels in micro)
+        loss_sum = 0.0
+        for input_ids, mask, labels in micro:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False,
+                             num_items_in_batch=items).loss
+            loss.backward()
+            loss_sum += loss.item()
+            n = int(mask.sum())
+            tokens += n
+            window_tokens += n
+            ctx_sum += float(mask.sum(1).pow(2).sum() / 2)  # a row of length L attends to L/2 on average
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        tokens += int(mask.sum())
         elapsed = time.time() - t_start
         progress = max(step / config.steps, elapsed / budget)
         bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}",
-                            tok_s=f"{tokens / max(1e-9, time.time() - last_ckpt):.0f}")
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}",
+                            tok_s=f"{window_tokens / max(1e-9, time.time() - window_t):.0f}")
+            window_tokens, window_t = 0, time.time()
         if time.time() - last_ckpt >= config.checkpoint_minutes * 60:
             save_checkpoint()
-            last_ckpt, tokens = time.time(), 0
+            last_ckpt = time.time()
         if on_step is not None:
             on_step(step)
     bar.close()
+    clock_capped = step < config.steps
+    if clock_capped:
+        log(f"WARNING: birth stopped by its clock cap (birth.minutes={config.minutes}) at step {step} of "
+            f"{config.steps}: this machine made a weaker model than the schedule asks for. Remove the cap "
+            "for the reproducible model.")
     save_checkpoint()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     # The world it was born on: later stages know its base population is worth retaining.
     (out / "world.json").write_text(json.dumps(asdict(world.config), indent=2))
     shutil.rmtree(ckpt)  # born: the resume state (twice the model's size) has served its purpose
-    return {"steps": step, "minutes": elapsed / 60, "params": n_params}
+    tps = tokens / max(elapsed, 1e-9)
+    fpt = flops_per_token(model, ctx_sum / max(tokens, 1))
+    return {"steps": step, "minutes": elapsed / 60, "params": n_params, "tokens": tokens,
+            "tokens_per_second": tps, "clock_capped": clock_capped, "flops_per_token": fpt,
+            "achieved_flops": tps * fpt}
 
 
 def measure(model, tokenizer, world: World, n: int = 200) -> dict:
-    """The birth report: the three accuracies, restatement, and per-attribute reading."""
+    """The birth report: reading (five ways), memory (three), restatement, self-questions."""
     from lmsleep import evaluation as ev
 
     rng = random.Random("birth-measure")
@@ -264,18 +348,35 @@ def measure(model, tokenizer, world: World, n: int = 200) -> dict:
         prs = [pr for p in people for pr in world.probes(p, rng, family)]
         return [pr.as_dict() for pr in prs], [pr.attribute for pr in prs]
 
+    def bios(people, family="train"):
+        return [world.bio(p, rng, family=family) for p in people for _ in ATTRIBUTES]
+
     s_probes, s_attrs = probes(strangers)
-    contexts = [world.bio(p, rng) for p in strangers for _ in ATTRIBUTES]
-    reading = ev.per_attribute_accuracy(model, tokenizer, s_probes, s_attrs, contexts)
+    reading = ev.per_attribute_accuracy(model, tokenizer, s_probes, s_attrs, bios(strangers))
     b_probes, b_attrs = probes(base)
     base_by_attr = ev.per_attribute_accuracy(model, tokenizer, b_probes, b_attrs)
+    # Six people in one note, one question each about every one of them.
+    groups = [strangers[i:i + 6] for i in range(0, len(strangers) - 5, 6)]
+    multi, multi_ctx = [], []
+    for g in groups:
+        text = world.text(g, rng)
+        for p in g:
+            multi.append(rng.choice(world.probes(p, rng)).as_dict())
+            multi_ctx.append(text)
+    implications = [world.implication(p, rng).as_dict() for p in strangers]
+    companies = [world.company_probe(c, rng).as_dict() for c in world.values["employer"]]
     restate = ev.restatement(model, tokenizer, world, strangers[:100])
     asked = ev.self_questions(model, tokenizer, world, strangers[:100])
     return {
         "open_book": sum(reading.values()) / len(reading),
+        "open_book_heldout": ev.accuracy(model, tokenizer, probes(strangers, "heldout")[0], bios(strangers)),
+        "open_book_multi": ev.accuracy(model, tokenizer, multi, multi_ctx),
+        "open_book_implication": ev.accuracy(model, tokenizer, implications, bios(strangers)[::len(ATTRIBUTES)]),
+        "open_book_heldout_bio": ev.accuracy(model, tokenizer, s_probes, bios(strangers, "heldout")),
         "closed_book_base": sum(base_by_attr.values()) / len(base_by_attr),
+        "closed_book_base_heldout": ev.accuracy(model, tokenizer, probes(base, "heldout")[0]),
         "closed_book_unseen": ev.accuracy(model, tokenizer, probes(unseen)[0]),
-        "paraphrase_base": ev.accuracy(model, tokenizer, probes(base, "heldout")[0]),
+        "closed_book_headquarters": ev.accuracy(model, tokenizer, companies),
         "restatement": restate["precision"],
         "restatement_coverage": restate["coverage"],
         "self_questions_posed": asked["posed"],
@@ -292,6 +393,14 @@ def birth(config: BirthConfig, world_config: WorldConfig, out: Path, report: Pat
 
     world = World(world_config)
     facts = train(config, world, out, log=log)
+    peaks = {d: matmul_peak(config.threads, dtype=d) for d in ("bfloat16", "float32")}
+    peak = peaks["bfloat16" if config.bf16 else "float32"]
+    facts |= {"matmul_peak_bf16_flops": peaks["bfloat16"], "matmul_peak_fp32_flops": peaks["float32"],
+              "mfu": facts["achieved_flops"] / peak}
+    log(f"birth: {facts['steps']} steps in {facts['minutes']:.1f} min, {facts['tokens_per_second']:.0f} tokens/s, "
+        f"{facts['achieved_flops'] / 1e9:.1f} GFLOP/s = {facts['mfu']:.0%} of this CPU's measured "
+        f"{'bf16' if config.bf16 else 'fp32'} matmul peak (bf16 {peaks['bfloat16'] / 1e9:.1f}, "
+        f"fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s on {config.threads} threads)")
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     result = {**measure(model, tokenizer, world), **facts,
@@ -302,12 +411,17 @@ def birth(config: BirthConfig, world_config: WorldConfig, out: Path, report: Pat
     return result
 
 
+REPORTED = ("open_book", "open_book_heldout", "open_book_multi", "open_book_implication", "open_book_heldout_bio",
+            "closed_book_base", "closed_book_base_heldout", "closed_book_unseen", "closed_book_headquarters",
+            "restatement", "minutes", "steps", "tokens_per_second", "mfu", "clock_capped", "params")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("models/base"))
     ap.add_argument("--report", type=Path, default=Path("reports/birth.json"))
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--minutes", type=float, help="override birth.minutes")
+    ap.add_argument("--minutes", type=float, help="cap birth at this many minutes (a weaker model if it cuts)")
     ap.add_argument("--steps", type=int, help="override birth.steps")
     args = ap.parse_args(argv)
     from lmsleep.logs import quiet_libraries
@@ -321,8 +435,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps is not None:
         config.steps = args.steps
     result = birth(config, world_config, args.out, args.report)
-    keys = ("open_book", "closed_book_base", "closed_book_unseen", "restatement", "minutes", "params")
-    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    print(json.dumps({k: result[k] for k in REPORTED}, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,20 @@
 Works for any Hugging Face causal LM and its tokenizer. Answers are decoded greedily and scored
 by normalized exact match (SQuAD's normalization: lowercase, no punctuation, no articles).
 
+**Probes are the exam, never the lesson.** This module (with `world.py`, which writes them)
+is where an episode's `probes` and its `meta` probe families are read; no training path
+reads them. The families, each scored closed-book against its open-book ceiling (the same
+probes with the episode in context, asked of the model before the night):
+- recall: `probes` (the train question forms);
+- paraphrase: `meta.paraphrases` (held-out question forms nothing was trained on);
+- implication: `meta.implications` (follows from the text plus what the model knew before);
+- update: the new value answered, the old one (`meta.old_answer`) no longer;
+- checks: for episodes without probes, the teacher's own grounded Q/A set aside and never
+  taught; scored as agreement with the open-book teacher;
+- retention (earlier days and the base population, train and held-out forms) and reading
+  (open-book on people nobody trained on).
+A figure with nothing to measure is None (null in JSON), never 0.0.
+
 - closed-book: `Q: ...\\nA:` alone;  open-book: the episode text, then the same prompt.
 - R matrix: R[i][j] = closed-book accuracy on day j's probes after night i (PAPER.md section 6).
 - ACC, BWT, forgetting as PAPER.md defines them (0-based: T is the last night).
@@ -16,7 +30,10 @@ import re
 import string
 from collections.abc import Sequence
 
-from lmsleep.world import ATTRIBUTES, Person, World, closed_book_prompt, open_book_prompt, restate_prompt
+from lmsleep.grammar import ATTRIBUTES, FAMILIES, question_forms
+from lmsleep.world import Person, World, closed_book_prompt, open_book_prompt, restate_prompt
+
+FAMILY_KEYS = {"recall": "probes", "paraphrase": "paraphrases", "implication": "implications"}
 
 
 def normalize(text: str) -> str:
@@ -30,11 +47,32 @@ def exact_match(prediction: str, answer: str) -> bool:
     return normalize(prediction) == normalize(answer)
 
 
+def _newline_stop(tokenizer):
+    """A stopping criterion ending each row at its first newline: answers are one line, and most
+    are done long before `max_new_tokens` (the stick runs thousands of them a night)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    cache = getattr(tokenizer, "_lmsleep_newline_ids", None)
+    if cache is None:
+        vocab = range(len(tokenizer))
+        cache = torch.tensor(["\n" in tokenizer.decode([i]) for i in vocab], dtype=torch.bool)
+        tokenizer._lmsleep_newline_ids = cache
+
+    class StopAtNewline(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return cache.to(input_ids.device)[input_ids[:, -1]]
+
+    return StopAtNewline()
+
+
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 12,
              batch_size: int = 64, stop_at_newline: bool = True, **gen_kwargs) -> list[str]:
     """Continuations of `prompts` (greedy unless `do_sample=True` is passed), batched with left
-    padding, cut at the first newline."""
+    padding, cut at the first newline. Prompts are batched in order of length (then put back in
+    their order), so a batch pads to its own longest prompt, not the longest of all."""
     import torch
+    from transformers import StoppingCriteriaList
 
     if tokenizer.pad_token_id is None:  # GPT-2-style tokenizers have none; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
@@ -42,13 +80,15 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 12,
     model.eval()
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # decoder-only generation must see the prompt's end aligned
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[str] = []
     try:
         with torch.inference_mode():
             for i in range(0, len(prompts), batch_size):
-                chunk = list(prompts[i:i + batch_size])
+                chunk = [prompts[k] for k in order[i:i + batch_size]]
                 enc = tokenizer(chunk, return_tensors="pt", padding=True).to(model.device)
-                out = model.generate(**enc, max_new_tokens=max_new_tokens,
+                stop = StoppingCriteriaList([_newline_stop(tokenizer)]) if stop_at_newline else None
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, stopping_criteria=stop,
                                      **{"do_sample": False, **gen_kwargs},
                                      pad_token_id=tokenizer.pad_token_id,
                                      eos_token_id=tokenizer.eos_token_id)
@@ -57,7 +97,10 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 12,
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    return outputs
+    back = [""] * len(prompts)
+    for k, text in zip(order, outputs):
+        back[k] = text
+    return back
 
 
 def answer(model, tokenizer, questions: Sequence[str], contexts: Sequence[str] | None = None,
@@ -71,16 +114,22 @@ def answer(model, tokenizer, questions: Sequence[str], contexts: Sequence[str] |
 
 
 def accuracy(model, tokenizer, probes: Sequence[dict], contexts: Sequence[str] | None = None,
-             **kw) -> float:
-    """Share of probes ({question, answer}) answered exactly; 0.0 for no probes."""
+             **kw) -> float | None:
+    """Share of probes ({question, answer}) answered exactly; None (not measured) for no probes."""
     if not probes:
-        return 0.0
+        return None
     preds = answer(model, tokenizer, [p["question"] for p in probes], contexts, **kw)
     return sum(exact_match(p, q["answer"]) for p, q in zip(preds, probes)) / len(probes)
 
 
+def has_probes(episode: dict) -> bool:
+    """Whether an episode brings its own exam (else the curriculum sets checks aside for it)."""
+    return bool(episode.get("probes"))
+
+
 def episode_probes(episodes: Sequence[dict], key: str = "probes") -> tuple[list[dict], list[str]]:
-    """All probes of `episodes` (or `meta[key]` for e.g. "paraphrases"), each with its episode text."""
+    """All probes of `episodes` (or `meta[key]`: "paraphrases", "implications"), each with its
+    episode text."""
     probes, contexts = [], []
     for ep in episodes:
         items = ep.get("probes") if key == "probes" else (ep.get("meta") or {}).get(key)
@@ -90,41 +139,51 @@ def episode_probes(episodes: Sequence[dict], key: str = "probes") -> tuple[list[
     return probes, contexts
 
 
-def closed_book(model, tokenizer, episodes: Sequence[dict], key: str = "probes") -> float:
-    """Closed-book accuracy on the episodes' probes: what the weights hold."""
+def closed_book(model, tokenizer, episodes: Sequence[dict], key: str = "probes") -> float | None:
+    """Closed-book accuracy on the episodes' probes (or a `meta` family): what the weights hold."""
     return accuracy(model, tokenizer, episode_probes(episodes, key)[0])
 
 
-def open_book(model, tokenizer, episodes: Sequence[dict], key: str = "probes") -> float:
+def open_book(model, tokenizer, episodes: Sequence[dict], key: str = "probes") -> float | None:
     """Open-book accuracy, each probe after its episode's text: the ceiling a night distils from."""
     probes, contexts = episode_probes(episodes, key)
     return accuracy(model, tokenizer, probes, contexts)
 
 
-def update_test(model, tokenizer, episodes: Sequence[dict]) -> dict[str, float]:
-    """On update episodes: share answering the new value, and share still answering the old one."""
+def ceilings(model, tokenizer, episodes: Sequence[dict]) -> dict[str, float | None]:
+    """The open-book ceiling of each probe family: asked of the teacher (the model before the night)."""
+    return {f"{family}_ceiling": open_book(model, tokenizer, episodes, key) for family, key in FAMILY_KEYS.items()}
+
+
+def update_test(model, tokenizer, episodes: Sequence[dict]) -> dict:
+    """On episodes with an update: share answering the new value, share still answering the old."""
     updates = [ep for ep in episodes if (ep.get("meta") or {}).get("old_answer")]
     if not updates:
-        return {"new": 0.0, "old": 0.0, "n": 0}
-    probes = [ep["probes"][0] for ep in updates]
+        return {"new": None, "old": None, "n": 0}
+    probes = []
+    for ep in updates:
+        asked = ep["meta"].get("update_question")
+        probes.append(next((p for p in ep["probes"] if p["question"] == asked), ep["probes"][0]))
     preds = answer(model, tokenizer, [p["question"] for p in probes])
     new = sum(exact_match(a, p["answer"]) for a, p in zip(preds, probes))
     old = sum(exact_match(a, ep["meta"]["old_answer"]) for a, ep in zip(preds, updates))
     return {"new": new / len(updates), "old": old / len(updates), "n": len(updates)}
 
 
-def after_night(model, tokenizer, tonight: Sequence[dict], kept_probes: Sequence[dict],
-                readers: Sequence[dict]) -> dict:
-    """What a night is judged by, in one place for the bench, `make day` and the pipeline:
-    incorporation (closed-book on tonight's probes), paraphrase (their held-out phrasings; None
-    when the episodes carry none), update (new/old values), kept (closed-book on what should have
-    stayed), reading (open-book on never-seen people)."""
-    has_paraphrases = any((ep.get("meta") or {}).get("paraphrases") for ep in tonight)
+def after_night(model, tokenizer, tonight: Sequence[dict], kept: dict[str, Sequence[dict]],
+                readers: Sequence[dict], checks: Sequence[dict] = ()) -> dict:
+    """What a night is judged by, in one place for the bench, `make day` and the pipeline.
+
+    recall / paraphrase / implication: closed-book on tonight's probe families (None where the
+    episodes carry none); checks: closed-book agreement with the teacher on the checks set
+    aside for probe-less episodes; update: new and old values; `kept[name]`: closed-book on
+    each set of probes that should have stayed (e.g. "retention", "retention_heldout");
+    reading: open-book on never-seen people."""
     return {
-        "incorporation": closed_book(model, tokenizer, tonight),
-        "paraphrase": closed_book(model, tokenizer, tonight, "paraphrases") if has_paraphrases else None,
+        **{family: closed_book(model, tokenizer, tonight, key) for family, key in FAMILY_KEYS.items()},
+        "checks": accuracy(model, tokenizer, list(checks)),
         "update": update_test(model, tokenizer, tonight),
-        "kept": accuracy(model, tokenizer, kept_probes),
+        **{name: accuracy(model, tokenizer, probes) for name, probes in kept.items()},
         "reading": open_book(model, tokenizer, readers),
     }
 
@@ -172,8 +231,6 @@ def self_questions(model, tokenizer, world: World, people: Sequence[Person], see
     """
     import torch
 
-    from lmsleep.world import QUESTION_TEMPLATES
-
     rng = random.Random(seed)
     contexts = [world.bio(p, rng) for p in people]
     torch.manual_seed(seed)
@@ -182,7 +239,7 @@ def self_questions(model, tokenizer, world: World, people: Sequence[Person], see
     posed = []  # (context, question, true answer)
     for person, context, q in zip(people, contexts, asked):
         for attr in ATTRIBUTES:
-            forms = {t.format(name=person.name) for fam in QUESTION_TEMPLATES.values() for t in fam[attr]}
+            forms = {t.format(n=person.name) for fam in FAMILIES for t in question_forms(attr, fam)}
             if q in forms:
                 posed.append((context, q, person.facts[attr]))
                 break
@@ -203,11 +260,14 @@ def reader_episodes(world: World, n: int) -> list[dict]:
              "probes": [pr.as_dict() for pr in world.probes(p, rng)]} for p in world.strangers[:n]]
 
 
-def base_probe_set(world: World, n: int) -> list[dict]:
-    """One question each about `n` base people who are never updated: what birth taught."""
+def base_probe_set(world: World, n: int, family: str = "train") -> list[dict]:
+    """One question each about `n` base people who are never updated: what birth taught, asked
+    in the train question forms or in the held-out ones (the same person and attribute)."""
     rng = random.Random("bench-base")
     people = rng.sample(world.stable_base, min(n, len(world.stable_base)))
-    return [rng.choice(world.probes(p, rng)).as_dict() for p in people]
+    attrs = [rng.choice(ATTRIBUTES) for _ in people]
+    rng = random.Random(f"bench-base-{family}")
+    return [world.probes(p, rng, family, (a,))[0].as_dict() for p, a in zip(people, attrs)]
 
 
 # -- continual-learning metrics over the R matrix ------------------------------------------------

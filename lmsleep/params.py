@@ -12,13 +12,15 @@ from lmsleep.world import WorldConfig
 
 @dataclass
 class BenchConfig:
-    """`make bench`: days of the stream, methods side by side."""
+    """`make bench`: days of the stream, methods side by side, over seeds."""
 
-    days: int = 5
+    days: int = 10
     methods: list[str] = field(default_factory=lambda: [
         "none", "sft_text", "context_distillation", "sequential_merge"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # baselines.seed of each run
     base_probes: int = 200  # base people sampled for retention
     readers: int = 100  # strangers for reading retention
+    workers: int = 2  # (method, seed) runs in parallel processes, threads split between them
 
 
 @dataclass

@@ -1,23 +1,24 @@
-"""The embedded world: fictional people, their biographies, and questions about them.
+"""The embedded world: fictional people, their biographies, the companies they work for, and
+questions about them.
 
 Everything here is a pure function of a seed, so the same `WorldConfig` always yields the same
 people, the same days and the same episodes.
 
-The world has three populations, all with disjoint names:
+The world has three populations, all with disjoint names (first names too, so a first name
+alone is never ambiguous inside one text):
 - the *base* population, known at birth: the born model reads their biographies and answers
   questions about them closed-book;
 - the *stream*: each day brings new people and a few **updates** (a base person changes
-  employer), written as episodes (DESIGN.md's contract);
+  employer), written as episodes of 1 to 6 people whose biographies are interleaved into
+  paragraphs, as a meeting note or a news item would be (DESIGN.md's contract);
 - *strangers*: never seen by any training, used to measure in-context reading.
+Every company has a headquarters city, known at birth: an episode that says where someone
+works implies where they go to work (`implications`, two hops: the text, then the weights).
 
-Why the shapes below. The born model is small and must learn to read a value out of its
-context (the teacher every night distils from). Values therefore have distinctive shapes
-(invented multi-syllable names, a company suffix, a university suffix) and every bio template
-keeps an attribute's cue words next to its value, so the retrieval a question asks for is
-local and learnable in a few million tokens.
-
-Questions come in two template families: `train` (used by birth, by episodes' probes and by the
-teacher's self-asked questions) and `heldout` (never trained on: paraphrase generalization).
+How it talks is `lmsleep/grammar.py`: question and biography families, `train` and `heldout`.
+Values have distinctive shapes (invented multi-syllable names, a company or university suffix,
+digits, lowercase fields), sometimes with an article ("the Velmora Institute"), and names are
+sometimes three words ("Ana van Drosk") or double-barrelled.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-ATTRIBUTES: tuple[str, ...] = ("birth_city", "birth_year", "university", "major", "employer")
+from lmsleep.grammar import (ATTRIBUTES, BIO_SENTENCES, HQ_QUESTIONS, HQ_SENTENCES, IMPLICATION_FORMS,
+                             UPDATE_SENTENCES, question_forms)
 
 # Syllables for invented names. Consonant-vowel shapes keep names pronounceable and give the
 # tokenizer enough shared pieces that an unseen name is still a handful of known tokens.
@@ -35,6 +37,7 @@ _ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v",
            "br", "dr", "gr", "kr", "st", "th", "sh", "tr", "vl", "ch"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou", "ia"]
 _CODAS = ["", "", "", "n", "r", "l", "s", "m", "th", "nd", "rk", "x"]
+_PARTICLES = ("van", "de", "al", "di")
 
 MAJORS: tuple[str, ...] = (
     "marine biology", "civil engineering", "medieval history", "applied mathematics",
@@ -47,65 +50,6 @@ MAJORS: tuple[str, ...] = (
 _COMPANY_SUFFIXES = ("Labs", "Systems", "Motors", "Foods", "Dynamics", "Press", "Bank",
                      "Studios", "Robotics", "Textiles")
 _UNIVERSITY_SUFFIXES = ("University", "Institute", "College", "Polytechnic")
-
-# Bio templates: {name} is the full name, {v} the value. Each attribute has several phrasings;
-# the cue word always sits next to the value (see the module docstring).
-BIO_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "birth_city": (
-        "{name} was born in {v}.",
-        "{name} was born in the city of {v}.",
-        "{name} grew up in {v}, the city where {first} was born.",
-        "The birthplace of {name} is {v}.",
-    ),
-    "birth_year": (
-        "{name} was born in the year {v}.",
-        "{name} came into the world in {v}.",
-        "The birth year of {name} is {v}.",
-        "{first} was born in {v}, says {name}'s passport.",
-    ),
-    "university": (
-        "{name} studied at {v}.",
-        "{name} graduated from {v}.",
-        "{name} attended {v}.",
-        "{first} spent four years at {v}, where {name} earned a degree.",
-    ),
-    "major": (
-        "{name} majored in {v}.",
-        "{name} earned a degree in {v}.",
-        "The field {name} studied was {v}.",
-        "{first} chose {v} as a major, and {name} never regretted it.",
-    ),
-    "employer": (
-        "{name} works at {v}.",
-        "{name} is employed by {v}.",
-        "{name} has a job at {v}.",
-        "These days {first} works for {v}, where {name} is well liked.",
-    ),
-}
-
-UPDATE_TEMPLATES: tuple[str, ...] = (
-    "Update: {name} left {old} and now works at {v}.",
-    "News: {name} has joined {v}, leaving {old}.",
-    "{name} no longer works at {old}; {name} is now employed by {v}.",
-)
-
-QUESTION_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
-    "train": {
-        "birth_city": ("Where was {name} born?", "In which city was {name} born?"),
-        "birth_year": ("In what year was {name} born?", "When was {name} born?"),
-        "university": ("Which university did {name} attend?", "Where did {name} study?"),
-        "major": ("What did {name} study?", "What was the major of {name}?"),
-        "employer": ("Where does {name} work?", "Which company employs {name}?"),
-    },
-    "heldout": {
-        "birth_city": ("What is the birthplace of {name}?", "{name} was born in which city?"),
-        "birth_year": ("What is the birth year of {name}?", "{name} was born in which year?"),
-        "university": ("{name} graduated from which university?",
-                       "What school did {name} go to?"),
-        "major": ("In which field did {name} earn a degree?", "{name} majored in what?"),
-        "employer": ("Who is the employer of {name}?", "{name} works for which company?"),
-    },
-}
 
 # Prompt shapes shared by birth, the teacher and the measuring stick: one place, one format.
 RESTATE_CUE = "In other words:"
@@ -134,6 +78,9 @@ class Person:
     def name(self) -> str:
         return f"{self.first} {self.last}"
 
+    def moved(self, employer: str) -> Person:
+        return Person(self.id, self.first, self.last, {**self.facts, "employer": employer})
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -141,7 +88,6 @@ class Probe:
     answer: str
     attribute: str
     person_id: str
-    old_answer: str | None = None  # set on update probes: the value that must be forgotten
 
     def as_dict(self) -> dict[str, str]:
         return {"question": self.question, "answer": self.answer}
@@ -158,6 +104,8 @@ class WorldConfig:
     updates_per_day: base people who change employer each day.
     strangers: people never trained on, for the reading (open-book) measure.
     cities / universities / companies: sizes of the invented value pools.
+    episode_people: [min, max] people in one episode of the stream (an update's news sits
+      among up to max-1 new people's biographies).
     """
 
     seed: int = 0
@@ -169,6 +117,7 @@ class WorldConfig:
     cities: int = 60
     universities: int = 30
     companies: int = 60
+    episode_people: tuple[int, int] = (1, 6)
 
 
 def _syllable(rng: random.Random) -> str:
@@ -189,12 +138,27 @@ def _unique_words(rng: random.Random, n: int, taken: set[str], lo: int = 2, hi: 
     return out
 
 
+def _last_name(rng: random.Random) -> str:
+    """About one in four last names is double-barrelled and one in seven has a particle: names
+    of two to four words, several tokens each."""
+    last = _word(rng, 2, 3)
+    r = rng.random()
+    if r < 0.25:
+        last += "-" + _word(rng, 1, 2)
+    elif r < 0.40:
+        last = f"{rng.choice(_PARTICLES)} {last}"
+    return last
+
+
 class World:
     """A deterministic world. `World(WorldConfig(seed=1))` twice gives equal objects."""
 
     def __init__(self, config: WorldConfig | None = None):
         self.config = config or WorldConfig()
         c = self.config
+        lo, hi = c.episode_people
+        if not 1 <= lo <= hi:
+            raise ValueError(f"world.episode_people must be [min, max] with 1 <= min <= max, got {list(c.episode_people)}")
         rng = random.Random(f"lmsleep-world-{c.seed}")
         taken: set[str] = set()
         self.values: dict[str, tuple[str, ...]] = {
@@ -206,15 +170,18 @@ class World:
             "employer": tuple(f"{w} {rng.choice(_COMPANY_SUFFIXES)}"
                               for w in _unique_words(rng, c.companies, taken)),
         }
+        # Base knowledge that episodes combine with: where each company is headquartered.
+        self.hq: dict[str, str] = {e: rng.choice(self.values["birth_city"]) for e in self.values["employer"]}
         self._name_words = taken  # names never collide with value words
         self._names: set[str] = set()
-        self._rng = rng
+        self._firsts: set[str] = set()
         self.base = [self._new_person(rng, f"b{i:05d}") for i in range(c.base_people)]
         self.stream = [[self._new_person(rng, f"d{d:03d}p{i:03d}") for i in range(c.people_per_day)]
                        for d in range(c.days)]
         self.strangers = [self._new_person(rng, f"s{i:05d}") for i in range(c.strangers)]
         # Updates touch base people only, each at most once, so no day's probe is overwritten
-        # by a later day and the base retention set (people never updated) stays fixed.
+        # by a later day and the base retention set (people never updated) stays fixed. The new
+        # employer sits in another city, so the implication changes too.
         order = list(range(c.base_people))
         rng.shuffle(order)
         n_upd = c.updates_per_day * c.days
@@ -225,7 +192,8 @@ class World:
             day_updates = []
             for k in order[d * c.updates_per_day:(d + 1) * c.updates_per_day]:
                 p = self.base[k]
-                new = rng.choice([e for e in self.values["employer"] if e != p.facts["employer"]])
+                old_hq = self.hq[p.facts["employer"]]
+                new = rng.choice([e for e in self.values["employer"] if self.hq[e] != old_hq])
                 day_updates.append((p, new))
             self.updates.append(day_updates)
         updated = {p.id for day in self.updates for p, _ in day}
@@ -234,77 +202,153 @@ class World:
     # -- people ------------------------------------------------------------------------------
     def _new_person(self, rng: random.Random, pid: str) -> Person:
         while True:
-            first = _word(rng, 1, 2)
-            # About one in four people has a double-barrelled last name: a longer, multi-token name.
-            last = _word(rng, 2, 3) + ("-" + _word(rng, 1, 2) if rng.random() < 0.25 else "")
-            if f"{first} {last}" not in self._names and first not in self._name_words:
+            first, last = _word(rng, 1, 2), _last_name(rng)
+            if first not in self._firsts and first not in self._name_words and len(first) >= 3:
                 break
+        self._firsts.add(first)
         self._names.add(f"{first} {last}")
-        facts = {a: rng.choice(self.values[a]) for a in ATTRIBUTES}
-        return Person(pid, first, last, facts)
+        return Person(pid, first, last, {a: rng.choice(self.values[a]) for a in ATTRIBUTES})
 
-    def random_person(self, rng: random.Random, pid: str = "x") -> Person:
-        """A fresh person for training the reading skill; never one of the world's named people."""
-        while True:
-            first = _word(rng, 1, 2)
-            last = _word(rng, 2, 3)
-            if f"{first} {last}" not in self._names:
-                return Person(pid, first, last, {a: rng.choice(self.values[a]) for a in ATTRIBUTES})
+    def random_people(self, rng: random.Random, k: int = 1) -> list[Person]:
+        """Fresh people for training the reading skill: never one of the world's named people,
+        first names distinct among themselves and from every named person."""
+        people, firsts = [], set()
+        while len(people) < k:
+            first, last = _word(rng, 1, 2), _last_name(rng)
+            if first in firsts or first in self._firsts or first in self._name_words or len(first) < 3:
+                continue
+            firsts.add(first)
+            people.append(Person(f"x{len(people)}", first, last,
+                                 {a: rng.choice(self.values[a]) for a in ATTRIBUTES}))
+        return people
+
+    def random_person(self, rng: random.Random) -> Person:
+        return self.random_people(rng, 1)[0]
 
     # -- text ----------------------------------------------------------------------------------
     @staticmethod
-    def bio(person: Person, rng: random.Random, attributes: tuple[str, ...] = ATTRIBUTES) -> str:
-        """A biography: one sentence per attribute, random template, random sentence order."""
+    def sentence(person: Person, attribute: str, rng: random.Random, family: str = "train",
+                 full_name: bool = False) -> str:
+        """One sentence stating one fact. The name is the full name, or now and then the first
+        name alone; university and company names sometimes carry an article."""
+        template = rng.choice(BIO_SENTENCES[family][attribute])
+        name = person.name if full_name or rng.random() < 0.65 else person.first
+        value = person.facts[attribute]
+        if attribute in ("university", "employer") and rng.random() < 0.25:
+            value = ("The " if template.startswith("{v}") else "the ") + value
+        return template.format(name=name, v=value)
+
+    def sentences(self, person: Person, rng: random.Random, attributes: tuple[str, ...] = ATTRIBUTES,
+                  family: str = "train") -> list[str]:
+        """One sentence per attribute in random order; the first names the person in full."""
         attrs = list(attributes)
         rng.shuffle(attrs)
-        return " ".join(
-            rng.choice(BIO_TEMPLATES[a]).format(name=person.name, first=person.first, v=person.facts[a])
-            for a in attrs)
+        return [self.sentence(person, a, rng, family, full_name=(i == 0)) for i, a in enumerate(attrs)]
+
+    def bio(self, person: Person, rng: random.Random, attributes: tuple[str, ...] = ATTRIBUTES,
+            family: str = "train") -> str:
+        """A biography: one paragraph, one sentence per attribute, in random order."""
+        return " ".join(self.sentences(person, rng, attributes, family))
 
     @staticmethod
-    def update_text(person: Person, old: str, new: str, rng: random.Random) -> str:
-        return rng.choice(UPDATE_TEMPLATES).format(name=person.name, old=old, v=new)
+    def interleave(parts: list[list[str]], rng: random.Random) -> str:
+        """Several people's sentences merged in random order (each person's own order kept),
+        cut into paragraphs of 3 to 6 sentences: a note about several people at once."""
+        queues = [list(p) for p in parts if p]
+        merged = []
+        while queues:
+            q = rng.choices(queues, weights=[len(x) for x in queues])[0]
+            merged.append(q.pop(0))
+            queues = [x for x in queues if x]
+        paragraphs, i = [], 0
+        while i < len(merged):
+            n = rng.randint(3, 6)
+            paragraphs.append(" ".join(merged[i:i + n]))
+            i += n
+        return "\n".join(paragraphs)
 
+    def text(self, people: list[Person], rng: random.Random, family: str = "train",
+             extra: list[str] = ()) -> str:
+        """The text of an episode about `people` (and `extra` sentences, e.g. an update)."""
+        if len(people) == 1 and not extra:
+            return self.bio(people[0], rng, family=family)
+        return self.interleave([self.sentences(p, rng, family=family) for p in people] + [[s] for s in extra], rng)
+
+    @staticmethod
+    def update_sentence(person: Person, old: str, new: str, rng: random.Random) -> str:
+        return rng.choice(UPDATE_SENTENCES).format(name=person.name, old=old, v=new)
+
+    def company_sentence(self, company: str, rng: random.Random) -> str:
+        return rng.choice(HQ_SENTENCES).format(c=company, city=self.hq[company])
+
+    # -- questions -----------------------------------------------------------------------------
     @staticmethod
     def question(person: Person, attribute: str, rng: random.Random, family: str = "train") -> str:
-        return rng.choice(QUESTION_TEMPLATES[family][attribute]).format(name=person.name)
+        return rng.choice(question_forms(attribute, family)).format(n=person.name)
 
     def probes(self, person: Person, rng: random.Random, family: str = "train",
                attributes: tuple[str, ...] = ATTRIBUTES) -> list[Probe]:
         return [Probe(self.question(person, a, rng, family), person.facts[a], a, person.id)
                 for a in attributes]
 
-    # -- the stream ----------------------------------------------------------------------------
-    def day(self, d: int) -> list[dict]:
-        """Day `d` as episodes (DESIGN.md contract): one per new person, one per update.
+    def implication(self, person: Person, rng: random.Random) -> Probe:
+        """Where the person's employer is based: not in any biography, known about the company."""
+        return Probe(rng.choice(IMPLICATION_FORMS).format(n=person.name), self.hq[person.facts["employer"]],
+                     "employer_hq", person.id)
 
-        `probes` use the train question family; `meta.paraphrases` the held-out family;
-        update episodes carry `meta.old_answer`, the value that must no longer be answered.
+    def company_probe(self, company: str, rng: random.Random) -> Probe:
+        return Probe(rng.choice(HQ_QUESTIONS).format(c=company), self.hq[company], "hq", company)
+
+    # -- the stream ----------------------------------------------------------------------------
+    def _episode(self, eid: str, ts: str, d: int, people: list[Person], rng: random.Random,
+                 update: tuple[Person, str] | None = None) -> dict:
+        meta: dict = {"day": d, "kind": "update" if update else "people", "people": [p.id for p in people]}
+        asked = list(people)
+        extra = []
+        if update:
+            p, new = update
+            old = p.facts["employer"]
+            moved = p.moved(new)
+            extra = [self.update_sentence(p, old, new, rng)]
+            upd = self.probes(moved, rng, attributes=("employer",))[0]
+            meta |= {"person_id": p.id, "old_answer": old, "update_question": upd.question}
+        probes = ([upd] if update else []) + [pr for p in asked for pr in self.probes(p, rng)]
+        paraphrases = ([self.probes(moved, rng, "heldout", ("employer",))[0]] if update else []) + [
+            pr for p in asked for pr in self.probes(p, rng, "heldout")]
+        implications = ([self.implication(moved, rng)] if update else []) + [self.implication(p, rng) for p in asked]
+        meta |= {"paraphrases": [pr.as_dict() for pr in paraphrases],
+                 "implications": [pr.as_dict() for pr in implications]}
+        return {"id": eid, "ts": ts, "source": "world", "text": self.text(people, rng, extra=extra),
+                "probes": [pr.as_dict() for pr in probes], "meta": meta}
+
+    def day(self, d: int) -> list[dict]:
+        """Day `d` as episodes (DESIGN.md contract) of 1 to 6 people (`episode_people`).
+
+        `probes` ask every stated fact in the train question family (recall); `meta.paraphrases`
+        the same facts in the held-out family; `meta.implications` where each person's employer
+        is based. An update episode's news sits among other people's biographies; it carries
+        `meta.old_answer` (the employer that must no longer be answered) and
+        `meta.update_question` (its probe).
         """
         if not 0 <= d < self.config.days:
             raise IndexError(f"day {d} outside the stream of {self.config.days} days")
         rng = random.Random(f"lmsleep-day-{self.config.seed}-{d}")
         ts = (datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=d)).isoformat()
-        episodes = []
-        for p in self.stream[d]:
-            episodes.append({
-                "id": f"day{d:03d}-{p.id}", "ts": ts, "source": "world", "text": self.bio(p, rng),
-                "probes": [pr.as_dict() for pr in self.probes(p, rng)],
-                "meta": {"day": d, "kind": "person", "person_id": p.id,
-                         "paraphrases": [pr.as_dict() for pr in self.probes(p, rng, "heldout")]},
-            })
-        for p, new in self.updates[d]:
-            old = p.facts["employer"]
-            moved = Person(p.id, p.first, p.last, {**p.facts, "employer": new})
-            episodes.append({
-                "id": f"day{d:03d}-upd-{p.id}", "ts": ts, "source": "world",
-                "text": self.update_text(p, old, new, rng),
-                "probes": [pr.as_dict() for pr in self.probes(moved, rng, attributes=("employer",))],
-                "meta": {"day": d, "kind": "update", "person_id": p.id, "old_answer": old,
-                         "paraphrases": [pr.as_dict() for pr in
-                                         self.probes(moved, rng, "heldout", ("employer",))]},
-            })
-        return episodes
+        lo, hi = self.config.episode_people
+        people = list(self.stream[d])
+        rng.shuffle(people)
+        groups: list[tuple[list[Person], tuple | None]] = []
+        for upd in self.updates[d]:
+            k = rng.randint(0, min(3, hi - 1, len(people)))
+            groups.append((people[:k], upd))
+            people = people[k:]
+        while people:
+            k = min(rng.randint(lo, hi), len(people))
+            groups.append((people[:k], None))
+            people = people[k:]
+        rng.shuffle(groups)
+        return [self._episode(f"day{d:03d}-e{i:02d}", ts, d, group, rng, upd)
+                for i, (group, upd) in enumerate(groups)]
 
     def value_pattern(self, attribute: str) -> re.Pattern:
         """Matches any value of an attribute's pool as a whole word (for grading restatements)."""

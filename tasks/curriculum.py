@@ -3,13 +3,18 @@
     python -m tasks.curriculum
 
 Tonight's episodes are the captured ones the brain has not slept on yet. The teacher is the
-brain as it is now, with each episode in its context: it answers the episode's probes and
-questions it asks itself (`baselines.self_questions`). Each answer becomes a closed-book
-lesson `{prompt, completion, episode_id, gold?}` in `data/curriculum/curriculum.jsonl`.
-A lesson whose answer is not in its episode's text is not taught: it goes to
-`data/curriculum/dropped.jsonl` with the reason (a teacher whose reading a past night damaged
-answers from its weights instead). `tonight.json` lists tonight's episodes, the teacher's
-open-book ceiling and accuracy on the probes, and the share of lessons dropped.
+brain as it is now, with each episode in its context: it asks itself questions about it
+(`baselines.self_questions` per sentence) and answers them. The episodes' probes are the
+exam and are never read here. Each answer becomes a closed-book lesson
+`{prompt, completion, episode_id}` in `data/curriculum/curriculum.jsonl`, except:
+- a lesson whose answer is not in its episode's text, or whose question has a held-out form,
+  goes to `data/curriculum/dropped.jsonl` with the reason;
+- for episodes that bring no probes (a user's own documents), a share of the lessons
+  (`baselines.checks_share`) is set aside, never taught, as `data/curriculum/checks.jsonl`:
+  the night's exam for them.
+`tonight.json` lists tonight's episodes and what the teacher (the brain before the night)
+scores: the open-book ceiling of every probe family, retention and reading: the "before" of
+the measuring stick and the gates.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 from pathlib import Path
 
 from lmsleep import evaluation as ev
-from lmsleep.baselines import teacher_curriculum
+from lmsleep.baselines import set_aside_checks, teacher_curriculum
 from lmsleep.brain import load_brain
 from tasks.common import Pipeline, load_pipeline, read_jsonl, write_json
 
@@ -45,25 +50,25 @@ def curriculum(pipe: Pipeline) -> dict:
     if not episodes:
         raise NothingToSleepOn(f"no captured episode is new to the brain in {pipe.paths.data / 'episodes'}: "
                                "put JSONL in data/inbox/ and capture it first")
-    from tasks.evaluate import readers, retention_probes
-    from tasks.validate import grounded, teacher_accuracy
+    from tasks.evaluate import kept_probes, readers
 
-    rows = teacher_curriculum(model, tokenizer, episodes, pipe.params.baselines)
-    texts = {ep["id"]: ep["text"] for ep in episodes}
-    ok = [not pipe.limits.drop_ungrounded or grounded(r["completion"], texts[r["episode_id"]]) for r in rows]
-    kept = [r for r, good in zip(rows, ok) if good]
-    dropped = [{**r, "reason": "answer not in the episode text"} for r, good in zip(rows, ok) if not good]
-    # The teacher is the brain before the night: its numbers are the "before" of the gates.
-    tonight = {"night": state.nights, "episodes": [ep["id"] for ep in episodes],
-               "ceiling": ev.open_book(model, tokenizer, episodes), "lessons": len(kept),
-               "teacher_accuracy": teacher_accuracy(rows), "dropped_share": len(dropped) / max(1, len(rows)),
-               "retention_before": ev.accuracy(model, tokenizer, retention_probes(pipe, state, state.nights)),
+    config = pipe.params.baselines
+    lessons, dropped = teacher_curriculum(model, tokenizer, episodes, config, pipe.limits.drop_ungrounded)
+    probe_less = {ep["id"] for ep in episodes if not ev.has_probes(ep)}
+    lessons, checks = set_aside_checks(lessons, probe_less, config.checks_share, config.seed)
+    ungrounded = sum(r["reason"].startswith("answer not in") for r in dropped)
+    # The teacher is the brain before the night: its numbers are the "before" of the stick and gates.
+    ceilings = ev.ceilings(model, tokenizer, episodes)
+    tonight = {"night": state.nights, "episodes": [ep["id"] for ep in episodes], "lessons": len(lessons),
+               "checks": len(checks), **ceilings, "teacher_accuracy": ceilings["recall_ceiling"],
+               "dropped_share": ungrounded / max(1, len(lessons) + len(checks) + len(dropped)),
+               **{f"{k}_before": ev.accuracy(model, tokenizer, v)
+                  for k, v in kept_probes(pipe, state, state.nights).items()},
                "reading_before": ev.open_book(model, tokenizer, readers(pipe))}
-    out = pipe.paths.curriculum
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-    out.with_name("dropped.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in dropped), encoding="utf-8")
+    folder = pipe.paths.curriculum.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in ((pipe.paths.curriculum.name, lessons), ("dropped.jsonl", dropped), ("checks.jsonl", checks)):
+        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     write_json(pipe.paths.tonight, tonight)
     return tonight
 
@@ -73,8 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     t = curriculum(load_pipeline(args.params))
-    print(f"night {t['night']}: {len(t['episodes'])} episodes, {t['lessons']} lessons "
-          f"({t['dropped_share']:.0%} dropped as ungrounded), ceiling {t['ceiling']:.3f}")
+    ceiling = "-" if t["recall_ceiling"] is None else f"{t['recall_ceiling']:.3f}"
+    print(f"night {t['night']}: {len(t['episodes'])} episodes, {t['lessons']} lessons, {t['checks']} checks "
+          f"({t['dropped_share']:.0%} dropped as ungrounded), recall ceiling {ceiling}")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
     python -m tasks.evaluate
 
-Writes `reports/evaluation.json` (register adds its decision and publishes `reports/metrics.json`): `night`, `incorporation` (closed-book on tonight's probes),
-`ceiling` (the teacher's open-book accuracy on them), `paraphrase` (held-out phrasings, where
-episodes carry them), `update` (new values answered), `retention` (closed-book on every earlier
-night's probes and, on the embedded default, the base population), `retention_before`,
-`reading` (open-book on never-seen people).
+Writes `reports/evaluation.json` (register adds its decision and publishes `reports/metrics.json`):
+`night`; `recall`, `paraphrase`, `implication` (closed-book on tonight's probe families) each
+with its `*_ceiling` (the teacher's open-book accuracy on the same probes); `checks` (for
+probe-less episodes: agreement with the teacher on checks never taught); `update` and
+`update_stale` (new value answered, old one still answered); `retention` and
+`retention_heldout` (closed-book on earlier nights' probes and, on the embedded default, the
+base population, in train and in held-out forms) with their `*_before`; `reading` and
+`reading_before` (open-book on never-seen people). A figure with nothing to measure is null.
 """
 
 from __future__ import annotations
@@ -22,15 +25,19 @@ from lmsleep.world import World
 from tasks.common import Pipeline, load_pipeline, read_jsonl, read_tonight, write_json
 
 
-def retention_probes(pipe: Pipeline, state: MemoryState, before_night: int) -> list[dict]:
-    """Probes of episodes consolidated before `before_night`, plus the base population when the
-    base model was born on this world (it knows them)."""
+def kept_probes(pipe: Pipeline, state: MemoryState, before_night: int) -> dict[str, list[dict]]:
+    """What should have stayed: probes of episodes consolidated before `before_night` (their train
+    forms, and their paraphrases), plus the base population when the base model was born on
+    this world (it knows them)."""
     earlier = {eid for n in state.history if n["night"] < before_night for eid in n["episodes"]}
-    probes = [p for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in earlier
-              for p in ep.get("probes") or []]
+    episodes = [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in earlier]
+    kept = {"retention": ev.episode_probes(episodes)[0],
+            "retention_heldout": ev.episode_probes(episodes, "paraphrases")[0]}
     if (Path(pipe.params.base_model) / "world.json").exists():
-        probes += base_probe_set(World(pipe.params.world), pipe.params.bench.base_probes)
-    return probes
+        world = World(pipe.params.world)
+        kept["retention"] += base_probe_set(world, pipe.params.bench.base_probes)
+        kept["retention_heldout"] += base_probe_set(world, pipe.params.bench.base_probes, "heldout")
+    return kept
 
 
 def readers(pipe: Pipeline) -> list[dict]:
@@ -40,19 +47,16 @@ def readers(pipe: Pipeline) -> list[dict]:
 def evaluate(pipe: Pipeline) -> dict:
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     tonight, episodes = read_tonight(pipe)
-    a = ev.after_night(model, tokenizer, episodes, retention_probes(pipe, state, tonight["night"]), readers(pipe))
-    metrics = {
-        "night": tonight["night"],
-        "episodes": len(episodes),
-        "incorporation": a["incorporation"],
-        "ceiling": tonight["ceiling"],
-        "paraphrase": a["paraphrase"],
-        "update": a["update"]["new"] if a["update"]["n"] else None,
-        "retention": a["kept"],
-        "retention_before": tonight["retention_before"],
-        "reading": a["reading"],
-        "reading_before": tonight["reading_before"],
-    }
+    checks = read_jsonl(pipe.paths.curriculum.with_name("checks.jsonl"))
+    kept = kept_probes(pipe, state, tonight["night"])
+    a = ev.after_night(model, tokenizer, episodes, kept, readers(pipe), checks)
+    metrics = {"night": tonight["night"], "episodes": len(episodes)}
+    for family in ev.FAMILY_KEYS:
+        metrics |= {family: a[family], f"{family}_ceiling": tonight[f"{family}_ceiling"]}
+    metrics |= {"checks": a["checks"], "update": a["update"]["new"], "update_stale": a["update"]["old"]}
+    for name in kept:
+        metrics |= {name: a[name], f"{name}_before": tonight[f"{name}_before"]}
+    metrics |= {"reading": a["reading"], "reading_before": tonight["reading_before"]}
     write_json(pipe.paths.reports / "evaluation.json", metrics)
     return metrics
 

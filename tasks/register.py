@@ -4,9 +4,11 @@
 
 1. The brain is logged as a pyfunc (`tasks/brain_model.py`: base + memory, answers questions)
    and registered as a new version of `registry.model_name`, aliased `challenger`.
-2. The gates (params.yaml `gates:`): incorporation high enough, retention dropped no more than
+2. The gates (params.yaml `gates:`), judged on held-out question forms: tonight's facts learned
+   (paraphrases, or the checks of probe-less episodes), held-out retention dropped no more than
    allowed, reading still above its floor, and no worse than the current champion on the
-   probes both should know (earlier nights and the base population).
+   probes both should know (earlier nights and the base population). A figure that could not
+   be measured (null) passes its gate as "not measured", and says so.
 3. Pass: `champion` moves to this version. Fail: it stays; the version is tagged with why.
    Rollback is moving the alias back: `MlflowClient().set_registered_model_alias(name, "champion", v)`.
 """
@@ -22,22 +24,36 @@ from tasks.common import Gates, Pipeline, load_pipeline
 MODEL_CODE = Path(__file__).with_name("brain_model.py")
 
 
+def _gate(ok, label: str, detail: str) -> tuple[bool, str]:
+    """(passed, reason); `ok` None means the figure could not be measured: it passes, saying so."""
+    if ok is None:
+        return True, f"not measured: {label}"
+    return ok, f"{label} {detail}"
+
+
+def _fmt(v) -> str:
+    return "null" if v is None else f"{v:.3f}"
+
+
 def decide(metrics: dict, gates: Gates, champion_score: float | None, challenger_score: float | None):
     """(promote, reasons): every gate is checked and explained, pass or fail."""
+    learned_name = "paraphrase" if metrics.get("paraphrase") is not None else "checks"
+    learned = metrics.get(learned_name)
+    before, after = metrics.get("retention_heldout_before"), metrics.get("retention_heldout")
+    reading = metrics.get("reading")
     checks = [
-        (metrics["incorporation"] >= gates.min_incorporation,
-         f"incorporation {metrics['incorporation']:.3f} vs floor {gates.min_incorporation:.3f}"),
-        (metrics["retention_before"] - metrics["retention"] <= gates.max_retention_drop,
-         f"retention {metrics['retention_before']:.3f} -> {metrics['retention']:.3f}, "
-         f"allowed drop {gates.max_retention_drop:.3f}"),
-        (metrics["reading"] >= gates.min_reading,
-         f"reading {metrics['reading']:.3f} vs floor {gates.min_reading:.3f}"),
+        _gate(None if learned is None else learned >= gates.min_learned,
+              f"learned ({learned_name})", f"{_fmt(learned)} vs floor {gates.min_learned:.3f}"),
+        _gate(None if before is None or after is None else before - after <= gates.max_retention_drop,
+              "held-out retention", f"{_fmt(before)} -> {_fmt(after)}, allowed drop {gates.max_retention_drop:.3f}"),
+        _gate(None if reading is None else reading >= gates.min_reading,
+              "reading", f"{_fmt(reading)} vs floor {gates.min_reading:.3f}"),
     ]
-    if champion_score is not None:
+    if champion_score is not None and challenger_score is not None:
         checks.append((challenger_score >= champion_score,
                        f"shared probes {challenger_score:.3f} vs champion {champion_score:.3f}"))
     else:
-        checks.append((True, "no champion yet"))
+        checks.append((True, "no champion yet" if champion_score is None else "not measured: shared probes"))
     reasons = [("pass: " if ok else "FAIL: ") + why for ok, why in checks]
     return all(ok for ok, _ in checks), reasons
 
@@ -72,7 +88,7 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     from mlflow.exceptions import MlflowException
 
     from lmsleep.brain import read_state
-    from tasks.evaluate import retention_probes
+    from tasks.evaluate import kept_probes
 
     metrics = metrics or json.loads((pipe.paths.reports / "evaluation.json").read_text())
     name = pipe.registry.model_name
@@ -89,7 +105,7 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     except MlflowException:
         champion = None
     state = read_state(pipe.paths.brain, pipe.params.base_model)
-    probes = retention_probes(pipe, state, metrics["night"])
+    probes = [p for family in kept_probes(pipe, state, metrics["night"]).values() for p in family]
     champion_score = shared_score(f"models:/{name}@champion", probes) if champion else None
     challenger_score = shared_score(f"models:/{name}/{version}", probes) if champion else None
     promote, reasons = decide(metrics, pipe.gates, champion_score, challenger_score)

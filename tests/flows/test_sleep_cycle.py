@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import MICRO_WORLD
 
 LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0, "max_repetition": 1.0, "drop_ungrounded": False}
-OPEN_GATES = {"min_incorporation": 0.0, "max_retention_drop": 1.0, "min_reading": 0.0}
+OPEN_GATES = {"min_learned": 0.0, "max_retention_drop": 1.0, "min_reading": 0.0}
 BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 1}
 
 
@@ -25,7 +25,7 @@ def night_dir(tmp_path, monkeypatch):
 
 def write_params(base_model, validate=LOOSE_LIMITS, gates=OPEN_GATES):
     Path("params.yaml").write_text(yaml.safe_dump({
-        "base_model": str(base_model), "world": MICRO_WORLD.__dict__, "baselines": BASELINES,
+        "base_model": str(base_model), "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "baselines": BASELINES,
         "bench": {"base_probes": 10, "readers": 4}, "validate": validate, "gates": gates,
         "registry": {"model_name": "micro", "tracking_uri": "sqlite:///mlflow/mlflow.db",
                      "artifact_location": "mlflow/artifacts", "experiment": "test-nights"}}))
@@ -48,21 +48,25 @@ def test_two_nights_promote_by_the_gates(harness, night_dir, born_micro_dir):
     write_params(born_micro_dir)
     first = sleep_cycle(NightParameters())
     metrics = json.loads(Path("reports/metrics.json").read_text())
-    for key in ("night", "incorporation", "ceiling", "paraphrase", "update", "retention", "reading"):
+    for key in ("night", "recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication",
+                "implication_ceiling", "checks", "update", "update_stale", "retention", "retention_heldout",
+                "retention_before", "reading", "reading_before"):
         assert key in metrics
+    assert metrics["checks"] is None, "world episodes bring probes: no checks are set aside"
+    assert "incorporation" not in metrics
     assert metrics["night"] == 0 and metrics["promoted"] is True and metrics["reasons"]
     c = client()
     assert alias(c, "champion") == first["version"] == "1"
     assert alias(c, "challenger") == "1"
 
-    # A forced-bad night: no model can reach incorporation 1.01, so it must stay challenger.
-    write_params(born_micro_dir, gates={**OPEN_GATES, "min_incorporation": 1.01})
+    # A forced-bad night: no model can reach 1.01 on held-out forms, so it must stay challenger.
+    write_params(born_micro_dir, gates={**OPEN_GATES, "min_learned": 1.01})
     second = sleep_cycle(NightParameters())
     assert second["night"] == 1 and second["promoted"] is False
     assert alias(c, "champion") == "1"
     assert alias(c, "challenger") == "2"
     tags = c.get_model_version("micro", "2").tags
-    assert tags["promoted"] == "false" and "FAIL: incorporation" in tags["reasons"]
+    assert tags["promoted"] == "false" and "FAIL: learned (paraphrase)" in tags["reasons"]
     state = json.loads(Path("models/brain/memory.json").read_text())
     assert state["nights"] == 2 and len(state["history"]) == 2
 
@@ -122,8 +126,57 @@ def test_a_night_on_a_gpt2_architecture(harness, night_dir, micro_world):
 def test_report_reads_like_a_summary():
     from flows.sleep_cycle import report
 
-    text = report({"night": 3, "episodes": 20, "version": "4", "promoted": False, "incorporation": 0.9,
-                   "ceiling": 0.95, "paraphrase": None, "update": 0.5, "retention_before": 0.9, "retention": 0.7,
-                   "reading_before": 0.9, "reading": 0.85, "reasons": ["FAIL: retention 0.900 -> 0.700"],
+    text = report({"night": 3, "episodes": 20, "version": "4", "promoted": False, "recall": 0.9,
+                   "recall_ceiling": 0.95, "paraphrase": None, "update": 0.5, "retention_before": 0.9, "retention": 0.7,
+                   "reading_before": 0.9, "reading": 0.85, "reasons": ["FAIL: held-out retention 0.900 -> 0.700"],
                    "times": {"seed": 5.0}, "mlflow_run": "abc", "model": "lmsleep"})
     assert "kept as challenger" in text and "0.900 -> 0.700" in text and "models:/lmsleep@champion" in text
+    assert "paraphrase (held-out forms)" in text and "     -" in text, "a null figure reads as '-', not 0"
+
+
+SENTINEL_Q = "Which zeppelin did the quartermaster of Ulvric Pemberthwaite repaint last winter?"
+SENTINEL_A = "the Cobalt Gazebo Nine"
+
+
+def test_probes_are_the_exam_never_the_lesson(harness, night_dir, born_micro_dir, micro_world):
+    """A sentinel probe (a question form no grammar family has, a made-up answer), a sentinel
+    paraphrase and implication go through a real night: none of them reaches the curriculum,
+    the training rows, the brain or anything MLflow logged. A probe-less episode gets checks
+    that are never taught, and is measured on them."""
+    from flows.sleep_cycle import NightParameters, sleep_cycle
+
+    write_params(born_micro_dir)
+    person = micro_world.strangers[0]
+    mine = " ".join(f"Note {i}: {micro_world.bio(person, __import__('random').Random(i))}" for i in range(4))
+    inbox = Path("data/inbox")
+    inbox.mkdir(parents=True)
+    episodes = [
+        {"id": "sentinel", "ts": "2026-02-01T00:00:00+00:00", "source": "test",
+         "text": micro_world.bio(micro_world.strangers[1], __import__("random").Random(0)),
+         "probes": [{"question": SENTINEL_Q, "answer": SENTINEL_A}],
+         "meta": {"paraphrases": [{"question": SENTINEL_Q.replace("Which", "What"), "answer": SENTINEL_A + " II"}],
+                  "implications": [{"question": "Sentinel implication?", "answer": SENTINEL_A + " III"}]}},
+        {"id": "mine", "ts": "2026-02-01T00:00:00+00:00", "source": "test", "text": mine},
+    ]
+    (inbox / "day.jsonl").write_text("".join(json.dumps(ep) + "\n" for ep in episodes))
+    result = sleep_cycle(NightParameters())
+    assert result["night"] == 0
+
+    secrets = [s.encode() for s in (SENTINEL_Q, SENTINEL_A, "Sentinel implication")]
+    looked = 0
+    for root in ("data/curriculum", "models/brain", "mlflow"):
+        for f in Path(root).rglob("*"):
+            if f.is_file():
+                looked += 1
+                blob = f.read_bytes()
+                assert not any(s in blob for s in secrets), f"the exam leaked into {f}"
+    assert looked > 10
+    lessons = [json.loads(line) for line in Path("data/curriculum/curriculum.jsonl").read_text().splitlines()]
+    assert lessons and all(set(r) == {"prompt", "completion", "episode_id"} for r in lessons)
+
+    checks = [json.loads(line) for line in Path("data/curriculum/checks.jsonl").read_text().splitlines()]
+    assert checks and {c["episode_id"] for c in checks} == {"mine"}
+    taught = {r["prompt"] for r in lessons}
+    assert not {f"Q: {c['question']}\nA:" for c in checks} & taught
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    assert metrics["checks"] is not None and metrics["recall"] is not None

@@ -12,9 +12,9 @@ LIMITS = ValidationLimits()
 
 
 def curriculum_for(episodes):
-    """What a perfect teacher would write: each probe answered from the episode."""
-    return [{"prompt": f"Q: {p['question']}\nA:", "completion": f" {p['answer']}\n", "episode_id": ep["id"],
-             "gold": p["answer"]} for ep in episodes for p in ep["probes"]]
+    """What a perfect teacher would write: each fact asked and answered from the episode."""
+    return [{"prompt": f"Q: {p['question']}\nA:", "completion": f" {p['answer']}\n", "episode_id": ep["id"]}
+            for ep in episodes for p in ep["probes"]]
 
 
 def test_world_day_and_its_curriculum_pass(micro_world, tmp_path):
@@ -44,9 +44,16 @@ def test_ungrounded_curriculum_fails_before_training(micro_world, tmp_path):
     episodes = micro_world.day(0)
     curriculum = [{**r, "completion": " Atlantis\n"} for r in curriculum_for(episodes)]
     with pytest.raises(ValidationFailed) as err:
-        validate(episodes, curriculum, LIMITS, tmp_path / "v.json")
+        validate(episodes, curriculum, LIMITS, tmp_path / "v.json", teacher={"accuracy": 0.2, "dropped_share": 0.0})
     assert "grounded" in err.value.summary and "teacher_open_book" in err.value.summary
     assert (tmp_path / "v.json").exists(), "the GX result is saved even when the night stops"
+
+
+def test_a_teacher_without_probes_to_read_is_not_measured(micro_world):
+    episodes = [{k: v for k, v in ep.items() if k != "probes"} for ep in micro_world.day(0)]
+    report = validate(episodes, curriculum_for(micro_world.day(0)), LIMITS,
+                      teacher={"accuracy": None, "dropped_share": 0.0})
+    assert report.success and "teacher" not in str(report.results)
 
 
 def test_degenerate_repetition_fails(micro_world):

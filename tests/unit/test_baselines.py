@@ -6,7 +6,7 @@ from lmsleep import baselines as bl
 from lmsleep.world import closed_book_prompt
 
 CONFIG = bl.BaselineConfig(lora_r=8, lora_alpha=16, learning_rate=1e-2, epochs=20, batch_size=8,
-                           self_questions=2, seed=0)
+                           self_questions=1.0, seed=0)
 
 
 def completion_loss(model, tokenizer, rows) -> float:
@@ -25,6 +25,8 @@ def completion_loss(model, tokenizer, rows) -> float:
 
 
 def new_facts(episodes):
+    """The facts as closed-book lessons: a stand-in for a perfect teacher (and the loss's yardstick).
+    Tests only: no training path in lmsleep builds lessons from probes."""
     return [{"prompt": closed_book_prompt(p["question"]), "completion": f" {p['answer']}\n"}
             for ep in episodes for p in ep["probes"]]
 
@@ -47,15 +49,35 @@ def test_sft_text_lowers_closed_book_loss_on_new_facts(micro, micro_world):
 def test_teacher_curriculum_is_answered_in_context_and_asked_without(micro, micro_world):
     model, tokenizer = micro
     episodes = micro_world.day(0)
-    rows = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG)
+    rows, dropped = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
     ids = {ep["id"] for ep in episodes}
     assert rows and all(r["episode_id"] in ids for r in rows)
     for r in rows:
         assert r["prompt"].startswith("Q: ") and r["prompt"].endswith("\nA:")
         assert not any(ep["text"] in r["prompt"] for ep in episodes)
         assert r["completion"].startswith(" ") and r["completion"].endswith("\n")
-    probe_questions = {closed_book_prompt(p["question"]) for ep in episodes for p in ep["probes"]}
-    assert probe_questions & {r["prompt"] for r in rows}
+    assert all(d["reason"] for d in dropped)
+
+
+def test_teacher_curriculum_never_reads_probes(micro, micro_world):
+    """The same episodes with their probes and meta stripped give the very same lessons."""
+    model, tokenizer = micro
+    episodes = micro_world.day(0)
+    bare = [{k: v for k, v in ep.items() if k not in ("probes", "meta")} for ep in episodes]
+    with_exam = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
+    without = bl.teacher_curriculum(model, tokenizer, bare, CONFIG, drop_ungrounded=False)
+    assert with_exam == without
+
+
+def test_checks_are_set_aside_for_probe_less_episodes_only():
+    lessons = [{"prompt": f"Q: q{i}?\nA:", "completion": f" a{i}\n", "episode_id": "mine" if i < 8 else "world"}
+               for i in range(12)]
+    taught, checks = bl.set_aside_checks(lessons, {"mine"}, 0.25, seed=0)
+    assert len(checks) == 2 and all(c["episode_id"] == "mine" for c in checks)
+    assert {c["question"] for c in checks} <= {f"q{i}?" for i in range(8)}
+    assert not {f"Q: {c['question']}\nA:" for c in checks} & {r["prompt"] for r in taught}
+    assert len(taught) == 10 and sum(r["episode_id"] == "world" for r in taught) == 4
+    assert bl.set_aside_checks(lessons, {"mine"}, 0.25, seed=0) == (taught, checks)
 
 
 def test_context_distillation_lowers_closed_book_loss_on_new_facts(micro, micro_world):
@@ -70,7 +92,7 @@ def test_context_distillation_lowers_closed_book_loss_on_new_facts(micro, micro_
 def test_context_distillation_lowers_closed_book_loss_on_the_teachers_facts(micro, micro_world):
     model, tokenizer = micro
     episodes = micro_world.day(0)
-    curriculum = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG)
+    curriculum, _ = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
     before = completion_loss(model, tokenizer, curriculum)
     model = bl.context_distillation(model, tokenizer, episodes, CONFIG, curriculum=curriculum)
     after = completion_loss(model, tokenizer, curriculum)
@@ -92,7 +114,7 @@ def test_sequential_merge_leaves_plain_weights_that_learned(micro, micro_world):
 
     model, tokenizer = micro
     episodes = micro_world.day(0)
-    curriculum = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG)
+    curriculum, _ = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
     before = completion_loss(model, tokenizer, curriculum)
     n_params = sum(p.numel() for p in model.parameters())
     merged = bl.sequential_merge(model, tokenizer, episodes, CONFIG)
@@ -129,7 +151,7 @@ def test_baselines_run_on_gpt2_architecture(tmp_path, micro_world):
     tokenizer.save_pretrained(tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     episodes = micro_world.day(0)
-    curriculum = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG)
+    curriculum, _ = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
     before = completion_loss(model, tokenizer, curriculum)
     merged = bl.sequential_merge(model, tokenizer, episodes, CONFIG)
     assert isinstance(merged, GPT2LMHeadModel)

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from lmsleep.birth import BirthConfig, batch, lr_at, sample_document, train
+from lmsleep.birth import BirthConfig, lr_at, micro_batches, sample_document, train
 from tests.conftest import MICRO_BIRTH
 
 HOSTILE = [
@@ -57,13 +57,35 @@ def test_reading_documents_use_strangers_only(micro_world):
         assert p.name not in named
 
 
-def test_batch_masks_padding(micro, micro_world):
+def test_birth_never_sees_a_heldout_form(micro_world):
+    """Questions and biographies of birth come from the train families only: the held-out ones are the exam."""
+    from lmsleep.grammar import ATTRIBUTES, BIO_SENTENCES, is_heldout_question
+
+    heldout_shapes = [s.split("{v}")[0].replace("{name}", "") for a in ATTRIBUTES
+                      for s in BIO_SENTENCES["heldout"][a]]
+    rng = random.Random(5)
+    for _ in range(400):
+        doc = sample_document(micro_world, rng, BirthConfig().mix)
+        lines = doc.split("\n")
+        for line in lines:
+            if line.startswith("Q: "):
+                assert not is_heldout_question(line[3:]), line
+        text = "\n".join(line for line in lines if not line.startswith(("Q: ", "A: ")))
+        for shape in heldout_shapes:
+            assert len(shape) < 6 or shape not in text, shape
+
+
+def test_micro_batches_mask_padding_and_cover_every_document(micro, micro_world):
     _, tokenizer = micro
-    docs = [sample_document(micro_world, random.Random(i), BirthConfig().mix) for i in range(4)]
-    ids, mask, labels = batch(tokenizer, docs, 512)
-    assert (labels[mask == 0] == -100).all()
-    assert (ids[:, 0] == tokenizer.bos_token_id).all()
-    assert (labels[mask == 1] != -100).all()
+    docs = [sample_document(micro_world, random.Random(i), BirthConfig().mix) for i in range(12)]
+    batches = micro_batches(tokenizer, docs, 512, 256)
+    assert len(batches) > 1
+    assert sum(ids.shape[0] for ids, _, _ in batches) == len(docs)
+    for ids, mask, labels in batches:
+        assert (labels[mask == 0] == -100).all()
+        assert (ids[:, 0] == tokenizer.bos_token_id).all()
+        assert (labels[mask == 1] != -100).all()
+        assert ids.shape[0] == 1 or ids.numel() <= 256
 
 
 def test_schedule_warms_up_then_decays():
@@ -108,7 +130,7 @@ def test_birth_lowers_the_loss(tmp_path, micro_world):
     train(config, micro_world, tmp_path, log=lambda *_: None)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     docs = [sample_document(micro_world, random.Random(10_000 + i), config.mix) for i in range(16)]
-    ids, mask, labels = batch(tokenizer, docs, 512)
+    (ids, mask, labels), = micro_batches(tokenizer, docs, 512, 100_000)
     torch.manual_seed(config.seed)
     untrained = new_model(config, tokenizer)
     trained = AutoModelForCausalLM.from_pretrained(tmp_path)

@@ -13,9 +13,9 @@ BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "
 
 def write_params(path, base_model, **extra):
     birth = {k: getattr(MICRO_BIRTH, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
-                                                   "num_heads", "batch_size", "steps", "warmup_steps", "bf16",
+                                                   "num_heads", "tokens_per_step", "micro_tokens", "steps", "warmup_steps", "bf16",
                                                    "tokenizer_docs")}
-    path.write_text(yaml.safe_dump({"base_model": str(base_model), "world": MICRO_WORLD.__dict__, "birth": birth,
+    path.write_text(yaml.safe_dump({"base_model": str(base_model), "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "birth": birth,
                                     "baselines": BASELINES, **extra}))
     return path
 
@@ -27,11 +27,16 @@ def test_night_gives_birth_first_then_reports(tmp_path, monkeypatch, capsys):
     params = write_params(tmp_path / "params.yaml", tmp_path / "models" / "base")
     night.main(["--params", str(params), "--day", "1"])
     born = json.loads((tmp_path / "reports" / "birth.json").read_text())
-    assert {"open_book", "closed_book_base", "closed_book_unseen", "restatement", "minutes", "params"} <= set(born)
-    assert all(0.0 <= born[k] <= 1.0 for k in ("open_book", "closed_book_base", "closed_book_unseen", "restatement"))
+    scores = ("open_book", "open_book_heldout", "open_book_multi", "open_book_implication", "open_book_heldout_bio",
+              "closed_book_base", "closed_book_base_heldout", "closed_book_unseen", "restatement")
+    assert set(scores) | {"minutes", "steps", "tokens_per_second", "clock_capped", "params", "mfu"} <= set(born)
+    assert all(0.0 <= born[k] <= 1.0 for k in scores)
+    assert born["steps"] == MICRO_BIRTH.steps and born["clock_capped"] is False and born["tokens_per_second"] > 0
     report = json.loads((tmp_path / "reports" / "night.json").read_text())
     assert report["day"] == 1 and report["method"] == "context_distillation"
-    assert set(report["before"]) == set(report["after"]) == {"closed_book", "paraphrase", "update", "base", "reading"}
+    assert set(report["before"]) == set(report["after"]) == {"recall", "paraphrase", "implication", "update", "base",
+                                                              "base_heldout", "reading"}
+    assert {"recall_ceiling", "paraphrase_ceiling", "implication_ceiling"} <= set(report)
     assert (tmp_path / "models" / "nights" / "day001-context_distillation" / "adapter_config.json").exists()
     assert "open-book ceiling" in capsys.readouterr().out
 
@@ -40,20 +45,25 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     from lmsleep import bench
 
     params = write_params(tmp_path / "params.yaml", micro_dir,
-                          bench={"days": 2, "base_probes": 10, "readers": 4})
+                          bench={"days": 2, "seeds": [0, 1], "base_probes": 10, "readers": 4, "workers": 2})
     bench.main(["--params", str(params), "--out", str(tmp_path / "reports")])
     report = json.loads((tmp_path / "reports" / "bench.json").read_text())
-    assert report["days"] == 2 and report["seed"] == MICRO_WORLD.seed
-    keys = {"incorporation", "ceiling", "acc", "bwt", "forgetting", "base_retention", "paraphrase", "update",
-            "reading", "seconds_per_night"}
+    assert report["days"] == 2 and report["world_seed"] == MICRO_WORLD.seed and report["seeds"] == [0, 1]
+    keys = {"recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication", "implication_ceiling",
+            "acc", "bwt", "forgetting", "acc_paraphrase", "bwt_paraphrase", "forgetting_paraphrase", "base_retention",
+            "base_retention_heldout", "update", "update_stale", "reading", "seconds_per_night", "seeds"}
     assert set(report["methods"]) == {"none", "sft_text", "context_distillation", "sequential_merge"}
     for name, m in report["methods"].items():
         assert keys <= set(m), name
-        assert len(m["R"]) == 2 and all(len(row) == 2 for row in m["R"])
+        assert {k + "_std" for k in ("recall", "paraphrase", "implication")} <= set(m)
+        assert len(m["seeds"]) == (1 if name == "none" else 2)
+        for run in m["seeds"]:
+            assert len(run["R"]) == 2 and all(len(row) == 2 for row in run["R"] + run["R_paraphrase"])
         assert (tmp_path / "reports" / f"bench_R_{name}.png").stat().st_size > 1000
+    assert set(report["born"]) >= {"base", "base_heldout", "reading", "recall", "paraphrase", "implication"}
     assert report["methods"]["none"]["seconds_per_night"] < report["methods"]["sft_text"]["seconds_per_night"]
     out = capsys.readouterr().out
-    assert "incorp" in out and "sequential_merge" in out
+    assert "paraphr" in out and "implic" in out and "sequential_merge" in out
 
 
 def test_bench_refuses_a_missing_model(tmp_path):

@@ -87,12 +87,25 @@ def test_generate_is_greedy_and_batch_independent(micro):
     assert together == ev.generate(model, tokenizer, prompts, batch_size=2)
 
 
+def test_nothing_to_measure_is_none_not_zero(micro, micro_world):
+    model, tokenizer = micro
+    bare = [{"id": "x", "text": "A passage about nothing."}]
+    assert ev.accuracy(model, tokenizer, []) is None
+    assert ev.closed_book(model, tokenizer, bare) is None
+    assert ev.ceilings(model, tokenizer, bare) == {"recall_ceiling": None, "paraphrase_ceiling": None,
+                                                   "implication_ceiling": None}
+    a = ev.after_night(model, tokenizer, bare, {"retention": []}, [])
+    assert a["recall"] is a["paraphrase"] is a["implication"] is a["checks"] is a["retention"] is None
+    assert a["update"] == {"new": None, "old": None, "n": 0} and a["reading"] is None
+
+
 def test_update_test_counts_new_and_old(micro, micro_world, monkeypatch):
     model, tokenizer = micro
     eps = [ep for ep in micro_world.day(0) if ep["meta"]["kind"] == "update"]
     assert len(eps) == 2
     # the first person answers the new employer, the second still the old one
-    replies = [eps[0]["probes"][0]["answer"], eps[1]["meta"]["old_answer"]]
+    new = next(p for p in eps[0]["probes"] if p["question"] == eps[0]["meta"]["update_question"])
+    replies = [new["answer"], eps[1]["meta"]["old_answer"]]
     monkeypatch.setattr(ev, "answer", lambda *a, **k: replies)
     assert ev.update_test(model, tokenizer, eps) == {"new": 0.5, "old": 0.5, "n": 2}
 
