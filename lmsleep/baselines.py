@@ -132,7 +132,7 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
         row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"]}
         if is_heldout_question(q):
             dropped.append(row | {"reason": "held-out question form (the exam asks in it)"})
-        elif drop_ungrounded and normalize(a) not in normalize(ep["text"]):
+        elif drop_ungrounded and not (normalize(a) and normalize(a) in normalize(ep["text"])):
             dropped.append(row | {"reason": "answer not in the episode text"})
         else:
             lessons.append(row)
@@ -174,13 +174,15 @@ def context_distillation(model, tokenizer, episodes: Sequence[dict], config: Bas
     return _train(model, tokenizer, rows, config, callbacks)
 
 
-def sequential_merge(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):
+def sequential_merge(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig,
+                     curriculum: list[dict] | None = None):
     """Context distillation into a fresh adapter, merged into the weights after the night."""
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
-    return context_distillation(model, tokenizer, episodes, config).merge_and_unload()
+    model = context_distillation(model, tokenizer, episodes, config, curriculum)
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model  # nothing taught: nothing merged
 
 
 def consolidate(method: str, model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):

@@ -54,14 +54,18 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
     days = [world.day(d) for d in range(n_days)]
     R, R_para, nights = [], [], []
     for d in range(n_days):
-        ceilings = ev.ceilings(model, tokenizer, days[d])
         t0 = time.time()
+        ceilings = ev.ceilings(model, tokenizer, days[d])
+        t1 = time.time()
         model = consolidate(method, model, tokenizer, days[d], config)
-        seconds = time.time() - t0
+        t2 = time.time()
+        seconds = t2 - t1
         R.append([ev.closed_book(model, tokenizer, eps) for eps in days])
         R_para.append([ev.closed_book(model, tokenizer, eps, "paraphrases") for eps in days])
         a = ev.after_night(model, tokenizer, days[d], kept, readers)
-        nights.append({"night": d, "seconds": seconds, **ceilings, "recall": R[d][d], "paraphrase": R_para[d][d],
+        time_spent = {"ceilings": t1 - t0, "consolidation": seconds, "measuring": time.time() - t2}
+        nights.append({"night": d, "seconds": seconds, "time": time_spent, **ceilings,
+                       "recall": R[d][d], "paraphrase": R_para[d][d],
                        "implication": a["implication"], "update": a["update"]["new"],
                        "update_stale": a["update"]["old"], "base": a["base"], "base_heldout": a["base_heldout"],
                        "reading": a["reading"]})
@@ -80,6 +84,7 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
         "forgetting_paraphrase": ev.forgetting(R_para),
         "base_retention": nights[-1]["base"], "base_retention_heldout": nights[-1]["base_heldout"],
         "reading": nights[-1]["reading"], "seconds_per_night": mean("seconds"),
+        "time": {k: sum(n["time"][k] for n in nights) for k in nights[0]["time"]},
         "R": R, "R_paraphrase": R_para, "nights": nights,
     }
 
@@ -213,7 +218,11 @@ def main(argv: list[str] | None = None) -> None:
         heatmaps(m["seeds"][0], name, args.out / f"bench_R_{name}.png")
     print()
     print(table(results, born, len(seeds)))
-    print(f"\n{minutes:.1f} min; wrote {args.out / 'bench.json'} and {len(results)} heatmaps")
+    spent = {k: sum(run["time"][k] for m in results.values() for run in m["seeds"]) / 60
+             for k in ("ceilings", "consolidation", "measuring")}
+    print(f"\n{minutes:.1f} min on {b.workers} worker(s); process-minutes: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
+          + f"\nwrote {args.out / 'bench.json'} and {len(results)} heatmaps")
 
 
 if __name__ == "__main__":

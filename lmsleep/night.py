@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     base = Path(params.base_model)
     if not (base / "config.json").exists():
-        print(f"no model at {base}: birth of the embedded default ({params.birth.minutes:g} min budget)")
+        print(f"no model at {base}: birth of the embedded default ({params.birth.steps} steps)")
         birth(params.birth, params.world, base, Path("reports/birth.json"))
     torch.set_num_threads(params.birth.threads)
     world = World(params.world)
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
             ("base population", "base"), ("  held-out forms", "base_heldout"), ("reading strangers (open)", "reading")]
     for label, k in rows:
         ceiling = ceilings.get(f"{k}_ceiling")
-        print(f"{label:32s}{before[k]:8.3f}{after[k]:8.3f}" + (f"{ceiling:9.3f}" if ceiling is not None else ""))
+        cells = [before[k], after[k]] + ([ceiling] if ceiling is not None else [])
+        print(f"{label:32s}" + "".join(f"{'-':>8s}" if v is None else f"{v:8.3f}" for v in cells))
     print(f"\nwrote {args.report}")
 
 

@@ -109,7 +109,7 @@ class WorldConfig:
     """
 
     seed: int = 0
-    base_people: int = 400
+    base_people: int = 240
     days: int = 10
     people_per_day: int = 16
     updates_per_day: int = 4

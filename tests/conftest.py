@@ -19,7 +19,7 @@ from lmsleep.world import World, WorldConfig  # noqa: E402
 
 MICRO_WORLD = WorldConfig(seed=7, base_people=24, days=2, people_per_day=4, updates_per_day=2, strangers=8)
 MICRO_BIRTH = BirthConfig(vocab_size=400, hidden_size=48, intermediate_size=96, num_layers=2, num_heads=2,
-                          tokens_per_step=512, micro_tokens=512, steps=8, warmup_steps=2, bf16=False, checkpoint_minutes=0,
+                          tokens_per_step=512, micro_tokens=512, steps=8, warmup_steps=2, bf16=False, compile=False, checkpoint_minutes=0,
                           tokenizer_docs=400)
 
 

@@ -14,7 +14,7 @@ from tests.conftest import MICRO_WORLD
 
 LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0, "max_repetition": 1.0, "drop_ungrounded": False}
 OPEN_GATES = {"min_learned": 0.0, "max_retention_drop": 1.0, "min_reading": 0.0}
-BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 1}
+BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 4}
 
 
 @pytest.fixture
