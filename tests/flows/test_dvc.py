@@ -30,7 +30,7 @@ def repo(tmp_path):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     birth = {k: getattr(MICRO_BIRTH, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
-                                                   "num_heads", "tokens_per_step", "micro_tokens", "steps", "warmup_steps", "bf16",
+                                                   "num_heads", "tokens_per_step", "micro_tokens", "steps", "warmup_steps", "bf16", "compile",
                                                    "tokenizer_docs")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "birth": birth, "baselines": BASELINES,

@@ -13,7 +13,7 @@ BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "
 
 def write_params(path, base_model, **extra):
     birth = {k: getattr(MICRO_BIRTH, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
-                                                   "num_heads", "tokens_per_step", "micro_tokens", "steps", "warmup_steps", "bf16",
+                                                   "num_heads", "tokens_per_step", "micro_tokens", "steps", "warmup_steps", "bf16", "compile",
                                                    "tokenizer_docs")}
     path.write_text(yaml.safe_dump({"base_model": str(base_model), "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "birth": birth,
                                     "baselines": BASELINES, **extra}))
