@@ -108,7 +108,7 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     """
     import torch
 
-    from lmsleep.evaluation import answer, generate, normalize
+    from lmsleep.evaluation import answer, generate, grounded
 
     torch.manual_seed(config.seed)
     owners = [ep for ep in episodes
@@ -132,7 +132,7 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
         row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"]}
         if is_heldout_question(q):
             dropped.append(row | {"reason": "held-out question form (the exam asks in it)"})
-        elif drop_ungrounded and not (normalize(a) and normalize(a) in normalize(ep["text"])):
+        elif drop_ungrounded and not grounded(a, ep["text"]):
             dropped.append(row | {"reason": "answer not in the episode text"})
         else:
             lessons.append(row)

@@ -47,6 +47,11 @@ def exact_match(prediction: str, answer: str) -> bool:
     return normalize(prediction) == normalize(answer)
 
 
+def grounded(answer: str, text: str) -> bool:
+    """The answer (normalized, non-empty) is said in the text: a lesson the text supports."""
+    return bool(normalize(answer)) and normalize(answer) in normalize(text)
+
+
 def _newline_stop(tokenizer):
     """A stopping criterion ending each row at its first newline: answers are one line, and most
     are done long before `max_new_tokens` (the stick runs thousands of them a night)."""

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmsleep.evaluation import normalize
+from lmsleep.evaluation import grounded
 from tasks.common import ValidationLimits, read_jsonl, read_tonight
 
 
@@ -38,10 +38,6 @@ def repetition(text: str, n: int = 3) -> float:
     words = text.split()
     grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
-
-
-def grounded(answer: str, text: str) -> bool:
-    return bool(normalize(answer)) and normalize(answer) in normalize(text)
 
 
 def episode_frame(episodes: list[dict]):
