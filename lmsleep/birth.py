@@ -406,46 +406,6 @@ def measure(model, tokenizer, world: World, n: int = 200) -> dict:
     }
 
 
-def speed(config: BirthConfig, world: World, steps: int = 4) -> list[dict]:
-    """Tokens/s and share of the matmul peak of a few birth steps in several settings, on this
-    machine: what `python -m lmsleep.birth --speed` prints (the data behind birth's defaults)."""
-    from dataclasses import replace
-
-    import torch
-
-    tokenizer = train_tokenizer(world, config.vocab_size, config.seed, 2000)
-    variants = [("default", {}), ("1 thread", {"threads": 1}), ("bf16 autocast", {"bf16": True}),
-                ("micro_tokens 512", {"micro_tokens": 512}), ("micro_tokens 4096", {"micro_tokens": 4096}),
-                ("torch.compile", {"compile": True})]
-    peaks = {d: matmul_peak(config.threads, dtype=d) for d in ("bfloat16", "float32")}
-    rows = []
-    for name, change in variants:
-        c = replace(config, **{k: v for k, v in change.items() if k != "compile"})
-        torch.set_num_threads(c.threads)
-        torch.manual_seed(0)
-        model = new_model(c, tokenizer)
-        fwd = torch.compile(model) if change.get("compile") else model
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        tokens, ctx, seconds = 0, 0.0, 0.0
-        for step in range(steps + 1):  # the first step warms up (and compiles) and is not timed
-            micro = step_batches(c, world, tokenizer, step)
-            t0 = time.perf_counter()
-            for input_ids, mask, labels in micro:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.bf16):
-                    fwd(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False).loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if step:
-                seconds += time.perf_counter() - t0
-                tokens += sum(int(m.sum()) for _, m, _ in micro)
-                ctx += sum(float(m.sum(1).pow(2).sum() / 2) for _, m, _ in micro)
-        tps = tokens / seconds
-        peak = peaks["bfloat16" if c.bf16 else "float32"]
-        rows.append({"setting": name, "tokens_per_second": tps,
-                     "mfu": tps * flops_per_token(model, ctx / tokens) / peak})
-    return [{"peak_bf16_gflops": peaks["bfloat16"] / 1e9, "peak_fp32_gflops": peaks["float32"] / 1e9}] + rows
-
-
 def birth(config: BirthConfig, world_config: WorldConfig, out: Path, report: Path | None = None,
           log=print) -> dict:
     """Train, save and measure the born model; write `report` (reports/birth.json)."""
@@ -483,7 +443,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--minutes", type=float, help="cap birth at this many minutes (a weaker model if it cuts)")
     ap.add_argument("--steps", type=int, help="override birth.steps")
-    ap.add_argument("--speed", action="store_true", help="only measure tokens/s of a few steps in several settings")
     args = ap.parse_args(argv)
     from lmsleep.logs import quiet_libraries
     from lmsleep.params import load_params
@@ -495,13 +454,6 @@ def main(argv: list[str] | None = None) -> None:
         config.minutes = args.minutes
     if args.steps is not None:
         config.steps = args.steps
-    if args.speed:
-        peaks, *rows = speed(config, World(world_config))
-        print(f"matmul peak on {config.threads} threads: bf16 {peaks['peak_bf16_gflops']:.1f} GFLOP/s, "
-              f"fp32 {peaks['peak_fp32_gflops']:.1f} GFLOP/s")
-        for r in rows:
-            print(f"  {r['setting']:20s} {r['tokens_per_second']:8.0f} tokens/s  {r['mfu']:6.1%} of its dtype's peak")
-        return
     result = birth(config, world_config, args.out, args.report)
     print(json.dumps({k: result[k] for k in REPORTED}, indent=2))
 
