@@ -46,7 +46,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lmsleep.grammar import ATTRIBUTES, IMPLICATION_FORMS
+from lmsleep.grammar import ATTRIBUTES
 from lmsleep.world import Person, World, WorldConfig, closed_book_prompt, restate_prompt
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
@@ -104,8 +104,9 @@ def _questions(world: World, people: list[Person], rng: random.Random, n: int, i
         pairs.append((world.question(p, a, rng), p.facts[a]))
     if rng.random() < implication:
         p = rng.choice(people)
-        pairs.insert(rng.randint(0, len(pairs)), (rng.choice(IMPLICATION_FORMS).format(n=p.name),
-                                                  world.hq[p.facts["employer"]]))
+        at = rng.randint(0, len(pairs))  # drawn before the question: the same documents as before
+        imp = world.implication(p, rng)
+        pairs.insert(at, (imp.question, imp.answer))
     return pairs
 
 
@@ -135,7 +136,8 @@ def sample_document(world: World, rng: random.Random, mix: dict[str, float], max
         moved = p.moved(new)
         pairs = [(world.question(moved, "employer", rng), new)]
         if rng.random() < 0.5:
-            pairs.append((rng.choice(IMPLICATION_FORMS).format(n=p.name), world.hq[new]))
+            imp = world.implication(moved, rng)
+            pairs.append((imp.question, imp.answer))
         pairs += _questions(world, others, rng, rng.randint(0, 2), 0.0) if others else []
         rng.shuffle(pairs)
         return f"{text}\n\n{_qa(pairs)}"
