@@ -64,7 +64,7 @@ class BirthConfig:
     max_length: int = 768  # longest document; six people and their questions fit
     tokens_per_step: int = 3072  # non-padding tokens drawn per optimizer step
     micro_tokens: int = 1024  # tokens (padding included) per forward pass; gradients accumulate
-    steps: int = 1400  # the schedule: the same model on every machine
+    steps: int = 1600  # the schedule: the same model on every machine
     minutes: float | None = None  # opt-in wall-clock cap (checkpoint and measure excluded); loud when it cuts
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
@@ -77,9 +77,17 @@ class BirthConfig:
     # torch.compile: 1.47x the tokens/s of eager on 2 cores (measured), after ~2 min of compiling;
     # falls back to eager (and says so in birth.json) where it cannot compile.
     compile: bool = True
-    # Reading is discovered on one-person notes (a value of the asked type is the answer) before
-    # it can bind values to names among several people: notes are about one person until this
-    # share of the schedule. (Two runs with mixed notes from the start never learned to read.)
+    # The reading curriculum (`reading_stage`). Copying *the* value from a note is learned first,
+    # on notes stating one fact; choosing the value of the asked type among several comes next,
+    # then choosing by person among several people. Notes state one fact per person until the
+    # first share of the schedule, up to all five by the second; they are about one person until
+    # `single_person_until`. (Three runs with full notes from the start never learned to read; a
+    # one-fact note is copied within ~500k tokens, measured.)
+    facts_ramp: tuple[float, float] = (0.12, 0.3)
+    # Answer tokens (after "A:") weigh this much in the loss, the note's unpredictable names and
+    # values 1: reading's signal stands out of their noise (3 read twice as well as 1 after
+    # ~1M tokens in a measured pair of runs).
+    answer_weight: float = 3.0
     single_person_until: float = 0.4
     threads: int = 2
     checkpoint_minutes: float = 2.0
@@ -95,23 +103,38 @@ def _qa(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"{closed_book_prompt(q)} {a}" for q, a in pairs)
 
 
-def _questions(world: World, people: list[Person], rng: random.Random, n: int, implication: float) -> list:
-    """`n` train-family questions about random (person, attribute) pairs, and with probability
-    `implication` one two-hop question (where the person's employer is based)."""
+def _questions(world: World, people: list[Person], rng: random.Random, n: int, implication: float,
+               stated: dict[str, tuple[str, ...]] | None = None) -> list:
+    """`n` train-family questions about random (person, stated attribute) pairs, and with
+    probability `implication` one two-hop question (where a person's employer is based) about
+    someone whose employer is stated."""
+    stated = stated or {p.id: ATTRIBUTES for p in people}
     pairs = []
     for _ in range(n):
-        p, a = rng.choice(people), rng.choice(ATTRIBUTES)
-        pairs.append((world.question(p, a, rng), p.facts[a]))
-    if rng.random() < implication:
         p = rng.choice(people)
+        a = rng.choice(stated[p.id])
+        pairs.append((world.question(p, a, rng), p.facts[a]))
+    employed = [p for p in people if "employer" in stated[p.id]]
+    if employed and rng.random() < implication:
+        p = rng.choice(employed)
         at = rng.randint(0, len(pairs))  # drawn before the question: the same documents as before
         imp = world.implication(p, rng)
         pairs.insert(at, (imp.question, imp.answer))
     return pairs
 
 
-def sample_document(world: World, rng: random.Random, mix: dict[str, float], max_people: int = 6) -> str:
-    """One training document of a kind drawn from `mix`; reading notes about at most `max_people`."""
+def _stated(rng: random.Random, max_facts: int) -> tuple[str, ...]:
+    """The attributes a reading note states about one person: all five, or early in the reading
+    curriculum 1 to `max_facts` of them."""
+    if max_facts >= len(ATTRIBUTES):
+        return ATTRIBUTES
+    return tuple(rng.sample(ATTRIBUTES, rng.randint(1, max_facts)))
+
+
+def sample_document(world: World, rng: random.Random, mix: dict[str, float], max_people: int = 6,
+                    max_facts: int = len(ATTRIBUTES)) -> str:
+    """One training document of a kind drawn from `mix`; reading notes are about 1 to `max_people`
+    people and state 1 to `max_facts` facts about each (the reading curriculum, `reading_stage`)."""
     kind = rng.choices(list(mix), weights=list(mix.values()))[0]
     if kind == "base_bio":
         return world.text(rng.sample(world.base, rng.randint(1, 3)), rng)
@@ -126,8 +149,10 @@ def sample_document(world: World, rng: random.Random, mix: dict[str, float], max
     if kind == "read":
         # Many one-person notes: reading is discovered on short contexts, then carried to long ones.
         people = world.random_people(rng, 1 if rng.random() < 0.45 else rng.randint(1, max_people))
-        pairs = _questions(world, people, rng, rng.randint(3, 7), implication=0.6)
-        return f"{world.text(people, rng)}\n\n{_qa(pairs)}"
+        stated = {p.id: _stated(rng, max_facts) for p in people}
+        text = world.text(people, rng, attributes=stated)
+        pairs = _questions(world, people, rng, rng.randint(3, 7), implication=0.6, stated=stated)
+        return f"{text}\n\n{_qa(pairs)}"
     if kind == "read_update":
         p, *others = world.random_people(rng, rng.randint(1, min(4, max_people)))
         new = rng.choice([e for e in world.values["employer"] if e != p.facts["employer"]])
@@ -209,14 +234,54 @@ def micro_batches(tokenizer, docs: list[str], max_length: int, micro_tokens: int
     return out
 
 
+def answer_mask(tokenizer, labels):
+    """True where the predicted token (labels[:, 1:]) belongs to an answer: from just after a line
+    `A:` up to and including the newline that ends it."""
+    import torch
+
+    cue = tokenizer("\nA:", add_special_tokens=False)["input_ids"]
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][-1]
+    prev = labels[:, :-1]  # the token before each predicted one
+    k = len(cue)
+    starts = torch.zeros_like(prev, dtype=torch.bool)
+    if prev.shape[1] >= k:
+        windows = prev.unfold(1, k, 1)  # windows[:, i] = prev[:, i:i+k]
+        starts[:, k - 1:] = (windows == torch.tensor(cue)).all(-1)
+    idx = torch.arange(prev.shape[1]).expand_as(prev)
+    last_start = torch.where(starts, idx, -1).cummax(1).values
+    last_newline = torch.where((prev == newline) & ~starts, idx, -1).cummax(1).values
+    return (last_start > last_newline) & (labels[:, 1:] != -100)
+
+
+def token_weights(tokenizer, labels, answer_weight: float):
+    """Loss weight of each predicted token: 0 for padding, `answer_weight` in answers, else 1."""
+    w = (labels[:, 1:] != -100).float()
+    if answer_weight != 1.0:
+        w[answer_mask(tokenizer, labels)] = answer_weight
+    return w
+
+
+def reading_stage(config: BirthConfig, step: int) -> tuple[int, int]:
+    """(most people per reading note, most facts stated per person) at optimizer step `step`."""
+    progress = step / config.steps
+    first, full = config.facts_ramp
+    if progress < first:
+        max_facts = 1
+    elif progress >= full:
+        max_facts = len(ATTRIBUTES)
+    else:
+        max_facts = 2 + int((len(ATTRIBUTES) - 1) * (progress - first) / (full - first))
+    return (1 if progress < config.single_person_until else 6), min(max_facts, len(ATTRIBUTES))
+
+
 def step_batches(config: BirthConfig, world: World, tokenizer, step: int) -> list[tuple]:
     """The micro-batches of optimizer step `step`: a pure function of the step (resumable,
     reproducible), about `tokens_per_step` tokens of freshly sampled documents."""
     rng = random.Random(f"birth-{config.seed}-{step}")
-    max_people = 1 if step < config.single_person_until * config.steps else 6
+    max_people, max_facts = reading_stage(config, step)
     docs, n = [], 0
     while n < config.tokens_per_step:
-        docs.append(sample_document(world, rng, config.mix, max_people))
+        docs.append(sample_document(world, rng, config.mix, max_people, max_facts))
         n += len(tokenizer(docs[-1])["input_ids"]) + 1
     return micro_batches(tokenizer, docs, config.max_length, config.micro_tokens)
 
@@ -301,21 +366,24 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
         micro = step_batches(config, world, tokenizer, step)
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, step, config)
-        # One mean over every predicted token of the step, whatever the micro-batching.
-        items = sum(int((labels[:, 1:] != -100).sum()) for _, _, labels in micro)
+        # One weighted mean over every predicted token of the step, whatever the micro-batching.
+        weights = [token_weights(tokenizer, labels, config.answer_weight) for _, _, labels in micro]
+        total = sum(float(w.sum()) for w in weights)
         loss_sum = 0.0
-        for input_ids, mask, labels in micro:
-            kwargs = dict(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False,
-                          num_items_in_batch=items)
+        for (input_ids, mask, labels), w in zip(micro, weights):
+            kwargs = dict(input_ids=input_ids, attention_mask=mask, use_cache=False)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 try:
-                    loss = forward(**kwargs).loss
+                    logits = forward(**kwargs).logits
                 except Exception as e:  # compiling failed (no C++ toolchain, ...): eager is the same math
                     if forward is model:
                         raise
                     log(f"birth: torch.compile failed ({type(e).__name__}: {e}); training eagerly")
                     forward = model
-                    loss = forward(**kwargs).loss
+                    logits = forward(**kwargs).logits
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                                    labels[:, 1:].flatten(), reduction="none", ignore_index=-100)
+            loss = (nll * w.flatten()).sum() / total
             loss.backward()
             loss_sum += loss.item()
             n = int(mask.sum())

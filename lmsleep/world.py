@@ -268,11 +268,14 @@ class World:
         return "\n".join(paragraphs)
 
     def text(self, people: list[Person], rng: random.Random, family: str = "train",
-             extra: list[str] = ()) -> str:
-        """The text of an episode about `people` (and `extra` sentences, e.g. an update)."""
+             extra: list[str] = (), attributes: dict[str, tuple[str, ...]] | None = None) -> str:
+        """The text of an episode about `people` (and `extra` sentences, e.g. an update);
+        `attributes[person.id]`, where given, are the facts it states about that person."""
+        stated = {p.id: (attributes or {}).get(p.id, ATTRIBUTES) for p in people}
         if len(people) == 1 and not extra:
-            return self.bio(people[0], rng, family=family)
-        return self.interleave([self.sentences(p, rng, family=family) for p in people] + [[s] for s in extra], rng)
+            return self.bio(people[0], rng, stated[people[0].id], family=family)
+        return self.interleave([self.sentences(p, rng, stated[p.id], family=family) for p in people]
+                               + [[s] for s in extra], rng)
 
     @staticmethod
     def update_sentence(person: Person, old: str, new: str, rng: random.Random) -> str:

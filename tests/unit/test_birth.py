@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from lmsleep.birth import BirthConfig, lr_at, micro_batches, sample_document, train
+from lmsleep.birth import (BirthConfig, lr_at, micro_batches, reading_stage, sample_document, token_weights,
+                           train)
 from tests.conftest import MICRO_BIRTH
 
 HOSTILE = [
@@ -75,6 +76,33 @@ def test_birth_never_sees_a_heldout_form(micro_world):
             assert len(shape) < 6 or shape not in text, shape
 
 
+def test_reading_curriculum_grows_facts_then_people():
+    """One fact per one-person note first (copying), all five next (choosing by type), then up to
+    six people (choosing by person); the curriculum is a function of the step alone."""
+    c = BirthConfig(steps=1000, facts_ramp=(0.1, 0.3), single_person_until=0.4)
+    stages = [reading_stage(c, s) for s in range(c.steps)]
+    assert stages[0] == (1, 1) and stages[99] == (1, 1)
+    facts = [f for _, f in stages]
+    assert facts == sorted(facts) and set(facts) == {1, 2, 3, 4, 5}
+    assert stages[300] == (1, 5) and stages[399] == (1, 5) and stages[400] == (6, 5)
+
+
+def test_an_early_reading_note_asks_only_what_it_states(micro_world):
+    """With one fact per person, every answer (and the implication's employer) is in the note."""
+    rng = random.Random(7)
+    for _ in range(60):
+        doc = sample_document(micro_world, rng, {"read": 1.0}, max_people=3, max_facts=1)
+        text, qa = doc.split("\n\n")
+        assert text.count(".") <= 3  # one sentence per person
+        lines = qa.split("\n")
+        for q, a in zip(lines[::2], lines[1::2]):
+            if "based" in q or "headquarter" in q:  # an implication: its employer is in the note
+                employer = next(c for c, city in micro_world.hq.items() if city == a[3:] and c in text)
+                assert employer
+            else:
+                assert a[3:] in text, (q, a, text)
+
+
 def test_micro_batches_mask_padding_and_cover_every_document(micro, micro_world):
     _, tokenizer = micro
     docs = [sample_document(micro_world, random.Random(i), BirthConfig().mix) for i in range(12)]
@@ -86,6 +114,20 @@ def test_micro_batches_mask_padding_and_cover_every_document(micro, micro_world)
         assert (ids[:, 0] == tokenizer.bos_token_id).all()
         assert (labels[mask == 1] != -100).all()
         assert ids.shape[0] == 1 or ids.numel() <= 256
+
+
+def test_answers_weigh_more_in_the_loss(micro):
+    """Only the answer after a line "A:" (and its closing newline) gets `answer_weight`; an "A:" inside
+    a text, the question, and padding do not."""
+    _, tokenizer = micro
+    docs = ["Bio. A: not this.\n\nQ: Where was Ana born?\nA: Fisder University\nQ: When?\nA: 1990", "A: x\nQ: y"]
+    for ids, _, labels in micro_batches(tokenizer, docs, 200, 10_000):
+        w = token_weights(tokenizer, labels, 3.0)
+        for row, weights in zip(ids, w):
+            text = tokenizer.decode(row[1:][weights == 3.0])
+            assert text in ("", " Fisder University\n 1990<|eos|>"), text
+            assert (weights[row[1:] == tokenizer.pad_token_id] == 0).all()
+    assert (token_weights(tokenizer, labels, 1.0) <= 1).all()
 
 
 def test_schedule_warms_up_then_decays():
