@@ -1,6 +1,6 @@
 """Birth: pre-train the embedded default model from scratch on the base world.
 
-    python -m lmsleep.birth --out models/base            (make birth; ~20 min on 2 CPU cores)
+    python -m lmsleep.birth --out models/base            (make birth; ~35 min on 2 CPU cores)
 
 The born model is the teacher every night distils from, so it must (1) read facts about
 strangers out of its context, also from notes about six people at once and in wordings it was
@@ -18,6 +18,10 @@ Steps:
    among them (reading: they can only be answered from the context), the same with an employer
    update, and bio -> "In other words:" -> another rendering (restatement). Questions come
    from the grammar's `train` family only; the `heldout` families are the exam.
+   Reading is taught as a curriculum (`reading_stage`): notes state one fact per person first
+   (copy the value), then all five (choose by the asked type), then speak of up to six people
+   (choose by person); answer tokens weigh `answer_weight` in the loss. Without the curriculum
+   reading never emerged in 4.5 M tokens (README, "Birth").
 3. A step is a fixed budget of tokens (`tokens_per_step`): its documents are sorted by length
    and cut into micro-batches of about `micro_tokens` tokens (gradients accumulate), so little
    compute goes to padding and none to attention across documents. (Packing documents into
