@@ -86,7 +86,7 @@ class BirthConfig:
     # then choosing by person among several people. Notes state one fact per person until the
     # first share of the schedule, up to all five by the second; they are about one person until
     # `single_person_until`. (Three runs with full notes from the start never learned to read; a
-    # one-fact note is copied within ~500k tokens, measured.)
+    # one-fact note is copied within ~0.6 M tokens, measured.)
     facts_ramp: tuple[float, float] = (0.12, 0.3)
     # Answer tokens (after "A:") weigh this much in the loss, the note's unpredictable names and
     # values 1: reading's signal stands out of their noise (3 read twice as well as 1 after
@@ -275,7 +275,7 @@ def reading_stage(config: BirthConfig, step: int) -> tuple[int, int]:
         max_facts = len(ATTRIBUTES)
     else:
         max_facts = 2 + int((len(ATTRIBUTES) - 1) * (progress - first) / (full - first))
-    return (1 if progress < config.single_person_until else 6), min(max_facts, len(ATTRIBUTES))
+    return (1 if progress < config.single_person_until else 6), max_facts
 
 
 def step_batches(config: BirthConfig, world: World, tokenizer, step: int) -> list[tuple]:
