@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 # Offline and quiet: no model hub, no telemetry.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TRL_EXPERIMENTAL_SILENCE := 1
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true

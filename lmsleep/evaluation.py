@@ -291,8 +291,10 @@ def bwt(R: Sequence[Sequence[float]]) -> float | None:
 
 
 def forgetting(R: Sequence[Sequence[float]]) -> float | None:
-    """mean_{j<T} (max_{l<T} R[l][j] - R[T][j]). None with a single night."""
+    """mean_{j<T} (max_{j<=l<T} R[l][j] - R[T][j]): the drop from the best a day was known since
+    its night. None with a single night. Only R[i][j] for j <= i is read: the bench leaves days
+    after the next one unmeasured (None)."""
     T = len(R) - 1
     if T == 0:
         return None
-    return sum(max(R[l][j] for l in range(T)) - R[T][j] for j in range(T)) / T
+    return sum(max(R[l][j] for l in range(j, T)) - R[T][j] for j in range(T)) / T

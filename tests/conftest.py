@@ -6,7 +6,7 @@ import tempfile
 for key, value in {"HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                    "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false",
                    "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false",
-                   "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}.items():
+                   "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}.items():
     os.environ.setdefault(key, value)
 # Prefect keeps results and caches in PREFECT_HOME: a fresh one per test session, set before
 # anything imports prefect.

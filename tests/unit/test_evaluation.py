@@ -30,6 +30,12 @@ def test_positive_transfer_gives_negative_forgetting():
     assert ev.forgetting(R_up) == pytest.approx(-0.4)
 
 
+def test_days_not_yet_lived_need_not_be_measured():
+    """The bench measures a row up to the next day only; the metrics read the lower triangle."""
+    sparse = [[0.8, 0.0, None], [0.6, 0.9, 0.0], [0.5, 0.7, 1.0]]
+    assert (ev.acc(sparse), ev.bwt(sparse), ev.forgetting(sparse)) == (ev.acc(R), ev.bwt(R), ev.forgetting(R))
+
+
 def test_single_night_has_no_backward_metrics():
     assert ev.acc([[0.4]]) == pytest.approx(0.4)
     assert ev.bwt([[0.4]]) is None and ev.forgetting([[0.4]]) is None

@@ -1,0 +1,357 @@
+"""Memory levels: banks of low-rank experts beside the MLP block of every decoder layer.
+
+    memory = Memory.attach(model, MemoryConfig())     # any HF causal LM; the base stays frozen
+    slot = memory.expand(1)                           # level 1's next expert, B = 0: nothing changes yet
+    memory.train_only(1, slot)                        # only that expert and its router row learn
+    ... a night of Knowledge Seeding (lmsleep/seeding.py) ...
+    memory.settle(1)                                  # it now competes for the router's top-k seats
+    memory.save("models/brain"); Memory.load(model, "models/brain")
+
+PAPER.md section 2. Level 0 is the context window; levels 1..L are banks here. In every layer,
+each level has `slots` pre-allocated experts (A: d x r, B: r x d), masked until a night activates
+one, and a router (one row per slot) whose sigmoid gates weigh the experts it picks: the top-k
+active experts per token, so the parameters active per token stay bounded however many nights
+have been slept. The MLP's output becomes
+
+    mlp(x) + sum over levels, over the picked experts e of  sigmoid(router_e . [x, 1]) * (x A_e) B_e
+
+Why a module of our own: PEFT's X-LoRA mixes a fixed set of adapters with two forward passes and
+no KV cache, and plain multi-adapter LoRA sums adapters with no per-token gate. The banks hang on
+forward hooks of the MLP modules, so the model stays the same `PreTrainedModel` (TRL, accelerate
+and `generate` with its KV cache accept it) and its own weights are never touched.
+
+Seeding seat: while a night trains an expert, it sits in an extra seat of its level (always
+picked), so `expand` is exactly function-preserving (B = 0 adds nothing and displaces no one).
+`settle` ends the night: the expert then competes with the rest for the top-k seats. Where a
+level has no more active experts than `top_k`, settling changes nothing either (the default's
+level 1); on a fuller level the least-gated experts of a token may lose their seat to it.
+
+When a level's slots run out, `plan` consolidates it upward early; the top level instead merges
+its two oldest experts into one (`merge_oldest`: the best rank-r approximation of their sum,
+lossy), so a hundred nights run in bounded memory (`simulate`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")  # Llama/Qwen/Mistral/GPT-2, Falcon/OPT-like, Mixtral
+
+
+@dataclass
+class MemoryConfig:
+    """Shape of the memory (params.yaml `memory:`). One entry per level in each list, level 1 first."""
+
+    # Nights between two consolidations into a level: level 1 takes each night's episodes, level 2
+    # takes level 1 every 4th night (PAPER.md section 2). Four levels: e.g. [1, 2, 4, 8].
+    periods: list[int] = field(default_factory=lambda: [1, 4])
+    # Pre-allocated experts per level and layer. Level l holds at most periods[l]/periods[l-1]
+    # experts between two consolidations upward; the top level fills up and then merges.
+    slots: list[int] = field(default_factory=lambda: [4, 8])
+    # Experts a token may use per level (plus the one being seeded tonight).
+    top_k: list[int] = field(default_factory=lambda: [4, 4])
+    rank: int = 8
+    # Names of the MLP modules (last path component) to put memory beside; None: by architecture.
+    modules: list[str] | None = None
+    init_seed: int = 0  # A's initialization (B starts at zero)
+
+    def __post_init__(self):
+        n = len(self.periods)
+        if n < 1 or len(self.slots) != n or len(self.top_k) != n:
+            raise ValueError(f"memory.periods, slots and top_k need one entry per level; got {self.periods}, "
+                             f"{self.slots}, {self.top_k}")
+        if self.periods[0] != 1 or any(b % a for a, b in zip(self.periods, self.periods[1:])):
+            raise ValueError(f"memory.periods must start at 1 and each divide the next, got {self.periods}")
+        if min(self.slots) < 2 or min(self.top_k) < 1 or self.rank < 1:
+            raise ValueError(f"memory needs slots >= 2, top_k >= 1 and rank >= 1 (slots {self.slots}, "
+                             f"top_k {self.top_k}, rank {self.rank})")
+
+    @property
+    def levels(self) -> int:
+        return len(self.periods)
+
+
+class ExpertBank(nn.Module):
+    """One level's experts in one layer: `slots` low-rank experts and their router rows.
+
+    Each slot is its own parameter, so freezing all but one expert is `requires_grad`, and an
+    optimizer never sees (or decays) the rest."""
+
+    def __init__(self, d: int, slots: int, rank: int, top_k: int):
+        super().__init__()
+        self.top_k = top_k
+        self.A = nn.ParameterList([nn.Parameter(torch.zeros(d, rank)) for _ in range(slots)])
+        self.B = nn.ParameterList([nn.Parameter(torch.zeros(rank, d)) for _ in range(slots)])
+        self.router = nn.ParameterList([nn.Parameter(torch.zeros(d + 1)) for _ in range(slots)])  # weight, bias
+        self.register_buffer("active", torch.zeros(slots, dtype=torch.bool))
+        self.register_buffer("born", torch.full((slots,), -1, dtype=torch.long))  # night activated: age order
+        self.seeding: int | None = None  # the slot in tonight's extra seat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        idx = self.active.nonzero().flatten().tolist()
+        if not idx:
+            return None
+        flat = x.reshape(-1, x.shape[-1])
+        # One product per expert, not one matrix for all: an expert's logit must not depend (even
+        # in rounding) on how many others are active, or `expand` would not be exact.
+        logits = torch.stack([flat @ self.router[i][:-1] + self.router[i][-1] for i in idx], dim=-1)
+        competing = [j for j, i in enumerate(idx) if i != self.seeding]
+        picked = torch.zeros_like(logits, dtype=torch.bool)
+        if len(competing) > self.top_k:
+            top = logits[:, competing].topk(self.top_k, dim=-1).indices
+            picked[:, competing] = torch.zeros(len(flat), len(competing), dtype=torch.bool,
+                                               device=x.device).scatter_(1, top, True)
+        else:
+            picked[:, competing] = True
+        if self.seeding is not None:
+            picked[:, idx.index(self.seeding)] = True
+        gates = torch.sigmoid(logits)
+        out = torch.zeros_like(flat)
+        for j, i in enumerate(idx):
+            rows = picked[:, j].nonzero().flatten()
+            if len(rows) == len(flat):  # every token: no gather
+                out = out + gates[:, j:j + 1] * ((flat @ self.A[i]) @ self.B[i])
+            elif len(rows):
+                y = gates[rows, j:j + 1] * ((flat[rows] @ self.A[i]) @ self.B[i])
+                out = out.index_add(0, rows, y)
+        return out.reshape(x.shape)
+
+    def expert_parameters(self, slot: int) -> list[nn.Parameter]:
+        return [self.A[slot], self.B[slot], self.router[slot]]
+
+
+class _MemoryHook:
+    """Adds a layer's banks to its MLP's output (a forward hook: the model's code is untouched)."""
+
+    def __init__(self, banks: nn.ModuleList):
+        self.banks = banks
+
+    def __call__(self, module, args, output):
+        for bank in self.banks:
+            y = bank(args[0])
+            if y is not None:
+                output = output + y
+        return output
+
+
+def find_mlps(model, names: list[str] | None = None) -> list[tuple[str, nn.Module]]:
+    """The MLP block of every decoder layer: modules named one of `names` (default MLP_NAMES)
+    that sit in a layer of a ModuleList. A clear error, listing a layer's modules, otherwise."""
+    wanted = tuple(names or MLP_NAMES)
+    modules = dict(model.named_modules())
+    found = []
+    for name, module in modules.items():
+        parent, _, last = name.rpartition(".")
+        grand, _, index = parent.rpartition(".")
+        if last in wanted and index.isdigit() and isinstance(modules.get(grand), nn.ModuleList):
+            found.append((name, module))
+    if not found:
+        layers = [n for n, m in modules.items() if isinstance(m, nn.ModuleList)]
+        first = f"{layers[0]}.0" if layers else ""
+        children = sorted({n[len(first) + 1:].split(".")[0] for n in modules if first and n.startswith(first + ".")})
+        raise ValueError(f"no MLP block named {list(wanted)} in the layers of {type(model).__name__} "
+                         f"(layer modules: {children or sorted(modules)[:20]}); set memory.modules in "
+                         "params.yaml to the name of its MLP block")
+    return found
+
+
+def _hidden_size(model) -> int:
+    c = model.config
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if isinstance(getattr(c, key, None), int):
+            return getattr(c, key)
+    raise ValueError(f"cannot tell the hidden size of {type(model).__name__} from its config")
+
+
+class Memory:
+    """The memory levels attached to one model (see the module docstring)."""
+
+    FILE = "memory.safetensors"
+
+    def __init__(self, model, config: MemoryConfig, mlps: list[tuple[str, nn.Module]], banks: list[nn.ModuleList]):
+        self.model, self.config, self.mlps, self.banks = model, config, mlps, banks
+        self.nights = 0  # the clock of `born` (ages for merging); the brain's night counter sets it
+
+    @classmethod
+    def attach(cls, model, config: MemoryConfig | None = None) -> Memory:
+        """Put empty banks beside every MLP block of `model` and freeze the model's own weights."""
+        config = config or MemoryConfig()
+        if getattr(model, "lmsleep_memory", None) is not None:
+            raise ValueError("this model already carries memory levels")
+        mlps = find_mlps(model, config.modules)
+        d = _hidden_size(model)
+        p = next(model.parameters())
+        banks = []
+        for name, mlp in mlps:
+            layer_banks = nn.ModuleList(ExpertBank(d, s, config.rank, k) for s, k in zip(config.slots, config.top_k))
+            layer_banks.to(device=p.device, dtype=p.dtype)
+            mlp.add_module("memory_levels", layer_banks)
+            mlp.register_forward_hook(_MemoryHook(layer_banks))
+            banks.append(layer_banks)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        memory = cls(model, config, mlps, banks)
+        model.lmsleep_memory = memory
+        return memory
+
+    # -- the banks of one level, across layers --------------------------------------------------
+    def level(self, level: int) -> list[ExpertBank]:
+        if not 1 <= level <= self.config.levels:
+            raise ValueError(f"level {level} does not exist: this memory has levels 1..{self.config.levels}")
+        return [layer[level - 1] for layer in self.banks]
+
+    def active_slots(self, level: int) -> list[int]:
+        """Active slots of a level, oldest first."""
+        bank = self.level(level)[0]
+        idx = bank.active.nonzero().flatten().tolist()
+        return sorted(idx, key=lambda i: (int(bank.born[i]), i))
+
+    def free_slots(self, level: int) -> int:
+        return self.config.slots[level - 1] - len(self.active_slots(level))
+
+    # -- operations ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def expand(self, level: int) -> int:
+        """Activate the level's next free slot in the seeding seat; B = 0, so the model computes
+        exactly what it did. Returns the slot. A full level is an error: `plan` frees room first."""
+        banks = self.level(level)
+        free = [i for i in range(self.config.slots[level - 1]) if not banks[0].active[i]]
+        if not free:
+            raise RuntimeError(f"memory level {level} is full ({self.config.slots[level - 1]} slots): "
+                               "consolidate it upward or merge its oldest experts first (memory.plan)")
+        slot = free[0]
+        g = torch.Generator().manual_seed(self.config.init_seed * 1_000_003 + self.nights * 101 + level)
+        for bank in banks:
+            self._clear(bank, slot)
+            a = bank.A[slot]
+            # LoRA's A initialization (Kaiming-uniform); zero B keeps the function.
+            bound = 1 / math.sqrt(a.shape[0])
+            a.copy_(torch.rand(a.shape, generator=g, dtype=torch.float32).mul_(2 * bound).sub_(bound).to(a))
+            bank.active[slot] = True
+            bank.born[slot] = self.nights
+            bank.seeding = slot
+        return slot
+
+    def settle(self, level: int | None = None) -> None:
+        """The seeded expert (of `level`, or every level) leaves the extra seat and competes."""
+        for lv in ([level] if level else range(1, self.config.levels + 1)):
+            for bank in self.level(lv):
+                bank.seeding = None
+
+    @torch.no_grad()
+    def reset(self, level: int) -> None:
+        """Synaptic pruning: the level's experts are cleared and its slots freed."""
+        for bank in self.level(level):
+            for slot in range(len(bank.A)):
+                self._clear(bank, slot)
+            bank.seeding = None
+
+    @torch.no_grad()
+    def merge_oldest(self, level: int) -> int:
+        """Merge the level's two oldest experts into the older slot: the best rank-r approximation
+        (SVD) of A1 B1 + A2 B2, their router rows averaged. Lossy: the top level's overflow rule.
+        Returns the freed slot."""
+        oldest = self.active_slots(level)
+        if len(oldest) < 2:
+            raise RuntimeError(f"memory level {level} has fewer than two experts to merge")
+        keep, gone = oldest[:2]
+        r = self.config.rank
+        for bank in self.level(level):
+            delta = bank.A[keep] @ bank.B[keep] + bank.A[gone] @ bank.B[gone]
+            u, s, vh = torch.linalg.svd(delta.float(), full_matrices=False)
+            root = s[:r].sqrt()
+            bank.A[keep].copy_((u[:, :r] * root).to(bank.A[keep]))
+            bank.B[keep].copy_((root[:, None] * vh[:r]).to(bank.B[keep]))
+            bank.router[keep].copy_((bank.router[keep] + bank.router[gone]) / 2)
+            self._clear(bank, gone)
+        return gone
+
+    @staticmethod
+    def _clear(bank: ExpertBank, slot: int) -> None:
+        for p in bank.expert_parameters(slot):
+            p.zero_()
+        bank.active[slot] = False
+        bank.born[slot] = -1
+        if bank.seeding == slot:
+            bank.seeding = None
+
+    def train_only(self, level: int, slot: int) -> list[nn.Parameter]:
+        """Freeze everything but one expert (A, B) and its router row in every layer; returns
+        those parameters (what an optimizer should get)."""
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        params = [p for bank in self.level(level) for p in bank.expert_parameters(slot)]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    # -- counts -------------------------------------------------------------------------------
+    def counts(self) -> dict:
+        """Parameters: the model's own, the memory's (all slots), the active experts', and the
+        most a token uses (top-k per level plus a seeding seat)."""
+        per_expert = sum(p.numel() for p in self.banks[0][0].expert_parameters(0)) * len(self.banks)
+        active = sum(len(self.active_slots(lv)) for lv in range(1, self.config.levels + 1))
+        per_token = sum(min(k + (1 if self.level(lv)[0].seeding is not None else 0), len(self.active_slots(lv)))
+                        for lv, k in enumerate(self.config.top_k, start=1))
+        memory = sum(p.numel() for layer in self.banks for p in layer.parameters())
+        return {"model": sum(p.numel() for p in self.model.parameters()) - memory, "memory": memory,
+                "active_experts": active, "active_parameters": active * per_expert,
+                "per_token_parameters": per_token * per_expert}
+
+    # -- save / load --------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"config": asdict(self.config), "nights": self.nights,
+                "levels": [{"active": self.level(lv)[0].active.tolist(), "born": self.level(lv)[0].born.tolist(),
+                            "seeding": self.level(lv)[0].seeding} for lv in range(1, self.config.levels + 1)],
+                "layers": [name for name, _ in self.mlps]}
+
+    def save(self, path: str | Path) -> Path:
+        """`<path>/memory.safetensors`: every bank's tensors, with the layout (config, which slots
+        are active, their ages) in its metadata. No pickle."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"{name}.{key}": t.detach().contiguous().cpu()
+                   for (name, _), layer in zip(self.mlps, self.banks) for key, t in layer.state_dict().items()}
+        file = path / self.FILE
+        save_file(tensors, file, metadata={"lmsleep_memory": json.dumps(self.state())})
+        return file
+
+    @classmethod
+    def load(cls, model, path: str | Path) -> Memory:
+        """Attach the memory saved at `path` to `model` (the same base model it grew on)."""
+        from safetensors import safe_open
+
+        file = Path(path) / cls.FILE
+        if not file.exists():
+            raise FileNotFoundError(f"no memory at {file}")
+        with safe_open(str(file), "pt") as f:
+            state = json.loads(f.metadata()["lmsleep_memory"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
+        memory = cls.attach(model, MemoryConfig(**state["config"]))
+        names = [name for name, _ in memory.mlps]
+        if names != state["layers"]:
+            raise ValueError(f"{file} was saved on a model with MLP blocks {state['layers'][:3]}..., this one has "
+                             f"{names[:3]}...: load it on the base model it grew on")
+        for (name, _), layer in zip(memory.mlps, memory.banks):
+            layer.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        for lv, saved in enumerate(state["levels"], start=1):
+            for bank in memory.level(lv):
+                bank.seeding = saved["seeding"]
+        memory.nights = state["nights"]
+        return memory
+
+
+def memory_of(model) -> Memory | None:
+    """The memory attached to `model` (or to the model a PEFT/DDP wrapper holds), if any."""
+    for m in (model, getattr(model, "module", None), getattr(model, "base_model", None)):
+        if m is not None and getattr(m, "lmsleep_memory", None) is not None:
+            return m.lmsleep_memory
+    return None

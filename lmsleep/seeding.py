@@ -1,0 +1,312 @@
+"""Knowledge Seeding: upward distillation from the model's smaller self into a new expert.
+
+    memory = Memory.attach(model, MemoryConfig())
+    rows = seeding_rows(lessons, episodes, replay)            # the teacher's own prompts, never probes
+    knowledge_seeding(model, tokenizer, memory, rows, SeedingConfig(), sender=0, receiver=1)
+
+PAPER.md section 3. One consolidation (compute, consolidate, update):
+1. teacher = the model before the night: tonight's new expert muted, the sender level intact,
+   and, for level 0, the episode in its context;
+2. student = the same network after `expand` (a new expert in the receiving level, B = 0) with
+   the sender level muted (reset when the night commits: synaptic pruning); no context;
+3. only the new expert and its router row learn (`Memory.train_only`).
+Teacher and student are one set of weights seen through two memory views, so a 7B model is not
+held twice.
+
+The loss per batch (maximising L_KS = (1-alpha) E[r] - alpha D):
+- generalized distillation: with probability `lmbda` the completions are the student's own
+  samples (on-policy), else the teacher's (the rows' `completion`); the teacher scores them with
+  its prompt (context + question), the student with its own; the per-token divergence is TRL's
+  generalized JSD (`GKDTrainer.generalized_jsd_loss`, `beta`). No gradient through sampling.
+- learning to imitate: `lti_rows` teacher completions per batch are cut at a random token; the
+  student writes `lti_group` continuations of each prefix; rewards (`lmsleep/rewards.py`) against
+  the teacher's rest; group-relative REINFORCE (advantage = reward - group mean).
+- loss = alpha * divergence + (1 - alpha) * REINFORCE loss.
+Replay rows (earlier nights' prompts, the model's own free samples, open-book reading) have the
+same teacher and student prompt: there the student is held to what the model did before tonight.
+
+Why not a TRL trainer as is: `GKDTrainer` feeds teacher and student the same input ids, and
+`SDFTTrainer`'s teachers are a reference copy or an EMA/base adapter; here the teacher is the
+same network with another memory view and a longer prompt. `SeedingTrainer` is a
+`transformers.Trainer` (progress bars, logging, accelerate/DDP) whose loss is computed here, with
+TRL's divergence.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from lmsleep.memory import Memory
+
+
+@dataclass
+class SeedingConfig:
+    """Knobs of Knowledge Seeding (params.yaml `seeding:`); defaults from PAPER.md section 3."""
+
+    lmbda: float = 0.5  # share of on-policy batches (student-sampled completions)
+    beta: float = 0.5  # generalized JSD: 0 forward KL(teacher || student), 1 reverse KL
+    alpha: float = 0.5  # weight of the divergence against the imitation reward
+    gamma: float = 0.5  # r = gamma * r_sem + (1 - gamma) * r_abs
+    z0: float = 0.5  # r_abs threshold, a share of the longer string
+    sem_threshold: float = 0.8  # cosine at which the encoder judges two texts the same
+    temperature: float = 1.0
+    learning_rate: float = 3e-3
+    epochs: int = 4
+    batch_size: int = 16
+    max_new_tokens: int = 24  # on-policy and LTI completions
+    lti_rows: int = 2  # teacher completions cut per batch for learning to imitate
+    lti_group: int = 4  # student continuations per prefix
+    replay: float = 1.0  # replay rows per new row
+    # Switches for the paper's ablations.
+    lti: bool = True  # False: distillation only
+    expansion: bool = True  # False: distil into the level's existing newest expert (no new one)
+    logging_steps: int = 5
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("lmbda", "beta", "alpha", "gamma", "z0"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"seeding.{name} must lie in [0, 1], got {v}")
+
+
+# -- rows -----------------------------------------------------------------------------------------
+def seeding_rows(lessons: list[dict], episodes: list[dict], replay: list[dict], config: SeedingConfig,
+                 tokenizer=None) -> list[dict]:
+    """Training rows `{student, teacher, completion, kind}` for tonight.
+
+    - questions: each lesson (the teacher's own question, closed-book prompt, its open-book
+      answer) with the episode in front of it for the teacher;
+    - continuations: each sentence of an episode, the teacher reading it with the text before;
+    - replay: `{prompt, completion}` rows given by the caller (earlier nights, free samples,
+      open-book reading), the same prompt for both, up to `replay` x the new rows.
+    Nothing here reads an episode's probes."""
+    text = {ep["id"]: ep["text"] for ep in episodes}
+    rows = [{"student": les["prompt"], "teacher": f"{text[les['episode_id']]}\n\n{les['prompt']}",
+             "completion": les["completion"], "kind": "question"} for les in lessons if les["episode_id"] in text]
+    for ep in episodes:
+        for sentence in re.findall(r"[^.!?\n]+[.!?]", ep["text"]):
+            rows.append({"student": "", "teacher": f"{ep['text']}\n\n", "completion": sentence.strip() + "\n",
+                         "kind": "continuation"})
+    rng = random.Random(config.seed)
+    n_replay = min(len(replay), round(config.replay * len(rows)))
+    rows += [{"student": r["prompt"], "teacher": r["prompt"], "completion": r["completion"], "kind": "replay"}
+             for r in rng.sample(replay, n_replay)]
+    rng.shuffle(rows)
+    return rows
+
+
+# -- views of the memory --------------------------------------------------------------------------
+@contextmanager
+def muted(memory: Memory, slots: dict[int, list[int]]):
+    """Temporarily switch off `{level: [slots]}` (buffers flip back on exit)."""
+    saved = []
+    for level, idx in slots.items():
+        for bank in memory.level(level):
+            for i in idx:
+                saved.append((bank, i, bool(bank.active[i])))
+                bank.active[i] = False
+    try:
+        yield
+    finally:
+        for bank, i, was in saved:
+            bank.active[i] = was
+
+
+# -- the loss ---------------------------------------------------------------------------------------
+def completion_logits(model, tokenizer, prompts: list[str], completions: list[list[int]]):
+    """Logits that predict each completion token after its prompt: ([B, T, V], labels [B, T]
+    with -100 past each completion's end)."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    seqs, starts = [], []
+    for p, c in zip(prompts, completions, strict=True):
+        ids = tokenizer(p)["input_ids"] if p else ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else [])
+        if not ids:
+            raise ValueError("an empty prompt needs a tokenizer with a BOS token to start from")
+        seqs.append(ids + c)
+        starts.append(len(ids))
+    width = max(map(len, seqs))
+    device = next(model.parameters()).device
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(input_ids)
+    for i, s in enumerate(seqs):
+        input_ids[i, : len(s)] = torch.tensor(s, device=device)
+        mask[i, : len(s)] = 1
+    logits = model(input_ids=input_ids, attention_mask=mask).logits
+    T = max(map(len, completions))
+    rows = torch.arange(len(seqs), device=device)[:, None]
+    pos = torch.tensor([[min(st - 1 + t, width - 1) for t in range(T)] for st in starts], device=device)
+    labels = torch.full((len(seqs), T), -100, dtype=torch.long, device=device)
+    for i, c in enumerate(completions):
+        labels[i, : len(c)] = torch.tensor(c, device=device)
+    return logits[rows, pos], labels
+
+
+def divergence(student_logits, teacher_logits, labels, beta: float, temperature: float = 1.0):
+    """Mean per-token generalized JSD over completion tokens: TRL's own loss."""
+    from trl.experimental.gkd import GKDTrainer
+
+    return GKDTrainer.generalized_jsd_loss(student_logits, teacher_logits, labels=labels, beta=beta,
+                                           temperature=temperature, reduction="batchmean")
+
+
+class SeedingLoss:
+    """Computes one batch's Knowledge Seeding loss on `model` (see the module docstring)."""
+
+    def __init__(self, tokenizer, memory: Memory, config: SeedingConfig, teacher_mute: dict, student_mute: dict,
+                 reward=None):
+        self.tokenizer, self.memory, self.config = tokenizer, memory, config
+        self.teacher_mute, self.student_mute = teacher_mute, student_mute
+        self.reward = reward
+        self.logs: dict[str, list[float]] = {}
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _sample(self, model, prompts: list[str], n: int, max_new_tokens: int) -> list[list[int]]:
+        """The student's own completions (no gradient), `n` per prompt, cut after a newline."""
+        from lmsleep.evaluation import generate
+
+        texts = generate(model, self.tokenizer, [p for p in prompts for _ in range(n)] if n > 1 else prompts,
+                         max_new_tokens=max_new_tokens, do_sample=True, top_k=0,
+                         temperature=self.config.temperature)
+        return [self._encode(t + "\n") for t in texts]
+
+    def __call__(self, model, rows: list[dict], step: int, unwrapped=None):
+        """`model` is what gradients flow through (a DDP wrapper, perhaps); `unwrapped` the
+        plain model, for sampling and for the teacher's forward passes."""
+        import torch
+
+        c = self.config
+        unwrapped = unwrapped or model
+        rng = random.Random(f"{c.seed}-{step}")
+        with muted(self.memory, self.student_mute):
+            if rng.random() < c.lmbda:  # on-policy: the student's own completions
+                completions = self._sample(unwrapped, [r["student"] for r in rows], 1, c.max_new_tokens)
+            else:
+                completions = [self._encode(r["completion"]) for r in rows]
+            student, labels = completion_logits(model, self.tokenizer, [r["student"] for r in rows], completions)
+        with torch.no_grad(), muted(self.memory, self.teacher_mute):
+            teacher, _ = completion_logits(unwrapped, self.tokenizer, [r["teacher"] for r in rows], completions)
+        gd = divergence(student, teacher, labels, c.beta, c.temperature)
+        self._log("divergence", gd.item())
+        if not c.lti or c.alpha == 1.0:
+            return gd
+        lti = self._imitation(model, unwrapped, rows, rng)
+        return c.alpha * gd + (1 - c.alpha) * lti
+
+    def _imitation(self, model, unwrapped, rows: list[dict], rng: random.Random):
+        """Group-relative REINFORCE on continuations of teacher prefixes."""
+        import torch
+
+        c = self.config
+        picked = [r for r in rows if len(self._encode(r["completion"])) >= 2]
+        picked = rng.sample(picked, min(c.lti_rows, len(picked)))
+        if not picked:
+            return torch.zeros((), requires_grad=True)
+        prompts, references = [], []
+        for r in picked:
+            ids = self._encode(r["completion"])
+            cut = rng.randint(1, len(ids) - 1)
+            prompts.append(r["student"] + self.tokenizer.decode(ids[:cut]))
+            references.append(self.tokenizer.decode(ids[cut:]).split("\n")[0])
+        with muted(self.memory, self.student_mute):
+            samples = self._sample(unwrapped, prompts, c.lti_group, c.max_new_tokens)
+            texts = [self.tokenizer.decode(s).split("\n")[0] for s in samples]
+            refs = [ref for ref in references for _ in range(c.lti_group)]
+            rewards = torch.tensor(self.reward([p for p in prompts for _ in range(c.lti_group)], texts, reference=refs))
+            group = rewards.view(len(picked), c.lti_group)
+            advantage = (group - group.mean(dim=1, keepdim=True)).flatten()
+            logits, labels = completion_logits(model, self.tokenizer, [p for p in prompts for _ in range(c.lti_group)],
+                                               samples)
+        logp = torch.log_softmax(logits.float() / c.temperature, dim=-1)
+        mask = labels != -100
+        token_logp = logp.gather(-1, labels.clamp_min(0)[..., None]).squeeze(-1) * mask
+        seq_logp = token_logp.sum(-1) / mask.sum(-1).clamp_min(1)
+        self._log("reward", rewards.mean().item())
+        return -(advantage.to(seq_logp) * seq_logp).mean()
+
+    def _log(self, key: str, value: float) -> None:
+        self.logs.setdefault(key, []).append(value)
+
+    def pop_logs(self) -> dict[str, float]:
+        out = {k: sum(v) / len(v) for k, v in self.logs.items() if v}
+        self.logs.clear()
+        return out
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class SeedingTrainer(Trainer):
+        """A `transformers.Trainer` whose batches are seeding rows and whose loss is `SeedingLoss`."""
+
+        def __init__(self, *args, seeding_loss: SeedingLoss, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.seeding_loss = seeding_loss
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = self.seeding_loss(model, inputs["rows"], self.state.global_step,
+                                     unwrapped=self.accelerator.unwrap_model(model))
+            return (loss, None) if return_outputs else loss
+
+        def log(self, logs: dict, *args, **kwargs):
+            super().log({**logs, **self.seeding_loss.pop_logs()}, *args, **kwargs)
+
+    return SeedingTrainer
+
+
+def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config: SeedingConfig,
+                      sender: int = 0, receiver: int = 1, callbacks: list | None = None,
+                      output_dir: str | None = None, reward=None) -> dict:
+    """One consolidation `sender -> receiver` (level 0: the context in the rows' teacher prompts).
+    Expands the receiver (or, with `expansion` off, trains its newest expert), trains on `rows`,
+    settles the new expert and resets the sender. Returns what happened."""
+    import tempfile
+
+    from transformers import TrainingArguments
+
+    from lmsleep.rewards import SemanticJudge, imitation_reward
+
+    if not rows:
+        raise ValueError("nothing to seed: no rows (the curriculum has no lessons and there is no replay)")
+    if config.expansion or not memory.active_slots(receiver):
+        slot = memory.expand(receiver)
+    else:
+        slot = memory.active_slots(receiver)[-1]
+        for bank in memory.level(receiver):
+            bank.seeding = slot
+    memory.train_only(receiver, slot)
+    # The teacher is the model before tonight: without the new expert, with the sender level.
+    # Without expansion there is no "before" to keep apart: the teacher is the trained expert
+    # itself with the context (on-policy self-distillation, the paper's ablation row).
+    sender_slots = {sender: memory.active_slots(sender)} if sender else {}
+    teacher_mute = {receiver: [slot]} if config.expansion else {}
+    if config.lti and reward is None:
+        reward = imitation_reward(config.gamma, config.z0, SemanticJudge(threshold=config.sem_threshold))
+    loss = SeedingLoss(tokenizer, memory, config, teacher_mute=teacher_mute, student_mute=sender_slots,
+                       reward=reward)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=output_dir or tmp, num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
+            lr_scheduler_type="constant", weight_decay=0.0, logging_steps=config.logging_steps,
+            save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
+            remove_unused_columns=False, bf16=False, disable_tqdm=False, dataloader_pin_memory=False)
+        trainer = _trainer_class()(model=model, args=args, train_dataset=rows,
+                                   data_collator=lambda batch: {"rows": batch}, seeding_loss=loss,
+                                   callbacks=callbacks)
+        result = trainer.train()
+    model.eval()
+    memory.settle(receiver)
+    if sender:
+        memory.reset(sender)
+    return {"sender": sender, "receiver": receiver, "slot": slot, "rows": len(rows),
+            "steps": result.global_step, "train_loss": result.training_loss}

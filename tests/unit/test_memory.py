@@ -1,0 +1,200 @@
+import pytest
+import torch
+
+from lmsleep.memory import Memory, MemoryConfig, find_mlps
+from lmsleep.schedule import Step, plan, simulate
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def _ids(tokenizer):
+    return tokenizer(["Ada Vell works for Morrow Labs.", "Q: Where does Ada Vell work?\nA:"], return_tensors="pt",
+                     padding=True)["input_ids"]
+
+
+def _teach(memory, level, slot, model, ids, steps=3, lr=1e-2):
+    """A few real steps that move one expert (a stand-in objective: language modelling)."""
+    params = memory.train_only(level, slot)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def test_expand_is_function_preserving(micro):
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    before = _logits(model, ids)
+    memory = Memory.attach(model, MemoryConfig(slots=[3, 2], top_k=[1, 1]))
+    assert torch.equal(_logits(model, ids), before)
+    slot = memory.expand(1)
+    assert torch.equal(_logits(model, ids), before)
+    _teach(memory, 1, slot, model, ids)
+    memory.settle()
+    moved = _logits(model, ids)
+    assert not torch.allclose(moved, before)
+    # A second expert on a level whose top-k (1) is already taken: the seeding seat keeps the old
+    # expert's seat. (Equal up to fp32 rounding: MKL's sums may depend on memory alignment.)
+    memory.expand(1)
+    assert torch.allclose(_logits(model, ids), moved, rtol=0, atol=1e-6)
+
+
+def test_only_the_new_expert_changes_in_a_step(micro):
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    memory = Memory.attach(model, MemoryConfig())
+    _teach(memory, 1, memory.expand(1), model, ids)
+    memory.settle()
+    memory.nights = 1
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    new = memory.expand(1)
+    _teach(memory, 1, new, model, ids)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    expected = {n for n, _ in model.named_parameters()
+                if n.endswith((f".0.A.{new}", f".0.B.{new}", f".0.router.{new}"))}
+    assert changed == expected and len(expected) == 3 * len(memory.mlps)
+
+
+def test_top_k_bounds_the_experts_a_token_uses(micro):
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    memory = Memory.attach(model, MemoryConfig(slots=[4, 2], top_k=[2, 1]))
+    for night in range(4):
+        memory.nights = night
+        _teach(memory, 1, memory.expand(1), model, ids, steps=1)
+        memory.settle()
+    bank = memory.level(1)[0]
+    seen = []
+    bank.register_forward_hook(lambda m, a, o: seen.append(a[0]))
+    _logits(model, ids)
+    x = seen[0].reshape(-1, seen[0].shape[-1])
+    # Recompute what the bank should output with only the top-2 experts per token.
+    logits = torch.stack([x @ bank.router[i][:-1] + bank.router[i][-1] for i in range(4)], dim=-1)
+    top = logits.topk(2, dim=-1).indices
+    expected = torch.zeros_like(x)
+    for t in range(len(x)):
+        for i in top[t].tolist():
+            expected[t] += torch.sigmoid(logits[t, i]) * (x[t] @ bank.A[i] @ bank.B[i])
+    assert torch.allclose(bank(seen[0]).reshape(-1, x.shape[-1]), expected, atol=1e-6)
+    c = memory.counts()
+    assert c["active_experts"] == 4 and c["per_token_parameters"] * 2 == c["active_parameters"]
+
+
+def test_save_load_round_trips_exactly(micro, micro_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    memory = Memory.attach(model, MemoryConfig())
+    for night in range(3):
+        memory.nights = night
+        _teach(memory, 1, memory.expand(1), model, ids, steps=1)
+        memory.settle()
+    memory.nights = 3
+    memory.save(tmp_path)
+    again = AutoModelForCausalLM.from_pretrained(micro_dir)
+    loaded = Memory.load(again, tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    assert torch.allclose(_logits(again, ids), _logits(model, ids), rtol=0, atol=1e-6)
+    assert loaded.state() == memory.state()
+    assert all(not p.requires_grad for p in again.parameters())
+
+
+def test_reset_and_merge_free_slots(micro):
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    before = _logits(model, ids)
+    memory = Memory.attach(model, MemoryConfig(slots=[2, 3], top_k=[2, 3], rank=4))
+    for night in range(3):
+        memory.nights = night
+        _teach(memory, 2, memory.expand(2), model, ids, steps=2)
+        memory.settle()
+    oldest = memory.active_slots(2)
+    bank = memory.level(2)[0]
+    parts = [(bank.A[i] @ bank.B[i]).clone() for i in oldest[:2]]
+    freed = memory.merge_oldest(2)
+    assert freed == oldest[1] and memory.free_slots(2) == 1
+    merged = bank.A[oldest[0]] @ bank.B[oldest[0]]
+    # rank 4 + rank 4 -> rank 4: the best approximation of the sum, no worse than keeping either
+    error = torch.linalg.norm(parts[0] + parts[1] - merged)
+    assert error <= min(torch.linalg.norm(parts[0]), torch.linalg.norm(parts[1])) + 1e-5
+    memory.reset(2)
+    assert memory.active_slots(2) == [] and torch.equal(_logits(model, ids), before)
+
+
+def test_a_full_level_refuses_to_expand(micro):
+    model, _ = micro
+    memory = Memory.attach(model, MemoryConfig(slots=[2, 2]))
+    memory.expand(1)
+    memory.expand(1)
+    with pytest.raises(RuntimeError, match="level 1 is full"):
+        memory.expand(1)
+
+
+def test_find_mlps_names_the_modules_when_it_finds_none(micro):
+    model, _ = micro
+    assert len(find_mlps(model)) == model.config.num_hidden_layers
+    with pytest.raises(ValueError, match=r"layer modules: \[.*'mlp'.*'self_attn'"):
+        find_mlps(model, ["feedforward"])
+
+
+def test_gpt2_gets_memory_too():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=32)).eval()
+    ids = torch.randint(0, 50, (1, 8))
+    before = _logits(model, ids)
+    memory = Memory.attach(model)
+    memory.expand(1)
+    assert [n for n, _ in memory.mlps] == ["transformer.h.0.mlp", "transformer.h.1.mlp"]
+    assert torch.equal(_logits(model, ids), before)
+
+
+def test_generation_keeps_its_kv_cache(micro):
+    model, tokenizer = micro
+    ids = _ids(tokenizer)[:1]
+    memory = Memory.attach(model)
+    _teach(memory, 1, memory.expand(1), model, ids)
+    out = model.generate(ids, max_new_tokens=5, do_sample=False, use_cache=True)
+    no_cache = model.generate(ids, max_new_tokens=5, do_sample=False, use_cache=False)
+    assert torch.equal(out, no_cache)
+
+
+def test_config_errors_are_specific():
+    with pytest.raises(ValueError, match="one entry per level"):
+        MemoryConfig(periods=[1, 4], slots=[4])
+    with pytest.raises(ValueError, match="divide"):
+        MemoryConfig(periods=[1, 3, 4], slots=[3, 2, 2], top_k=[1, 1, 1])
+
+
+# -- the schedule ------------------------------------------------------------------------------
+def test_twelve_nights_of_two_levels():
+    """Level 1 takes each night; every 4th night level 1 moves up first (then is reset)."""
+    config = MemoryConfig(periods=[1, 4], slots=[4, 8])
+    nights = simulate(12, config)
+    assert [n["used"] for n in nights] == [[1, 0], [2, 0], [3, 0], [1, 1], [2, 1], [3, 1], [4, 1], [1, 2],
+                                           [2, 2], [3, 2], [4, 2], [1, 3]]
+    assert nights[3]["steps"] == [Step("consolidate", 1, 2), Step("consolidate", 0, 1)]
+    assert nights[4]["steps"] == [Step("consolidate", 0, 1)]
+
+
+def test_four_levels_consolidate_slowest_first():
+    config = MemoryConfig(periods=[1, 2, 4, 8], slots=[2, 2, 2, 4], top_k=[2, 2, 2, 2])
+    steps = plan(8, [1, 1, 1, 0], config)
+    assert steps == [Step("consolidate", 3, 4), Step("consolidate", 2, 3), Step("consolidate", 1, 2),
+                     Step("consolidate", 0, 1)]
+
+
+def test_overflow_keeps_a_hundred_nights_bounded():
+    config = MemoryConfig(periods=[1, 4], slots=[2, 3])
+    nights = simulate(100, config)
+    assert all(u <= s for n in nights for u, s in zip(n["used"], config.slots))
+    kinds = {s.kind for n in nights for s in n["steps"]}
+    assert kinds == {"consolidate", "merge"}
+    # level 1 (2 slots) overflows before its 4th night: it moves up early
+    assert nights[2]["steps"][0] == Step("consolidate", 1, 2)

@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from lmsleep.memory import Memory, MemoryConfig
+from lmsleep.seeding import SeedingConfig, completion_logits, divergence, knowledge_seeding, muted, seeding_rows
+
+EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel."}
+LESSONS = [{"prompt": "Q: Where does Ada Vell work?\nA:", "completion": " Morrow Labs\n", "episode_id": "ep-1"},
+           {"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+
+
+def _jsd_by_hand(s_logits, t_logits, beta):
+    p_s, p_t = s_logits.softmax(-1), t_logits.softmax(-1)
+    m = beta * p_t + (1 - beta) * p_s
+    kl = lambda p, q: (p * (p.log() - q.log())).sum(-1)  # noqa: E731
+    return beta * kl(p_t, m) + (1 - beta) * kl(p_s, m)
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 0.9])
+def test_divergence_is_trl_generalized_jsd(beta):
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 5, 11, generator=g), torch.randn(2, 5, 11, generator=g)
+    labels = torch.tensor([[1, 2, 3, -100, -100], [4, 5, 6, 7, 8]])
+    per_token = _jsd_by_hand(s, t, beta)[labels != -100]
+    assert divergence(s, t, labels, beta).item() == pytest.approx(per_token.mean().item(), rel=1e-5)
+
+
+def test_rows_never_carry_probes():
+    episode = {**EPISODE, "probes": [{"question": "Sentinel: which zorb?", "answer": "Qwib"}]}
+    rows = seeding_rows(LESSONS, [episode], [{"prompt": "Q: Where is Tarn?\nA:", "completion": " Oslo\n"}],
+                        SeedingConfig())
+    assert {r["kind"] for r in rows} == {"question", "continuation", "replay"}
+    assert "Sentinel" not in str(rows) and "Qwib" not in str(rows)
+    question = next(r for r in rows if r["kind"] == "question")
+    assert question["teacher"].startswith(EPISODE["text"]) and question["student"].startswith("Q:")
+
+
+def test_the_teacher_view_is_the_model_before_the_night(micro):
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig())
+    ids = [tokenizer(" Morrow Labs\n", add_special_tokens=False)["input_ids"]]
+    with torch.no_grad():
+        before, _ = completion_logits(model, tokenizer, [LESSONS[0]["prompt"]], ids)
+        slot = memory.expand(1)
+        for bank in memory.level(1):
+            bank.B[slot].normal_()
+        after, _ = completion_logits(model, tokenizer, [LESSONS[0]["prompt"]], ids)
+        with muted(memory, {1: [slot]}):
+            teacher, _ = completion_logits(model, tokenizer, [LESSONS[0]["prompt"]], ids)
+    assert not torch.allclose(after, before)
+    assert torch.allclose(teacher, before, rtol=0, atol=1e-6)
+    assert bool(memory.level(1)[0].active[slot])  # the view flips back
+
+
+def _gap(model, tokenizer, memory, rows):
+    """Mean divergence between the teacher's view (context, no new expert) and the student's."""
+    with torch.no_grad():
+        comp = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in rows]
+        s, labels = completion_logits(model, tokenizer, [r["student"] for r in rows], comp)
+        with muted(memory, {1: memory.active_slots(1)}):
+            t, _ = completion_logits(model, tokenizer, [r["teacher"] for r in rows], comp)
+        return divergence(s, t, labels, 0.5).item()
+
+
+@pytest.mark.slow
+def test_distillation_moves_the_student_toward_the_teacher(micro):
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig())
+    config = SeedingConfig(epochs=8, batch_size=4, lmbda=0.0, lti=False, replay=0.0, learning_rate=1e-2)
+    rows = seeding_rows(LESSONS, [EPISODE], [], config)
+    start = _gap(model, tokenizer, memory, rows)
+    knowledge_seeding(model, tokenizer, memory, rows, config)
+    assert _gap(model, tokenizer, memory, rows) < 0.5 * start
+
+
+@pytest.mark.slow
+def test_a_night_of_seeding_changes_only_the_new_expert(micro):
+    """The full objective (on-policy batches, learning to imitate with its reward) on real steps."""
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig())
+    config = SeedingConfig(epochs=2, batch_size=4, lti_rows=1, lti_group=2, max_new_tokens=6, replay=0.0,
+                           gamma=0.0, logging_steps=1)
+    rows = seeding_rows(LESSONS, [EPISODE], [], config)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = knowledge_seeding(model, tokenizer, memory, rows, config)
+    assert out["steps"] == 2 * -(-len(rows) // 4)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    slot = out["slot"]
+    assert changed == {n for n in before if n.endswith((f"0.A.{slot}", f"0.B.{slot}", f"0.router.{slot}"))}
+    assert memory.level(1)[0].seeding is None  # settled: it competes from now on
