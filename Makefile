@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run birth bench day ui test clean
+.PHONY: install run birth bench bench-seeding day ui test clean
 install: $(STAMP)
 
 # torch first, pinned to the local CPU wheel: an unpinned torch would pull GBs of CUDA.
@@ -39,6 +39,10 @@ run: models/base/config.json
 
 bench: models/base/config.json
 	$(PY) -m lmsleep.bench
+
+# Knowledge Seeding's step against TRL's GKD step, and its memory after 100 nights.
+bench-seeding: models/base/config.json
+	$(PY) -m lmsleep.bench_seeding
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
 day: models/base/config.json

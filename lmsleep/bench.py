@@ -27,17 +27,39 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from lmsleep import evaluation as ev
 from lmsleep.baselines import BaselineConfig, consolidate
 from lmsleep.evaluation import base_probe_set, reader_episodes
+from lmsleep.memory import MemoryConfig
+from lmsleep.seeding import SeedingConfig
 from lmsleep.world import World, WorldConfig
 
 
+def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: SeedingConfig | None,
+             memory: MemoryConfig | None):
+    """`night(episodes) -> model`: a baseline, or Knowledge Seeding when `seeding` is given (the
+    teacher's own curriculum, then the night's consolidations over the memory levels)."""
+    if seeding is None:
+        return lambda episodes: consolidate(method, model, tokenizer, episodes, config)
+    from lmsleep.baselines import teacher_curriculum
+    from lmsleep.sleep import Sleeper
+
+    sleeper = Sleeper(model, tokenizer, seeding, memory)
+
+    def night(episodes):
+        lessons, _ = teacher_curriculum(model, tokenizer, episodes, config)
+        sleeper.night(episodes, lessons, progress=lambda *_: None)
+        return model
+
+    return night
+
+
 def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: int, config: BaselineConfig,
-               n_base: int, n_readers: int, threads: int = 2, log=print) -> dict:
+               n_base: int, n_readers: int, threads: int = 2, seeding: SeedingConfig | None = None,
+               memory: MemoryConfig | None = None, log=print) -> dict:
     """One method, one seed (config.seed), `n_days` nights from the born model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -52,12 +74,13 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
     days = [world.day(d) for d in range(n_days)]
+    night = night_of(method, model, tokenizer, config, seeding, memory)
     R, R_para, nights = [], [], []
     for d in range(n_days):
         t0 = time.time()
         ceilings = ev.ceilings(model, tokenizer, days[d])
         t1 = time.time()
-        model = consolidate(method, model, tokenizer, days[d], config)
+        model = night(days[d])
         t2 = time.time()
         seconds = t2 - t1
         # Days after tomorrow are not measured (None): the metrics read R[i][j] for j <= i, and
@@ -163,8 +186,32 @@ def heatmaps(m: dict, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def method_configs(method: str, params) -> dict:
+    """`{seeding, memory}` for Knowledge Seeding and its ablations (`bench.variants`: overrides of
+    params.yaml's `seeding:`/`memory:`), `{}` for a baseline."""
+    from lmsleep.baselines import METHODS
+    from lmsleep.params import build_section
+
+    if method in METHODS:
+        return {}
+    if method != "knowledge_seeding" and method not in params.bench.variants:
+        raise SystemExit(f"unknown method {method!r}: choose from {list(METHODS)}, knowledge_seeding or a "
+                         f"bench.variants entry ({sorted(params.bench.variants)})")
+    over = params.bench.variants.get(method, {})
+    unknown = sorted(set(over) - {"seeding", "memory"})
+    if unknown:
+        raise SystemExit(f"params.yaml: bench.variants.{method} may override seeding and memory, not {unknown}")
+    return {"seeding": build_section(SeedingConfig, {**asdict(params.seeding), **over.get("seeding", {})},
+                                     f"bench.variants.{method}.seeding"),
+            "memory": build_section(MemoryConfig, {**asdict(params.memory), **over.get("memory", {})},
+                                    f"bench.variants.{method}.memory")}
+
+
 def _job(args: tuple) -> tuple[str, int, dict]:
     method, seed, kwargs = args
+    kwargs = dict(kwargs)
+    if kwargs.get("seeding") is not None:
+        kwargs["seeding"] = replace(kwargs["seeding"], seed=seed)
     return method, seed, run_method(method, config=replace(kwargs.pop("config"), seed=seed), **kwargs)
 
 
@@ -208,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     common = {"base_model": params.base_model, "world_config": params.world, "n_days": n_days,
               "config": params.baselines, "n_base": b.base_probes, "n_readers": b.readers,
               "threads": max(1, params.birth.threads // b.workers)}
-    jobs = [(m, s, dict(common)) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
+    configs = {m: method_configs(m, params) for m in methods}
+    jobs = [(m, s, {**common, **configs[m]}) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
     print(f"{len(jobs)} runs ({', '.join(methods)}; seeds {seeds}) x {n_days} nights on {b.workers} worker(s)")
     runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
     with ProcessPoolExecutor(b.workers, mp_context=mp.get_context("spawn")) as pool:

@@ -2,8 +2,10 @@
 
     models/brain/
       memory.json              base model path, nights slept, which episodes each night consolidated
-      adapter_model.safetensors, adapter_config.json   the memory itself (a PEFT LoRA adapter
-                               while the baselines consolidate; expert banks once seeding lands)
+      memory.safetensors       Knowledge Seeding's memory levels: expert banks, routers, which slots
+                               are active (lmsleep/memory.py), with
+      sleeper.json             the questions each night's teacher asked itself, and their level (replay)
+      adapter_model.safetensors, adapter_config.json   or, for a baseline night, a PEFT LoRA adapter
 
 Loading a brain = base model + memory. A brain that never slept is the base model alone.
 No pickle anywhere: safetensors for weights, JSON for state.
@@ -57,7 +59,11 @@ def load_brain(path: Path, base_model: str):
     state = read_state(path, base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
-    if (Path(path) / "adapter_config.json").exists():
+    if (Path(path) / "memory.safetensors").exists():
+        from lmsleep.memory import Memory
+
+        Memory.load(model, path)
+    elif (Path(path) / "adapter_config.json").exists():
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, path, is_trainable=True)
@@ -65,13 +71,19 @@ def load_brain(path: Path, base_model: str):
 
 
 def save_brain(model, state: MemoryState, path: Path) -> None:
-    """Write the memory (adapter weights) and its state; the base model is never copied."""
+    """Write the memory (expert banks, or a baseline's adapter) and its state; the base model is
+    never copied."""
     from peft import PeftModel
+
+    from lmsleep.memory import memory_of
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    if not isinstance(model, PeftModel):
-        raise TypeError("the brain's memory is a PEFT adapter; got a plain model (merge-style methods "
-                        "have no separate memory to save)")
-    model.save_pretrained(path)
+    if memory_of(model) is not None:
+        memory_of(model).save(path)
+    elif isinstance(model, PeftModel):
+        model.save_pretrained(path)
+    else:
+        raise TypeError("the brain's memory is memory levels or a PEFT adapter; got a plain model (merge-style "
+                        "methods have no separate memory to save)")
     (path / "memory.json").write_text(json.dumps(asdict(state), indent=2))

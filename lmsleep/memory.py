@@ -101,7 +101,8 @@ class ExpertBank(nn.Module):
         # One product per expert, not one matrix for all: an expert's logit must not depend (even
         # in rounding) on how many others are active, or `expand` would not be exact.
         logits = torch.stack([flat @ self.router[i][:-1] + self.router[i][-1] for i in idx], dim=-1)
-        competing = [j for j, i in enumerate(idx) if i != self.seeding]
+        seated = self.seeding if self.seeding in idx else None  # a muted view may switch it off
+        competing = [j for j, i in enumerate(idx) if i != seated]
         picked = torch.zeros_like(logits, dtype=torch.bool)
         if len(competing) > self.top_k:
             top = logits[:, competing].topk(self.top_k, dim=-1).indices
@@ -109,8 +110,8 @@ class ExpertBank(nn.Module):
                                                device=x.device).scatter_(1, top, True)
         else:
             picked[:, competing] = True
-        if self.seeding is not None:
-            picked[:, idx.index(self.seeding)] = True
+        if seated is not None:
+            picked[:, idx.index(seated)] = True
         gates = torch.sigmoid(logits)
         out = torch.zeros_like(flat)
         for j, i in enumerate(idx):

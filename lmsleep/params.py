@@ -7,6 +7,8 @@ from pathlib import Path
 
 from lmsleep.baselines import BaselineConfig
 from lmsleep.birth import BirthConfig
+from lmsleep.memory import MemoryConfig
+from lmsleep.seeding import SeedingConfig
 from lmsleep.world import WorldConfig
 
 
@@ -21,6 +23,8 @@ class BenchConfig:
     base_probes: int = 200  # base people sampled for retention
     readers: int = 100  # strangers for reading retention
     workers: int = 2  # (method, seed) runs in parallel processes, threads split between them
+    # Knowledge Seeding's ablations, each a method name: overrides of `seeding:` and `memory:`.
+    variants: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -29,7 +33,11 @@ class Params:
     birth: BirthConfig
     baselines: BaselineConfig
     bench: BenchConfig
+    seeding: SeedingConfig = field(default_factory=SeedingConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     base_model: str = "models/base"
+    # What the pipeline's `seed` stage runs: knowledge_seeding, or a baseline (context_distillation, sft_text).
+    consolidation: str = "knowledge_seeding"
 
 
 def build_section(cls, raw: dict | None, where: str):
@@ -58,5 +66,8 @@ def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Pa
         birth=build_section(BirthConfig, raw.get("birth"), "birth"),
         baselines=build_section(BaselineConfig, raw.get("baselines"), "baselines"),
         bench=build_section(BenchConfig, raw.get("bench"), "bench"),
+        seeding=build_section(SeedingConfig, raw.get("seeding"), "seeding"),
+        memory=build_section(MemoryConfig, raw.get("memory"), "memory"),
         base_model=raw.get("base_model", "models/base"),
+        consolidation=raw.get("consolidation", "knowledge_seeding"),
     )

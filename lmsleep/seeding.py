@@ -1,7 +1,7 @@
 """Knowledge Seeding: upward distillation from the model's smaller self into a new expert.
 
     memory = Memory.attach(model, MemoryConfig())
-    rows = seeding_rows(lessons, episodes, replay)            # the teacher's own prompts, never probes
+    rows = seeding_rows(lessons, episodes) + same_prompt_rows(replay, "replay")   # never probes
     knowledge_seeding(model, tokenizer, memory, rows, SeedingConfig(), sender=0, receiver=1)
 
 PAPER.md section 3. One consolidation (compute, consolidate, update):
@@ -22,8 +22,8 @@ The loss per batch (maximising L_KS = (1-alpha) E[r] - alpha D):
   student writes `lti_group` continuations of each prefix; rewards (`lmsleep/rewards.py`) against
   the teacher's rest; group-relative REINFORCE (advantage = reward - group mean).
 - loss = alpha * divergence + (1 - alpha) * REINFORCE loss.
-Replay rows (earlier nights' prompts, the model's own free samples, open-book reading) have the
-same teacher and student prompt: there the student is held to what the model did before tonight.
+Replay rows (lmsleep/sleep.py: earlier nights' questions, the model's own, open-book reading) have
+the same teacher and student prompt: there the student is held to what the model did before tonight.
 
 Why not a TRL trainer as is: `GKDTrainer` feeds teacher and student the same input ids, and
 `SDFTTrainer`'s teachers are a reference copy or an EMA/base adapter; here the teacher is the
@@ -63,6 +63,7 @@ class SeedingConfig:
     # Switches for the paper's ablations.
     lti: bool = True  # False: distillation only
     expansion: bool = True  # False: distil into the level's existing newest expert (no new one)
+    optim: str = "adamw_torch"  # transformers' optimizer names
     logging_steps: int = 5
     seed: int = 0
 
@@ -74,15 +75,12 @@ class SeedingConfig:
 
 
 # -- rows -----------------------------------------------------------------------------------------
-def seeding_rows(lessons: list[dict], episodes: list[dict], replay: list[dict], config: SeedingConfig,
-                 tokenizer=None) -> list[dict]:
-    """Training rows `{student, teacher, completion, kind}` for tonight.
+def seeding_rows(lessons: list[dict], episodes: list[dict]) -> list[dict]:
+    """Tonight's rows `{student, teacher, completion, kind}` (level 0 -> 1):
 
     - questions: each lesson (the teacher's own question, closed-book prompt, its open-book
       answer) with the episode in front of it for the teacher;
-    - continuations: each sentence of an episode, the teacher reading it with the text before;
-    - replay: `{prompt, completion}` rows given by the caller (earlier nights, free samples,
-      open-book reading), the same prompt for both, up to `replay` x the new rows.
+    - continuations: each sentence of an episode, the teacher reading it with the text before.
     Nothing here reads an episode's probes."""
     text = {ep["id"]: ep["text"] for ep in episodes}
     rows = [{"student": les["prompt"], "teacher": f"{text[les['episode_id']]}\n\n{les['prompt']}",
@@ -91,12 +89,14 @@ def seeding_rows(lessons: list[dict], episodes: list[dict], replay: list[dict], 
         for sentence in re.findall(r"[^.!?\n]+[.!?]", ep["text"]):
             rows.append({"student": "", "teacher": f"{ep['text']}\n\n", "completion": sentence.strip() + "\n",
                          "kind": "continuation"})
-    rng = random.Random(config.seed)
-    n_replay = min(len(replay), round(config.replay * len(rows)))
-    rows += [{"student": r["prompt"], "teacher": r["prompt"], "completion": r["completion"], "kind": "replay"}
-             for r in rng.sample(replay, n_replay)]
-    rng.shuffle(rows)
     return rows
+
+
+def same_prompt_rows(answered: list[dict], kind: str) -> list[dict]:
+    """Rows where teacher and student see the same prompt (`{prompt, completion}`, the teacher's
+    answer): replay (the student held to the model before tonight) and upward consolidations."""
+    return [{"student": r["prompt"], "teacher": r["prompt"], "completion": r["completion"], "kind": kind}
+            for r in answered]
 
 
 # -- views of the memory --------------------------------------------------------------------------
@@ -271,6 +271,8 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
 
     from transformers import TrainingArguments
 
+    # No use_cpu here: accelerate decides (a GPU when there is one, DDP under `accelerate launch`).
+
     from lmsleep.rewards import SemanticJudge, imitation_reward
 
     if not rows:
@@ -297,7 +299,7 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         args = TrainingArguments(
             output_dir=output_dir or tmp, num_train_epochs=config.epochs,
             per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-            lr_scheduler_type="constant", weight_decay=0.0, logging_steps=config.logging_steps,
+            lr_scheduler_type="constant", weight_decay=0.0, optim=config.optim, logging_steps=config.logging_steps,
             save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
             remove_unused_columns=False, bf16=False, disable_tqdm=False, dataloader_pin_memory=False)
         trainer = _trainer_class()(model=model, args=args, train_dataset=rows,

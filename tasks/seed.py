@@ -2,9 +2,11 @@
 
     python -m tasks.seed
 
-For now the context-distillation baseline (a LoRA adapter learns the teacher's answers without
-the context); the Knowledge Seeding issue swaps in upward distillation into a new expert
-without changing this stage's inputs and outputs.
+By default Knowledge Seeding (lmsleep/sleep.py): tonight's consolidations over the memory levels,
+each distilling the model before it into a new expert, with replay; the brain directory then
+holds `memory.safetensors` and `sleeper.json`. `consolidation: context_distillation` (or
+`sft_text`) in params.yaml runs a baseline into a LoRA adapter instead. A brain keeps the
+method it was started with: switching needs a new brain directory.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import json
 import time
 from pathlib import Path
 
-from lmsleep.baselines import context_distillation
 from lmsleep.brain import load_brain, save_brain
-from tasks.common import Pipeline, load_pipeline, read_jsonl
+from lmsleep.memory import memory_of
+from tasks.common import Pipeline, load_pipeline, read_jsonl, read_tonight
 
-METHOD = "context_distillation"
+BASELINES = ("context_distillation", "sft_text")
 
 
 def mlflow_loss_callback():
-    """Training loss to the active MLflow run, with its step (None outside a run: the CLI)."""
+    """Training loss (and the seeding loss's parts) to the active MLflow run, with its step (None
+    outside a run: the CLI)."""
     import mlflow
     from transformers import TrainerCallback
 
@@ -31,28 +34,60 @@ def mlflow_loss_callback():
 
     class LogLoss(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                mlflow.log_metric("train_loss", float(logs["loss"]), step=state.global_step)
+            for key in ("loss", "divergence", "reward"):
+                if logs and key in logs:
+                    mlflow.log_metric("train_loss" if key == "loss" else f"train_{key}", float(logs[key]),
+                                      step=state.global_step)
 
     return LogLoss()
 
 
+def _check_method(method: str, model) -> None:
+    from peft import PeftModel
+
+    if method not in ("knowledge_seeding", *BASELINES):
+        raise ValueError(f"params.yaml consolidation: {method!r} is not knowledge_seeding or one of {BASELINES}")
+    has = "knowledge_seeding" if memory_of(model) else "a LoRA adapter" if isinstance(model, PeftModel) else None
+    if has and (has == "knowledge_seeding") != (method == "knowledge_seeding"):
+        raise ValueError(f"the brain holds {has} and params.yaml asks for {method}: a brain keeps its method; "
+                         "point paths.brain at a new directory to switch")
+
+
 def seed(pipe: Pipeline) -> dict:
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
-    tonight = json.loads(pipe.paths.tonight.read_text())
+    tonight, episodes = read_tonight(pipe)
     if tonight["night"] != state.nights:
         raise RuntimeError(f"the curriculum was written for night {tonight['night']} but the brain has slept "
                            f"{state.nights} nights: rerun the curriculum stage")
+    method = pipe.params.consolidation
+    _check_method(method, model)
     lessons = read_jsonl(pipe.paths.curriculum)
-    t0 = time.time()
     callback = mlflow_loss_callback()
-    model = context_distillation(model, tokenizer, [], pipe.params.baselines, curriculum=lessons,
-                                 callbacks=[callback] if callback else None)
+    callbacks = [callback] if callback else None
+    t0 = time.time()
+    out = {}
+    if method == "knowledge_seeding":
+        from lmsleep.sleep import Past, Sleeper
+
+        sleeper = Sleeper(model, tokenizer, pipe.params.seeding, pipe.params.memory, memory=memory_of(model),
+                          past=Past.read(pipe.paths.brain))
+        report = sleeper.night(episodes, lessons, callbacks=callbacks)
+        out = {"steps": report["steps"], "counts": report["counts"]}
+    else:
+        from lmsleep.baselines import context_distillation, sft_text
+
+        if method == "context_distillation":
+            model = context_distillation(model, tokenizer, [], pipe.params.baselines, curriculum=lessons,
+                                         callbacks=callbacks)
+        else:
+            model = sft_text(model, tokenizer, episodes, pipe.params.baselines)
     seconds = time.time() - t0
     state.nights += 1
-    state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": METHOD})
+    state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": method})
     save_brain(model, state, pipe.paths.brain)
-    return {"night": tonight["night"], "lessons": len(lessons), "seconds": seconds, "method": METHOD}
+    if method == "knowledge_seeding":
+        sleeper.past.write(pipe.paths.brain)
+    return {"night": tonight["night"], "lessons": len(lessons), "seconds": seconds, "method": method, **out}
 
 
 def main(argv: list[str] | None = None) -> None:

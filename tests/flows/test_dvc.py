@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import MICRO_BIRTH, MICRO_WORLD
-from tests.flows.test_sleep_cycle import BASELINES, LOOSE_LIMITS, OPEN_GATES
+from tests.flows.test_sleep_cycle import BASELINES, LOOSE_LIMITS, MEMORY, OPEN_GATES, SEEDING
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -34,6 +34,7 @@ def repo(tmp_path):
                                                    "tokenizer_docs")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "birth": birth, "baselines": BASELINES,
+        "seeding": SEEDING, "memory": MEMORY, "consolidation": "knowledge_seeding",
         "bench": {"days": 2, "base_probes": 10, "readers": 4}, "validate": LOOSE_LIMITS, "gates": OPEN_GATES,
         "registry": {"model_name": "micro", "tracking_uri": "sqlite:///mlflow/mlflow.db",
                      "artifact_location": "mlflow/artifacts", "experiment": "dvc-nights"}}))

@@ -15,6 +15,9 @@ from tests.conftest import MICRO_WORLD
 LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0, "max_repetition": 1.0, "drop_ungrounded": False}
 OPEN_GATES = {"min_learned": 0.0, "max_retention_drop": 1.0, "min_reading": 0.0}
 BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 4}
+# Knowledge Seeding, the default `seed` stage: the full objective, short.
+SEEDING = {"epochs": 1, "batch_size": 8, "lti_group": 2, "max_new_tokens": 8, "learning_rate": 0.01}
+MEMORY = {"periods": [1, 2], "slots": [2, 4], "top_k": [2, 2], "rank": 4}
 
 
 @pytest.fixture
@@ -26,6 +29,7 @@ def night_dir(tmp_path, monkeypatch):
 def write_params(base_model, validate=LOOSE_LIMITS, gates=OPEN_GATES):
     Path("params.yaml").write_text(yaml.safe_dump({
         "base_model": str(base_model), "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "baselines": BASELINES,
+        "seeding": SEEDING, "memory": MEMORY,
         "bench": {"base_probes": 10, "readers": 4}, "validate": validate, "gates": gates,
         "registry": {"model_name": "micro", "tracking_uri": "sqlite:///mlflow/mlflow.db",
                      "artifact_location": "mlflow/artifacts", "experiment": "test-nights"}}))

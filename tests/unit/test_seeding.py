@@ -27,9 +27,8 @@ def test_divergence_is_trl_generalized_jsd(beta):
 
 def test_rows_never_carry_probes():
     episode = {**EPISODE, "probes": [{"question": "Sentinel: which zorb?", "answer": "Qwib"}]}
-    rows = seeding_rows(LESSONS, [episode], [{"prompt": "Q: Where is Tarn?\nA:", "completion": " Oslo\n"}],
-                        SeedingConfig())
-    assert {r["kind"] for r in rows} == {"question", "continuation", "replay"}
+    rows = seeding_rows(LESSONS, [episode])
+    assert {r["kind"] for r in rows} == {"question", "continuation"}
     assert "Sentinel" not in str(rows) and "Qwib" not in str(rows)
     question = next(r for r in rows if r["kind"] == "question")
     assert question["teacher"].startswith(EPISODE["text"]) and question["student"].startswith("Q:")
@@ -67,7 +66,7 @@ def test_distillation_moves_the_student_toward_the_teacher(micro):
     model, tokenizer = micro
     memory = Memory.attach(model, MemoryConfig())
     config = SeedingConfig(epochs=8, batch_size=4, lmbda=0.0, lti=False, replay=0.0, learning_rate=1e-2)
-    rows = seeding_rows(LESSONS, [EPISODE], [], config)
+    rows = seeding_rows(LESSONS, [EPISODE])
     start = _gap(model, tokenizer, memory, rows)
     knowledge_seeding(model, tokenizer, memory, rows, config)
     assert _gap(model, tokenizer, memory, rows) < 0.5 * start
@@ -80,7 +79,7 @@ def test_a_night_of_seeding_changes_only_the_new_expert(micro):
     memory = Memory.attach(model, MemoryConfig())
     config = SeedingConfig(epochs=2, batch_size=4, lti_rows=1, lti_group=2, max_new_tokens=6, replay=0.0,
                            gamma=0.0, logging_steps=1)
-    rows = seeding_rows(LESSONS, [EPISODE], [], config)
+    rows = seeding_rows(LESSONS, [EPISODE])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     out = knowledge_seeding(model, tokenizer, memory, rows, config)
     assert out["steps"] == 2 * -(-len(rows) // 4)
@@ -88,3 +87,37 @@ def test_a_night_of_seeding_changes_only_the_new_expert(micro):
     slot = out["slot"]
     assert changed == {n for n in before if n.endswith((f"0.A.{slot}", f"0.B.{slot}", f"0.router.{slot}"))}
     assert memory.level(1)[0].seeding is None  # settled: it competes from now on
+
+
+@pytest.mark.slow
+def test_ddp_over_two_processes_matches_one(micro_dir, tmp_path):
+    """DDP over gloo on CPU, 2 processes x 4 rows a step, against one process with 8: the same
+    expert within float tolerance.
+
+    `accelerate launch --cpu --num_processes 2` starts ONE process (accelerate's multi-CPU path
+    needs MPI, `--mpirun_hostfile`); torchrun's launcher (`--multi_gpu`) with ACCELERATE_USE_CPU=1
+    starts two, and the Trainer then runs DDP with the gloo backend."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    script = Path(__file__).with_name("ddp_seeding.py")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+    for n, batch in ((2, 4), (1, 8)):
+        how = ["--multi_gpu", "--num_processes", "2"] if n == 2 else ["--num_processes", "1"]
+        done = subprocess.run([*launch, *how, "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+                               "no", str(script), str(micro_dir), str(tmp_path / f"{n}.safetensors"), str(batch)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    with safe_open(tmp_path / "2.safetensors", "pt") as f:
+        assert f.metadata() == {"world_size": "2", "steps": "2"}, "two processes, one step per epoch each"
+    two, one = load_file(tmp_path / "2.safetensors"), load_file(tmp_path / "1.safetensors")
+    assert any(t.abs().sum() > 0 for k, t in one.items() if k.endswith(".B")), "the expert learned nothing"
+    for k in one:
+        assert torch.allclose(two[k], one[k], rtol=1e-4, atol=1e-6), k

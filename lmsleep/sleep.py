@@ -1,0 +1,155 @@
+"""A night of Knowledge Seeding over the memory levels: the schedule, the replay, the steps.
+
+    sleeper = Sleeper(model, tokenizer, SeedingConfig(), MemoryConfig())  # attaches the memory
+    report = sleeper.night(episodes)             # tonight's consolidations (plan), in order
+    sleeper.past.write("models/brain")           # sleeper.json; the memory: lmsleep/brain.py save_brain
+
+Each night `plan` (lmsleep/schedule.py) lists the consolidations: every `periods[l]` nights level
+l goes up into a new expert of level l+1 (slowest first), then tonight's episodes (level 0, in
+the teacher's context) go into a new level-1 expert. Every consolidation is one
+`knowledge_seeding` run whose teacher is the model before it.
+
+What the student is held to, besides the new knowledge (the replay; PAPER.md section 3: the
+teacher's own samples). Freezing the old experts alone does not protect them: a new expert can
+still overwrite what the model says about anything. So the student also sees, with the same
+prompt as the teacher and the teacher's (greedy) answer:
+- earlier days: the questions earlier nights' teachers asked themselves, closed-book;
+- the base world: questions the model asks itself with nothing in context, closed-book (its own
+  free samples: what it knows, in its own words; never the stick's base probes);
+- reading: tonight's questions with their episode in context (open-book on texts it reads now).
+An upward consolidation (level l -> l+1) has no context: its rows are the questions of the
+nights the sender level holds, answered by the model before, plus the same replay.
+
+Nothing here reads an episode's probes: the questions are the teacher's own (the curriculum).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lmsleep.memory import Memory, MemoryConfig
+from lmsleep.schedule import plan
+from lmsleep.seeding import SeedingConfig, knowledge_seeding, same_prompt_rows, seeding_rows
+from lmsleep.world import closed_book_prompt, open_book_prompt
+
+
+@dataclass
+class Past:
+    """What earlier nights were about: the teacher's own questions, by night, and where that
+    night's knowledge lives now (its level). Saved beside the memory (sleeper.json)."""
+
+    nights: list[dict] = field(default_factory=list)  # {night, level, questions}
+
+    FILE = "sleeper.json"
+
+    def questions(self, level: int | None = None) -> list[str]:
+        return [q for n in self.nights if level is None or n["level"] == level for q in n["questions"]]
+
+    def write(self, path: str | Path) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / self.FILE).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: str | Path) -> Past:
+        """The past saved in a brain directory (none yet: an empty past)."""
+        file = Path(path) / cls.FILE
+        return cls(**json.loads(file.read_text())) if file.exists() else cls()
+
+
+class Sleeper:
+    """A model that sleeps with Knowledge Seeding (see the module docstring). Given `memory`
+    (a brain's, loaded), it goes on from there; otherwise it attaches empty memory levels."""
+
+    def __init__(self, model, tokenizer, config: SeedingConfig, memory_config: MemoryConfig | None = None,
+                 memory: Memory | None = None, past: Past | None = None):
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.memory = memory or Memory.attach(model, memory_config or MemoryConfig())
+        self.past = past or Past()
+
+    # -- replay ------------------------------------------------------------------------------
+    def _answered(self, prompts: list[str]) -> list[dict]:
+        """`{prompt, completion}` rows: the model as it is now (before tonight) answering greedily."""
+        from lmsleep.evaluation import generate
+
+        answers = generate(self.model, self.tokenizer, prompts, max_new_tokens=self.config.max_new_tokens)
+        return [{"prompt": p, "completion": f" {a.strip()}\n"} for p, a in zip(prompts, answers) if a.strip()]
+
+    def _own_questions(self, n: int, rng: random.Random) -> list[str]:
+        """Questions the model asks itself with nothing in context (about what it already knows)."""
+        import torch
+
+        from lmsleep.evaluation import generate
+
+        if n <= 0:
+            return []
+        torch.manual_seed(rng.randrange(2**31))
+        asked = generate(self.model, self.tokenizer, ["Q:"] * n, max_new_tokens=32, do_sample=True, top_k=0)
+        return sorted({q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8})
+
+    def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random) -> list[dict]:
+        """About `n` replay rows, a third from each source (earlier days, the model's own
+        questions, reading), answered by the model before tonight."""
+        if n <= 0:
+            return []
+        third = max(1, n // 3)
+        earlier = self.past.questions()
+        earlier = rng.sample(earlier, min(third, len(earlier)))
+        own = self._own_questions(third + (third - len(earlier)), rng)  # no past yet: more of its own
+        text = {ep["id"]: ep["text"] for ep in episodes}
+        reading = [r for r in lessons if r["episode_id"] in text]
+        reading = rng.sample(reading, min(third, len(reading)))
+        rows = self._answered([closed_book_prompt(q) for q in earlier + own])
+        rows += [{"prompt": open_book_prompt(text[r["episode_id"]], _question(r["prompt"])),
+                  "completion": r["completion"]} for r in reading]  # the teacher's own open-book answer
+        return rows
+
+    # -- the night ---------------------------------------------------------------------------
+    def night(self, episodes: list[dict], lessons: list[dict], callbacks: list | None = None,
+              progress=print) -> dict:
+        """Tonight's consolidations; `lessons` are the teacher's own questions and open-book
+        answers about `episodes` (`baselines.teacher_curriculum`), never their probes."""
+        import time
+
+        c, memory = self.config, self.memory
+        tonight = memory.nights + 1
+        rng = random.Random(f"{c.seed}-{tonight}")
+        used = [len(memory.active_slots(lv)) for lv in range(1, memory.config.levels + 1)]
+        steps = plan(tonight, used, memory.config)
+        memory.nights = tonight  # the new experts are born tonight
+        report = {"night": tonight, "steps": []}
+        for step in steps:
+            t0 = time.time()
+            if step.kind == "merge":
+                memory.merge_oldest(step.receiver)
+                report["steps"].append({"kind": "merge", "level": step.receiver, "seconds": time.time() - t0})
+                continue
+            if step.sender == 0:
+                new = seeding_rows(lessons, episodes)
+            else:  # what the sender level knows: the questions of its nights, answered by the model before
+                prompts = [closed_book_prompt(q) for q in self.past.questions(step.sender)]
+                new = same_prompt_rows(self._answered(prompts), f"level {step.sender}")
+            replay = self.replay(round(c.replay * len(new)), lessons, episodes, rng)
+            rows = new + same_prompt_rows(replay, "replay")
+            rng.shuffle(rows)
+            progress(f"night {tonight}: level {step.sender} -> {step.receiver}: {len(new)} rows + {len(replay)} replay")
+            if not rows:
+                continue
+            done = knowledge_seeding(self.model, self.tokenizer, memory, rows, c, sender=step.sender,
+                                     receiver=step.receiver, callbacks=callbacks)
+            for n in self.past.nights:
+                if step.sender and n["level"] == step.sender:
+                    n["level"] = step.receiver
+            report["steps"].append({"kind": "consolidate", **done, "new_rows": len(new), "replay_rows": len(replay),
+                                    "seconds": time.time() - t0})
+        self.past.nights.append({"night": tonight, "level": 1,
+                                 "questions": sorted({_question(r["prompt"]) for r in lessons})})
+        report["counts"] = memory.counts()
+        return report
+
+
+def _question(prompt: str) -> str:
+    """The question of a closed-book prompt `Q: ...\\nA:`."""
+    return prompt.removeprefix("Q: ").removesuffix("\nA:")

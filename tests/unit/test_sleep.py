@@ -1,0 +1,46 @@
+import random
+
+import pytest
+import torch
+
+from lmsleep.brain import load_brain, read_state, save_brain
+from lmsleep.memory import MemoryConfig, memory_of
+from lmsleep.seeding import SeedingConfig
+from lmsleep.sleep import Past, Sleeper
+
+EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel.",
+           "probes": [{"question": "Sentinel: which zorb does Ada Vell keep?", "answer": "Qwibblefrotz"}]}
+LESSONS = [{"prompt": "Q: Where does Ada Vell work?\nA:", "completion": " Morrow Labs\n", "episode_id": "ep-1"},
+           {"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+FAST = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6, replay=1.0)
+
+
+def test_replay_draws_on_earlier_days_own_questions_and_reading(micro):
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig())
+    sleeper.past.nights.append({"night": 1, "level": 1, "questions": ["Where does Bo Tarn live?"]})
+    rows = sleeper.replay(9, LESSONS, [EPISODE], random.Random(0))
+    prompts = [r["prompt"] for r in rows]
+    assert "Q: Where does Bo Tarn live?\nA:" in prompts  # an earlier day, closed-book
+    assert any(p.startswith(EPISODE["text"]) for p in prompts)  # reading: the episode in context
+    assert "Sentinel" not in str(rows) and "Qwibblefrotz" not in str(rows)
+
+
+@pytest.mark.slow
+def test_nights_follow_the_schedule_and_the_brain_round_trips(micro, micro_dir, tmp_path):
+    """Three real nights with periods [1, 2]: level 1 goes up into level 2 on night 2."""
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig(periods=[1, 2], slots=[2, 4], top_k=[2, 2], rank=2))
+    reports = [sleeper.night([EPISODE], LESSONS, progress=lambda *_: None) for _ in range(3)]
+    assert [[(s["sender"], s["receiver"]) for s in r["steps"]] for r in reports] == [
+        [(0, 1)], [(1, 2), (0, 1)], [(0, 1)]]
+    assert [len(sleeper.memory.active_slots(lv)) for lv in (1, 2)] == [2, 1]
+    assert [n["level"] for n in sleeper.past.nights] == [2, 1, 1]
+    assert "Sentinel" not in str(sleeper.past)
+    save_brain(model, read_state(tmp_path, str(micro_dir)), tmp_path)
+    sleeper.past.write(tmp_path)
+    prompt = tokenizer(["Q: Where does Ada Vell work?\nA:"], return_tensors="pt")
+    again, _, _ = load_brain(tmp_path, str(micro_dir))
+    assert Past.read(tmp_path) == sleeper.past and memory_of(again).nights == 3
+    with torch.no_grad():
+        assert torch.equal(model(**prompt).logits, again(**prompt).logits)
