@@ -3,6 +3,12 @@ over several seeds.
 
     python -m lmsleep.bench                   (make bench: bench.days, bench.methods, bench.seeds)
     python -m lmsleep.bench --days 3 --seeds 0 --methods none sft_text
+    python -m lmsleep.bench --seeds 0 --methods knowledge_seeding ks_no_lti ks_no_replay   (ablations)
+
+Methods: the baselines (`none`, `sft_text`, `context_distillation`, `sequential_merge`),
+`knowledge_seeding` (params.yaml `seeding:` and `memory:`; the teacher's own curriculum, then the
+night's consolidations over the memory levels, lmsleep/sleep.py), and its ablations, named in
+`bench.variants` as overrides of those two sections.
 
 For every method and seed we start from the born model and live `days` days. Each night:
 1. ceilings: the teacher (the model before the night) answers the day's probe families
@@ -257,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
               "threads": max(1, params.birth.threads // b.workers)}
     configs = {m: method_configs(m, params) for m in methods}
     jobs = [(m, s, {**common, **configs[m]}) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
+    jobs.sort(key=lambda job: "seeding" not in job[2])  # the longest runs (Knowledge Seeding) first: less idle at the end
     print(f"{len(jobs)} runs ({', '.join(methods)}; seeds {seeds}) x {n_days} nights on {b.workers} worker(s)")
     runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
     with ProcessPoolExecutor(b.workers, mp_context=mp.get_context("spawn")) as pool:

@@ -429,6 +429,20 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
             "achieved_flops": tps * fpt}
 
 
+def cpu_name() -> str:
+    """The CPU's model name: the same steps on another CPU kind give a different model (its
+    kernels round differently, and training amplifies it), so the report says where it was born."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def measure(model, tokenizer, world: World, n: int = 200) -> dict:
     """The birth report: reading (five ways), memory (three), restatement, self-questions."""
     from lmsleep import evaluation as ev
@@ -490,7 +504,7 @@ def birth(config: BirthConfig, world_config: WorldConfig, out: Path, report: Pat
     peaks = {d: matmul_peak(config.threads, dtype=d) for d in ("bfloat16", "float32")}
     peak = peaks["bfloat16" if config.bf16 else "float32"]
     facts |= {"matmul_peak_bf16_flops": peaks["bfloat16"], "matmul_peak_fp32_flops": peaks["float32"],
-              "mfu": facts["achieved_flops"] / peak}
+              "mfu": facts["achieved_flops"] / peak, "cpu": cpu_name()}
     log(f"birth: {facts['steps']} steps in {facts['minutes']:.1f} min, {facts['tokens_per_second']:.0f} tokens/s, "
         f"{facts['achieved_flops'] / 1e9:.1f} GFLOP/s = {facts['mfu']:.0%} of this CPU's measured "
         f"{'bf16' if config.bf16 else 'fp32'} matmul peak (bf16 {peaks['bfloat16'] / 1e9:.1f}, "

@@ -56,7 +56,11 @@ class MemoryConfig:
     slots: list[int] = field(default_factory=lambda: [4, 8])
     # Experts a token may use per level (plus the one being seeded tonight).
     top_k: list[int] = field(default_factory=lambda: [4, 4])
-    rank: int = 8
+    rank: int = 32
+    # A new expert's router bias: its gate starts at sigmoid(router_bias) on every token, so the
+    # router has to learn where it belongs rather than where it does not (B = 0 keeps expand exact
+    # whatever the gate).
+    router_bias: float = 0.0
     # Names of the MLP modules (last path component) to put memory beside; None: by architecture.
     modules: list[str] | None = None
     init_seed: int = 0  # A's initialization (B starts at zero)
@@ -177,7 +181,7 @@ class Memory:
 
     def __init__(self, model, config: MemoryConfig, mlps: list[tuple[str, nn.Module]], banks: list[nn.ModuleList]):
         self.model, self.config, self.mlps, self.banks = model, config, mlps, banks
-        self.nights = 0  # the clock of `born` (ages for merging); the brain's night counter sets it
+        self.nights = 0  # the clock of `born` (ages for merging); saved and loaded with the memory
 
     @classmethod
     def attach(cls, model, config: MemoryConfig | None = None) -> Memory:
@@ -187,9 +191,10 @@ class Memory:
             raise ValueError("this model already carries memory levels")
         mlps = find_mlps(model, config.modules)
         d = _hidden_size(model)
-        p = next(model.parameters())
         banks = []
         for name, mlp in mlps:
+            p = next(mlp.parameters(), None)  # per layer: a sharded model spans devices
+            p = p if p is not None else next(model.parameters())
             layer_banks = nn.ModuleList(ExpertBank(d, s, config.rank, k) for s, k in zip(config.slots, config.top_k))
             layer_banks.to(device=p.device, dtype=p.dtype)
             mlp.add_module("memory_levels", layer_banks)
@@ -234,6 +239,7 @@ class Memory:
             # LoRA's A initialization (Kaiming-uniform); zero B keeps the function.
             bound = 1 / math.sqrt(a.shape[0])
             a.copy_(torch.rand(a.shape, generator=g, dtype=torch.float32).mul_(2 * bound).sub_(bound).to(a))
+            bank.router[slot][-1].fill_(self.config.router_bias)
             bank.active[slot] = True
             bank.born[slot] = self.nights
             bank.seeding = slot
@@ -343,9 +349,7 @@ class Memory:
                              f"{names[:3]}...: load it on the base model it grew on")
         for (name, _), layer in zip(memory.mlps, memory.banks):
             layer.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
-        for lv, saved in enumerate(state["levels"], start=1):
-            for bank in memory.level(lv):
-                bank.seeding = saved["seeding"]
+        # The seeding seat is not restored: a loaded memory is settled (a seat is a night's own).
         memory.nights = state["nights"]
         return memory
 

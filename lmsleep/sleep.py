@@ -30,6 +30,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lmsleep.grammar import is_heldout_question
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.schedule import plan
 from lmsleep.seeding import SeedingConfig, knowledge_seeding, same_prompt_rows, seeding_rows
@@ -87,7 +88,9 @@ class Sleeper:
             return []
         torch.manual_seed(rng.randrange(2**31))
         asked = generate(self.model, self.tokenizer, ["Q:"] * n, max_new_tokens=32, do_sample=True, top_k=0)
-        return sorted({q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8})
+        asked = {q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8}
+        # A question the model writes in a held-out form is the exam's form: never trained on.
+        return sorted(q for q in asked if not is_heldout_question(q))
 
     def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random) -> list[dict]:
         """About `n` replay rows, a third from each source (earlier days, the model's own
@@ -106,6 +109,22 @@ class Sleeper:
                   "completion": r["completion"]} for r in reading]  # the teacher's own open-book answer
         return rows
 
+    def _rows(self, step, lessons: list[dict], episodes: list[dict], rng: random.Random) -> tuple[list, list]:
+        """(new rows, replay rows) of one consolidation, by the model as it is now."""
+        c = self.config
+        if step.sender == 0:
+            new = seeding_rows(lessons, episodes, c.continuations)
+        else:  # what the sender level knows: the questions of its nights, answered by the model before
+            questions = self.past.questions(step.sender)
+            if not questions:  # a past lost or empty: what the model asks itself stands in
+                questions = self._own_questions(64, rng)
+            new = same_prompt_rows(self._answered([closed_book_prompt(q) for q in questions]), f"level {step.sender}")
+            if not new:
+                raise RuntimeError(f"night {self.memory.nights + 1}: nothing to move level {step.sender} up with (no "
+                                   "questions of its nights and none the model asks itself); the schedule cannot "
+                                   "skip it, or level 1 would overflow")
+        return new, self.replay(round(c.replay * len(new)), lessons, episodes, rng)
+
     # -- the night ---------------------------------------------------------------------------
     def night(self, episodes: list[dict], lessons: list[dict], callbacks: list | None = None,
               progress=print) -> dict:
@@ -118,6 +137,9 @@ class Sleeper:
         rng = random.Random(f"{c.seed}-{tonight}")
         used = [len(memory.active_slots(lv)) for lv in range(1, memory.config.levels + 1)]
         steps = plan(tonight, used, memory.config)
+        # Every step's rows are written first, by the model as it is before tonight (a later step
+        # must not learn from what an earlier one just reset).
+        rows_of = {step: self._rows(step, lessons, episodes, rng) for step in steps if step.kind == "consolidate"}
         memory.nights = tonight  # the new experts are born tonight
         report = {"night": tonight, "steps": []}
         for step in steps:
@@ -126,16 +148,11 @@ class Sleeper:
                 memory.merge_oldest(step.receiver)
                 report["steps"].append({"kind": "merge", "level": step.receiver, "seconds": time.time() - t0})
                 continue
-            if step.sender == 0:
-                new = seeding_rows(lessons, episodes)
-            else:  # what the sender level knows: the questions of its nights, answered by the model before
-                prompts = [closed_book_prompt(q) for q in self.past.questions(step.sender)]
-                new = same_prompt_rows(self._answered(prompts), f"level {step.sender}")
-            replay = self.replay(round(c.replay * len(new)), lessons, episodes, rng)
+            new, replay = rows_of[step]
             rows = new + same_prompt_rows(replay, "replay")
             rng.shuffle(rows)
             progress(f"night {tonight}: level {step.sender} -> {step.receiver}: {len(new)} rows + {len(replay)} replay")
-            if not rows:
+            if not rows:  # only a night without lessons (an upward step always has rows, see _rows)
                 continue
             done = knowledge_seeding(self.model, self.tokenizer, memory, rows, c, sender=step.sender,
                                      receiver=step.receiver, callbacks=callbacks)

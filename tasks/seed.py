@@ -53,6 +53,17 @@ def _check_method(method: str, model) -> None:
                          "point paths.brain at a new directory to switch")
 
 
+def _check_memory(memory, wanted) -> None:
+    """A brain's memory keeps the shape it grew with: a changed `memory:` must not pass silently."""
+    from dataclasses import asdict
+
+    grown, asked = asdict(memory.config), asdict(wanted)
+    changed = {k: (grown[k], asked[k]) for k in grown if grown[k] != asked[k]}
+    if changed:
+        raise ValueError(f"params.yaml memory: differs from the brain's ({', '.join(f'{k}: brain {a}, params {b}' for k, (a, b) in changed.items())}); "
+                         "a brain keeps its memory's shape: restore those values or start a new brain directory")
+
+
 def seed(pipe: Pipeline) -> dict:
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     tonight, episodes = read_tonight(pipe)
@@ -69,6 +80,8 @@ def seed(pipe: Pipeline) -> dict:
     if method == "knowledge_seeding":
         from lmsleep.sleep import Past, Sleeper
 
+        if memory_of(model) is not None:
+            _check_memory(memory_of(model), pipe.params.memory)
         sleeper = Sleeper(model, tokenizer, pipe.params.seeding, pipe.params.memory, memory=memory_of(model),
                           past=Past.read(pipe.paths.brain))
         report = sleeper.night(episodes, lessons, callbacks=callbacks)

@@ -27,7 +27,7 @@ def test_divergence_is_trl_generalized_jsd(beta):
 
 def test_rows_never_carry_probes():
     episode = {**EPISODE, "probes": [{"question": "Sentinel: which zorb?", "answer": "Qwib"}]}
-    rows = seeding_rows(LESSONS, [episode])
+    rows = seeding_rows(LESSONS, [episode], continuations=True)
     assert {r["kind"] for r in rows} == {"question", "continuation"}
     assert "Sentinel" not in str(rows) and "Qwib" not in str(rows)
     question = next(r for r in rows if r["kind"] == "question")
@@ -64,9 +64,9 @@ def _gap(model, tokenizer, memory, rows):
 @pytest.mark.slow
 def test_distillation_moves_the_student_toward_the_teacher(micro):
     model, tokenizer = micro
-    memory = Memory.attach(model, MemoryConfig())
+    memory = Memory.attach(model, MemoryConfig(rank=8))
     config = SeedingConfig(epochs=8, batch_size=4, lmbda=0.0, lti=False, replay=0.0, learning_rate=1e-2)
-    rows = seeding_rows(LESSONS, [EPISODE])
+    rows = seeding_rows(LESSONS, [EPISODE], continuations=True)
     start = _gap(model, tokenizer, memory, rows)
     knowledge_seeding(model, tokenizer, memory, rows, config)
     assert _gap(model, tokenizer, memory, rows) < 0.5 * start
