@@ -126,7 +126,11 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
 
         timed("validate", lambda p: {"passed": validate.validate_tonight(p).success}, pipe,
               artifacts=(pipe.paths.reports / "validation.json",))
-        timed("seed", seed.seed, pipe, tags=["gpu"])
+        p = pipe.params
+        seeded = timed("seed", seed.seed, pipe, tags=["gpu"], log_params={
+            "consolidation": p.consolidation, **{f"seeding.{k}": v for k, v in p.seeding.__dict__.items()},
+            **{f"memory.{k}": v for k, v in p.memory.__dict__.items()}})
+        mlflow.log_dict(seeded, "seed.json")  # each consolidation's rows, steps, loss, seconds; the memory's counts
         metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
         decision = timed("register", lambda p: register.register(p, metrics), pipe, log_params=pipe.gates.__dict__,
                          artifacts=(pipe.paths.reports / "metrics.json",))

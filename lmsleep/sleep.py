@@ -87,10 +87,8 @@ class Sleeper:
         if n <= 0:
             return []
         torch.manual_seed(rng.randrange(2**31))
-        asked = generate(self.model, self.tokenizer, ["Q:"] * n, max_new_tokens=32, do_sample=True, top_k=0)
-        asked = {q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8}
-        # A question the model writes in a held-out form is the exam's form: never trained on.
-        return sorted(q for q in asked if not is_heldout_question(q))
+        return questions_to_replay(generate(self.model, self.tokenizer, ["Q:"] * n, max_new_tokens=32,
+                                            do_sample=True, top_k=0))
 
     def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random) -> list[dict]:
         """About `n` replay rows, a third from each source (earlier days, the model's own
@@ -165,6 +163,13 @@ class Sleeper:
                                  "questions": sorted({_question(r["prompt"]) for r in lessons})})
         report["counts"] = memory.counts()
         return report
+
+
+def questions_to_replay(asked: list[str]) -> list[str]:
+    """The questions in the model's free samples (cut at the first '?'), unique, sorted; one in
+    a held-out form is the exam's form, and is never trained on."""
+    asked = {q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8}
+    return sorted(q for q in asked if not is_heldout_question(q))
 
 
 def _question(prompt: str) -> str:

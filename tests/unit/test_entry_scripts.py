@@ -54,7 +54,7 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     keys = {"recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication", "implication_ceiling",
             "acc", "bwt", "forgetting", "acc_paraphrase", "bwt_paraphrase", "forgetting_paraphrase", "base_retention",
             "base_retention_heldout", "update", "update_stale", "reading", "seconds_per_night", "seeds"}
-    assert set(report["methods"]) == {"none", "sft_text", "context_distillation", "sequential_merge"}
+    assert set(report["methods"]) == {"none", "sft_text", "context_distillation", "sequential_merge", "knowledge_seeding"}
     for name, m in report["methods"].items():
         assert keys <= set(m), name
         assert {k + "_std" for k in ("recall", "paraphrase", "implication")} <= set(m)

@@ -6,7 +6,7 @@ import torch
 from lmsleep.brain import load_brain, read_state, save_brain
 from lmsleep.memory import MemoryConfig, memory_of
 from lmsleep.seeding import SeedingConfig
-from lmsleep.sleep import Past, Sleeper
+from lmsleep.sleep import Past, Sleeper, questions_to_replay
 
 EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel.",
            "probes": [{"question": "Sentinel: which zorb does Ada Vell keep?", "answer": "Qwibblefrotz"}]}
@@ -44,3 +44,12 @@ def test_nights_follow_the_schedule_and_the_brain_round_trips(micro, micro_dir, 
     assert Past.read(tmp_path) == sleeper.past and memory_of(again).nights == 3
     with torch.no_grad():
         assert torch.equal(model(**prompt).logits, again(**prompt).logits)
+
+
+def test_own_questions_in_held_out_forms_are_never_replayed():
+    from lmsleep.grammar import question_forms
+
+    heldout = question_forms("employer", "heldout")[0].format(n="Ana van Drosk")
+    train = question_forms("employer", "train")[0].format(n="Ana van Drosk")
+    kept = questions_to_replay([f" {heldout} Morrow", f" {train} Morrow Labs", " no question here", f" {train}"])
+    assert kept == [train]
