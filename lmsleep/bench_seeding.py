@@ -50,6 +50,8 @@ def gkd_step(model, teacher, tokenizer, rows: list[dict], lmbda: float, max_new_
     trainer = GKDTrainer(model=model, teacher_model=teacher, args=args, train_dataset=dummy,
                          processing_class=tokenizer, data_collator=lambda b: b)
     trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which we step by hand
+    trainer.model.train()
     pad = tokenizer.pad_token_id
     prompts = [tokenizer(r["student"])["input_ids"] for r in rows]
     full = [p + tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for p, r in zip(prompts, rows)]
@@ -92,6 +94,8 @@ def seeding_step(model, tokenizer, memory, rows: list[dict], config):
     trainer = _trainer_class()(model=model, args=args, train_dataset=rows, data_collator=lambda b: {"rows": b},
                                seeding_loss=loss)
     trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which we step by hand
+    trainer.model.train()
 
     def step():
         trainer.training_step(trainer.model, {"rows": rows})
