@@ -39,7 +39,7 @@ from pathlib import Path
 from lmsleep import evaluation as ev
 from lmsleep.baselines import BaselineConfig, consolidate
 from lmsleep.evaluation import base_probe_set, reader_episodes
-from lmsleep.memory import MemoryConfig
+from lmsleep.schedule import MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.world import World, WorldConfig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lmsleep.baselines import BaselineConfig
 from lmsleep.birth import BirthConfig
-from lmsleep.memory import MemoryConfig
+from lmsleep.schedule import MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.world import WorldConfig
 

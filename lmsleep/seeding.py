@@ -39,7 +39,10 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from lmsleep.memory import Memory
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch stays out of params.py's imports
+    from lmsleep.memory import Memory
 
 
 @dataclass
