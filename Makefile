@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
+# Prefect's ephemeral server waits 20 s for itself by default; on a busy 2-core machine it can
+# take longer (`make run` timed out at 20 s once, measured), so it gets two minutes.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
