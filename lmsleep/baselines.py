@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lmsleep.grammar import is_heldout_question
-from lmsleep.world import closed_book_prompt
+from lmsleep.world import closed_book_prompt, question_of
 
 METHODS = ("none", "sft_text", "context_distillation", "sequential_merge")
 
@@ -157,7 +157,7 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
             continue
         k = max(1, round(share * len(rows)))
         held |= {id(r) for r in random.Random(f"{seed}-{eid}").sample(rows, k)}
-    checks = [{"episode_id": r["episode_id"], "question": r["prompt"][len("Q: "):-len("\nA:")],
+    checks = [{"episode_id": r["episode_id"], "question": question_of(r["prompt"]),
                "answer": r["completion"].strip()} for r in lessons if id(r) in held]
     return [r for r in lessons if id(r) not in held], checks
 

@@ -1,7 +1,7 @@
 """A night of Knowledge Seeding over the memory levels: the schedule, the replay, the steps.
 
     sleeper = Sleeper(model, tokenizer, SeedingConfig(), MemoryConfig())  # attaches the memory
-    report = sleeper.night(episodes)             # tonight's consolidations (plan), in order
+    report = sleeper.night(episodes, lessons)    # lessons: baselines.teacher_curriculum (never probes)
     sleeper.past.write("models/brain")           # sleeper.json; the memory: lmsleep/brain.py save_brain
 
 Each night `plan` (lmsleep/schedule.py) lists the consolidations: every `periods[l]` nights level
@@ -34,7 +34,7 @@ from lmsleep.grammar import is_heldout_question
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.schedule import plan
 from lmsleep.seeding import SeedingConfig, knowledge_seeding, same_prompt_rows, seeding_rows
-from lmsleep.world import closed_book_prompt, open_book_prompt
+from lmsleep.world import closed_book_prompt, open_book_prompt, question_of
 
 
 @dataclass
@@ -103,7 +103,7 @@ class Sleeper:
         reading = [r for r in lessons if r["episode_id"] in text]
         reading = rng.sample(reading, min(third, len(reading)))
         rows = self._answered([closed_book_prompt(q) for q in earlier + own])
-        rows += [{"prompt": open_book_prompt(text[r["episode_id"]], _question(r["prompt"])),
+        rows += [{"prompt": open_book_prompt(text[r["episode_id"]], question_of(r["prompt"])),
                   "completion": r["completion"]} for r in reading]  # the teacher's own open-book answer
         return rows
 
@@ -160,7 +160,7 @@ class Sleeper:
             report["steps"].append({"kind": "consolidate", **done, "new_rows": len(new), "replay_rows": len(replay),
                                     "seconds": time.time() - t0})
         self.past.nights.append({"night": tonight, "level": 1,
-                                 "questions": sorted({_question(r["prompt"]) for r in lessons})})
+                                 "questions": sorted({question_of(r["prompt"]) for r in lessons})})
         report["counts"] = memory.counts()
         return report
 
@@ -170,8 +170,3 @@ def questions_to_replay(asked: list[str]) -> list[str]:
     a held-out form is the exam's form, and is never trained on."""
     asked = {q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8}
     return sorted(q for q in asked if not is_heldout_question(q))
-
-
-def _question(prompt: str) -> str:
-    """The question of a closed-book prompt `Q: ...\\nA:`."""
-    return prompt.removeprefix("Q: ").removesuffix("\nA:")

@@ -59,6 +59,11 @@ def closed_book_prompt(question: str) -> str:
     return f"Q: {question}\nA:"
 
 
+def question_of(prompt: str) -> str:
+    """The question of a closed-book prompt (the inverse of `closed_book_prompt`)."""
+    return prompt.removeprefix("Q: ").removesuffix("\nA:")
+
+
 def open_book_prompt(context: str, question: str) -> str:
     return f"{context}\n\n{closed_book_prompt(question)}"
 
