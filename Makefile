@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run birth bench bench-seeding day ui test clean
+.PHONY: install run birth bench bench-seeding bench-scale day ui test clean
 install: $(STAMP)
 
 # torch first, pinned to the local CPU wheel: an unpinned torch would pull GBs of CUDA.
@@ -46,6 +46,11 @@ bench: models/base/config.json
 # Knowledge Seeding's step against TRL's GKD step, and its memory after 100 nights.
 bench-seeding: models/base/config.json
 	$(PY) -m lmsleep.bench_seeding
+
+# One default night on a random ~1B Llama (a GPU's job; --size tiny smoke-runs on a CPU).
+# The born model writes day 0's lessons once (reports/day0_lessons.json): random weights cannot.
+bench-scale: models/base/config.json
+	$(PY) -m lmsleep.bench_scale --lessons reports/day0_lessons.json
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
 day: models/base/config.json

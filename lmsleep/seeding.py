@@ -71,6 +71,9 @@ class SeedingConfig:
     lti: bool = True  # False: distillation only
     expansion: bool = True  # False: distil into the level's existing newest expert (no new one)
     optim: str = "adamw_torch"  # transformers' optimizer names
+    # bf16 autocast: on for GPUs that have bf16 units; off on CPUs, where TRL's bf16 default made
+    # each step ~11x slower on CPUs without them (README, baselines).
+    bf16: bool = False
     logging_steps: int = 5
     seed: int = 0
 
@@ -321,7 +324,7 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
             per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
             lr_scheduler_type="constant", weight_decay=0.0, optim=config.optim, logging_steps=config.logging_steps,
             save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
-            remove_unused_columns=False, bf16=False, disable_tqdm=False, dataloader_pin_memory=False)
+            remove_unused_columns=False, bf16=config.bf16, disable_tqdm=False, dataloader_pin_memory=False)
         trainer = _trainer_class()(model=model, args=args, train_dataset=rows,
                                    data_collator=lambda batch: {"rows": batch}, seeding_loss=loss,
                                    callbacks=callbacks)

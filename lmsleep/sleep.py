@@ -65,8 +65,9 @@ class Sleeper:
     (a brain's, loaded), it goes on from there; otherwise it attaches empty memory levels."""
 
     def __init__(self, model, tokenizer, config: SeedingConfig, memory_config: MemoryConfig | None = None,
-                 memory: Memory | None = None, past: Past | None = None):
+                 memory: Memory | None = None, past: Past | None = None, reward=None):
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.reward = reward  # the LTI reward (None: rewards.imitation_reward with the default encoder)
         self.memory = memory or Memory.attach(model, memory_config or MemoryConfig())
         self.past = past or Past()
 
@@ -153,7 +154,7 @@ class Sleeper:
             if not rows:  # only a night without lessons (an upward step always has rows, see _rows)
                 continue
             done = knowledge_seeding(self.model, self.tokenizer, memory, rows, c, sender=step.sender,
-                                     receiver=step.receiver, callbacks=callbacks)
+                                     receiver=step.receiver, callbacks=callbacks, reward=self.reward)
             for n in self.past.nights:
                 if step.sender and n["level"] == step.sender:
                     n["level"] = step.receiver

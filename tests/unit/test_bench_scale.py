@@ -1,0 +1,35 @@
+import json
+
+import torch
+
+from lmsleep.bench_scale import TokenCounter, main
+
+
+def test_token_counter_splits_passes_with_and_without_gradient(micro):
+    model, tokenizer = micro
+    counter = TokenCounter(model)
+    ids = tokenizer(["Q: Where does Ada Vell work?\nA:"], return_tensors="pt")["input_ids"]
+    model(input_ids=ids)  # with gradient: the student
+    with torch.no_grad():
+        model(input_ids=torch.cat([ids, ids]))  # without: the teacher, two rows
+    assert (counter.trained, counter.inferred) == (ids.numel(), 2 * ids.numel())
+    counter.handle.remove()
+    model(input_ids=ids)
+    assert counter.trained == ids.numel()
+
+
+def test_a_tiny_night_reports_tokens_and_seconds(micro_dir, tmp_path):
+    from lmsleep.params import load_params
+    from lmsleep.world import World
+
+    episodes = World(load_params("params.yaml").world).day(0)
+    lessons = [{"prompt": "Q: Who is in the note?\nA:", "completion": " someone\n", "episode_id": ep["id"]}
+               for ep in episodes]
+    (tmp_path / "lessons.json").write_text(json.dumps(lessons))
+    out = tmp_path / "scale.json"
+    main(["--size", "tiny", "--tokenizer", str(micro_dir), "--lessons", str(tmp_path / "lessons.json"),
+          "--out", str(out), "--seeding", "epochs=1", "lti=false", "lmbda=0"])
+    report = json.loads(out.read_text())
+    assert report["seeding_overrides"] == {"epochs": 1, "lti": False, "lmbda": 0}
+    assert report["tokens_trained"] > 0 and report["tokens_inferred"] > 0 and report["seconds"] > 0
+    assert report["steps"][0]["rows"] >= len(lessons) and report["mfu"] is None  # no peak known for a CPU
