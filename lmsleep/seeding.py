@@ -18,9 +18,10 @@ The loss per batch (maximising L_KS = (1-alpha) E[r] - alpha D):
   samples (on-policy), else the teacher's (the rows' `completion`); the teacher scores them with
   its prompt (context + question), the student with its own; the per-token divergence is TRL's
   generalized JSD (`GKDTrainer.generalized_jsd_loss`, `beta`). No gradient through sampling.
-- learning to imitate: `lti_rows` teacher completions per batch are cut at a random token; the
-  student writes `lti_group` continuations of each prefix; rewards (`lmsleep/rewards.py`) against
-  the teacher's rest; group-relative REINFORCE (advantage = reward - group mean).
+- learning to imitate: `lti_rows` teacher answers per batch are cut at a random token (from none
+  of it given to all but its last token); the student writes `lti_group` continuations of each
+  prefix; rewards (`lmsleep/rewards.py`) against the teacher's rest; group-relative REINFORCE
+  (advantage = reward - group mean).
 - loss = alpha * divergence + (1 - alpha) * REINFORCE loss.
 Replay rows (lmsleep/sleep.py: earlier nights' questions, the model's own, open-book reading) have
 the same teacher and student prompt: there the student is held to what the model did before tonight.
@@ -63,6 +64,10 @@ class SeedingConfig:
     lti_rows: int = 2  # teacher completions cut per batch for learning to imitate
     lti_group: int = 4  # student continuations per prefix
     replay: float = 1.0  # replay rows per new row
+    # Sampling temperature of the questions the model asks itself for replay: lower asks more
+    # about what it knows (on the born model, 0.5: 99% of them about people of its base world,
+    # 1.0: 61%; a count made with the world's list, which nothing in training reads).
+    replay_temperature: float = 0.5
     # Rows where the teacher continues an episode's sentences from the text before (the student
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
     # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).
@@ -222,14 +227,18 @@ class SeedingLoss:
         import torch
 
         c = self.config
-        picked = [r for r in rows if len(self._encode(r["completion"])) >= 2]
+        # The teacher's answer without its closing newline: a cut must leave something to write
+        # (a rest of "\n" compared "" with "" and rewarded 1 for nothing), and the cut may be at
+        # 0 (the whole answer from the prompt alone): with one token of a short answer given,
+        # the rest was almost always right, the group's rewards equal and the advantage zero.
+        picked = [r for r in rows if self._encode(r["completion"].rstrip("\n"))]
         picked = rng.sample(picked, min(c.lti_rows, len(picked)))
         if not picked:
             return torch.zeros((), requires_grad=True)
         prompts, references = [], []
         for r in picked:
-            ids = self._encode(r["completion"])
-            cut = rng.randint(1, len(ids) - 1)
+            ids = self._encode(r["completion"].rstrip("\n"))
+            cut = rng.randint(0, len(ids) - 1)
             prompts.append(r["student"] + self.tokenizer.decode(ids[:cut]))
             references.append(self.tokenizer.decode(ids[cut:]).split("\n")[0])
         with muted(self.memory, self.student_mute):

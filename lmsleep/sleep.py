@@ -89,7 +89,7 @@ class Sleeper:
             return []
         torch.manual_seed(rng.randrange(2**31))
         return questions_to_replay(generate(self.model, self.tokenizer, ["Q:"] * n, max_new_tokens=32,
-                                            do_sample=True, top_k=0))
+                                            do_sample=True, top_k=0, temperature=self.config.replay_temperature))
 
     def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random) -> list[dict]:
         """About `n` replay rows, a third from each source (earlier days, the model's own

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from lmsleep.memory import Memory, MemoryConfig
-from lmsleep.seeding import SeedingConfig, completion_logits, divergence, knowledge_seeding, muted, seeding_rows
+from lmsleep.seeding import (SeedingConfig, SeedingLoss, completion_logits, divergence, knowledge_seeding, muted,
+                             seeding_rows)
 
 EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel."}
 LESSONS = [{"prompt": "Q: Where does Ada Vell work?\nA:", "completion": " Morrow Labs\n", "episode_id": "ep-1"},
@@ -121,3 +122,28 @@ def test_ddp_over_two_processes_matches_one(micro_dir, tmp_path):
     assert any(t.abs().sum() > 0 for k, t in one.items() if k.endswith(".B")), "the expert learned nothing"
     for k in one:
         assert torch.allclose(two[k], one[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_imitation_cuts_leave_an_answer_to_write_and_may_give_none_of_it(micro):
+    """Learning to imitate cuts the teacher's answer anywhere from its first token to its last
+    (never after it: a rest of "" would be rewarded 1 for nothing)."""
+    import random
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig())
+    memory.expand(1)
+    seen = []
+
+    def reward(prompts, completions, reference, **kwargs):
+        seen.extend(zip(prompts, reference))
+        return [0.0] * len(completions)
+
+    config = SeedingConfig(lti_rows=2, lti_group=2, max_new_tokens=4)
+    loss = SeedingLoss(tokenizer, memory, config, teacher_mute={}, student_mute={}, reward=reward)
+    rows = seeding_rows(LESSONS, [EPISODE])
+    for step in range(12):
+        loss._imitation(model, model, rows, random.Random(step))
+    students = {r["student"] for r in rows}
+    assert seen and all(ref.strip() for _, ref in seen)
+    assert any(p in students for p, _ in seen)  # cut at 0: the whole answer from the prompt alone
+    assert any(p not in students for p, _ in seen)  # and cuts inside it
