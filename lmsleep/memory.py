@@ -61,9 +61,25 @@ class ExpertBank(nn.Module):
         self.register_buffer("active", torch.zeros(slots, dtype=torch.bool))
         self.register_buffer("born", torch.full((slots,), -1, dtype=torch.long))  # night activated: age order
         self.seeding: int | None = None  # the slot in tonight's extra seat
+        # The active slots as a host-side list, so that a forward pass on a GPU never waits for a
+        # device-to-host copy (one per layer and level made generation launch-bound). Every
+        # change goes through `set_active`; a state-dict load drops it.
+        self._active: list[int] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _: module.set_active())
+
+    def set_active(self, slot: int | None = None, on: bool = True) -> None:
+        """Switch `slot` on or off (no slot: the buffer changed some other way)."""
+        if slot is not None:
+            self.active[slot] = on
+        self._active = None
+
+    def active_slots(self) -> list[int]:
+        if self._active is None:
+            self._active = self.active.nonzero().flatten().tolist()
+        return self._active
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | None:
-        idx = self.active.nonzero().flatten().tolist()
+        idx = self.active_slots()
         if not idx:
             return None
         flat = x.reshape(-1, x.shape[-1])
@@ -82,14 +98,14 @@ class ExpertBank(nn.Module):
         if seated is not None:
             picked[:, idx.index(seated)] = True
         gates = torch.sigmoid(logits)
+        everyone = len(competing) <= self.top_k
+        seat = idx.index(seated) if seated is not None else None
         out = torch.zeros_like(flat)
         for j, i in enumerate(idx):
-            rows = picked[:, j].nonzero().flatten()
-            if len(rows) == len(flat):  # every token: no gather
-                out = out + gates[:, j:j + 1] * ((flat @ self.A[i]) @ self.B[i])
-            elif len(rows):
-                y = gates[rows, j:j + 1] * ((flat[rows] @ self.A[i]) @ self.B[i])
-                out = out.index_add(0, rows, y)
+            # Dense, masked: a gather of the picked tokens needs their count on the host (a
+            # sync per expert on a GPU); at rank r an expert costs ~4dr per token, little.
+            gate = gates[:, j:j + 1] if everyone or j == seat else gates[:, j:j + 1] * picked[:, j:j + 1]
+            out = out + gate * ((flat @ self.A[i]) @ self.B[i])
         return out.reshape(x.shape)
 
     def expert_parameters(self, slot: int) -> list[nn.Parameter]:
@@ -180,8 +196,8 @@ class Memory:
     def active_slots(self, level: int) -> list[int]:
         """Active slots of a level, oldest first."""
         bank = self.level(level)[0]
-        idx = bank.active.nonzero().flatten().tolist()
-        return sorted(idx, key=lambda i: (int(bank.born[i]), i))
+        born = bank.born.tolist()
+        return sorted(bank.active_slots(), key=lambda i: (born[i], i))
 
     def free_slots(self, level: int) -> int:
         return self.config.slots[level - 1] - len(self.active_slots(level))
@@ -192,7 +208,7 @@ class Memory:
         """Activate the level's next free slot in the seeding seat; B = 0, so the model computes
         exactly what it did. Returns the slot. A full level is an error: `plan` frees room first."""
         banks = self.level(level)
-        free = [i for i in range(self.config.slots[level - 1]) if not banks[0].active[i]]
+        free = [i for i in range(self.config.slots[level - 1]) if i not in banks[0].active_slots()]
         if not free:
             raise RuntimeError(f"memory level {level} is full ({self.config.slots[level - 1]} slots): "
                                "consolidate it upward or merge its oldest experts first (memory.plan)")
@@ -205,7 +221,7 @@ class Memory:
             bound = 1 / math.sqrt(a.shape[0])
             a.copy_(torch.rand(a.shape, generator=g, dtype=torch.float32).mul_(2 * bound).sub_(bound).to(a))
             bank.router[slot][-1].fill_(self.config.router_bias)
-            bank.active[slot] = True
+            bank.set_active(slot, True)
             bank.born[slot] = self.nights
             bank.seeding = slot
         return slot
@@ -248,7 +264,7 @@ class Memory:
     def _clear(bank: ExpertBank, slot: int) -> None:
         for p in bank.expert_parameters(slot):
             p.zero_()
-        bank.active[slot] = False
+        bank.set_active(slot, False)
         bank.born[slot] = -1
         if bank.seeding == slot:
             bank.seeding = None

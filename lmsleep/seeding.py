@@ -129,13 +129,13 @@ def muted(memory: Memory, slots: dict[int, list[int]]):
     for level, idx in slots.items():
         for bank in memory.level(level):
             for i in idx:
-                saved.append((bank, i, bool(bank.active[i])))
-                bank.active[i] = False
+                saved.append((bank, i, i in bank.active_slots()))
+                bank.set_active(i, False)
     try:
         yield
     finally:
         for bank, i, was in saved:
-            bank.active[i] = was
+            bank.set_active(i, was)
 
 
 # -- the loss ---------------------------------------------------------------------------------------
@@ -190,12 +190,11 @@ class SeedingLoss:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _sample(self, model, prompts: list[str], n: int, max_new_tokens: int) -> list[list[int]]:
-        """The student's own completions (no gradient), `n` per prompt, cut after a newline."""
+    def _sample(self, model, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+        """The student's own completions (no gradient), one per prompt, cut after a newline."""
         from lmsleep.evaluation import generate
 
-        texts = generate(model, self.tokenizer, [p for p in prompts for _ in range(n)] if n > 1 else prompts,
-                         max_new_tokens=max_new_tokens, do_sample=True, top_k=0,
+        texts = generate(model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, top_k=0,
                          temperature=self.config.temperature)
         return [self._encode(t + "\n") for t in texts]
 
@@ -207,49 +206,57 @@ class SeedingLoss:
         c = self.config
         unwrapped = unwrapped or model
         rng = random.Random(f"{c.seed}-{step}")
+        on_policy = rng.random() < c.lmbda
+        lti = c.lti and c.alpha < 1.0
+        prompts, references = self._imitation_prompts(rows, rng) if lti else ([], [])
+        group = [p for p in prompts for _ in range(c.lti_group)]
         with muted(self.memory, self.student_mute):
-            if rng.random() < c.lmbda:  # on-policy: the student's own completions
-                completions = self._sample(unwrapped, [r["student"] for r in rows], 1, c.max_new_tokens)
-            else:
-                completions = [self._encode(r["completion"]) for r in rows]
+            # One sampling call for both (on-policy completions, then LTI continuations): on a
+            # GPU each call is a launch-bound decoding loop, so two calls cost nearly twice one.
+            asked = ([r["student"] for r in rows] if on_policy else []) + group
+            samples = self._sample(unwrapped, asked, c.max_new_tokens) if asked else []
+            completions = samples[: len(rows)] if on_policy else [self._encode(r["completion"]) for r in rows]
             student, labels = completion_logits(model, self.tokenizer, [r["student"] for r in rows], completions)
         with torch.no_grad(), muted(self.memory, self.teacher_mute):
             teacher, _ = completion_logits(unwrapped, self.tokenizer, [r["teacher"] for r in rows], completions)
         gd = divergence(student, teacher, labels, c.beta, c.temperature)
         self._log("divergence", gd.item())
-        if not c.lti or c.alpha == 1.0:
+        if not lti:
             return gd
-        lti = self._imitation(model, unwrapped, rows, rng)
-        return c.alpha * gd + (1 - c.alpha) * lti
+        imitation = self._imitation(model, group, references, samples[len(samples) - len(group):])
+        return c.alpha * gd + (1 - c.alpha) * imitation
 
-    def _imitation(self, model, unwrapped, rows: list[dict], rng: random.Random):
-        """Group-relative REINFORCE on continuations of teacher prefixes."""
-        import torch
-
-        c = self.config
+    def _imitation_prompts(self, rows: list[dict], rng: random.Random) -> tuple[list[str], list[str]]:
+        """Learning to imitate's prefixes and the teacher's rests: `lti_rows` of the batch's
+        teacher answers, each cut at a random token."""
         # The teacher's answer without its closing newline: a cut must leave something to write
         # (a rest of "\n" compared "" with "" and rewarded 1 for nothing), and the cut may be at
         # 0 (the whole answer from the prompt alone): with one token of a short answer given,
         # the rest was almost always right, the group's rewards equal and the advantage zero.
         picked = [r for r in rows if self._encode(r["completion"].rstrip("\n"))]
-        picked = rng.sample(picked, min(c.lti_rows, len(picked)))
-        if not picked:
-            return torch.zeros((), requires_grad=True)
         prompts, references = [], []
-        for r in picked:
+        for r in rng.sample(picked, min(self.config.lti_rows, len(picked))):
             ids = self._encode(r["completion"].rstrip("\n"))
             cut = rng.randint(0, len(ids) - 1)
             prompts.append(r["student"] + self.tokenizer.decode(ids[:cut]))
             references.append(self.tokenizer.decode(ids[cut:]).split("\n")[0])
+        return prompts, references
+
+    def _imitation(self, model, group: list[str], references: list[str], samples: list[list[int]]):
+        """Group-relative REINFORCE on the student's continuations (`samples`, `lti_group` per
+        prefix, in `group` order) of the teacher's prefixes."""
+        import torch
+
+        c = self.config
+        if not group:
+            return torch.zeros((), requires_grad=True)
         with muted(self.memory, self.student_mute):
-            samples = self._sample(unwrapped, prompts, c.lti_group, c.max_new_tokens)
             texts = [self.tokenizer.decode(s).split("\n")[0] for s in samples]
             refs = [ref for ref in references for _ in range(c.lti_group)]
-            rewards = torch.tensor(self.reward([p for p in prompts for _ in range(c.lti_group)], texts, reference=refs))
-            group = rewards.view(len(picked), c.lti_group)
-            advantage = (group - group.mean(dim=1, keepdim=True)).flatten()
-            logits, labels = completion_logits(model, self.tokenizer, [p for p in prompts for _ in range(c.lti_group)],
-                                               samples)
+            rewards = torch.tensor(self.reward(group, texts, reference=refs))
+            by_prefix = rewards.view(-1, c.lti_group)
+            advantage = (by_prefix - by_prefix.mean(dim=1, keepdim=True)).flatten()
+            logits, labels = completion_logits(model, self.tokenizer, group, samples)
         logp = torch.log_softmax(logits.float() / c.temperature, dim=-1)
         mask = labels != -100
         token_logp = logp.gather(-1, labels.clamp_min(0)[..., None]).squeeze(-1) * mask

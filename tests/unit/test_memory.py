@@ -198,3 +198,18 @@ def test_overflow_keeps_a_hundred_nights_bounded():
     assert kinds == {"consolidate", "merge"}
     # level 1 (2 slots) overflows before its 4th night: it moves up early
     assert nights[2]["steps"][0] == Step("consolidate", 1, 2)
+
+
+def test_a_bank_sees_its_active_slots_after_a_state_dict_load():
+    """The host-side list of active slots (no device sync per forward) follows a load."""
+    from lmsleep.memory import ExpertBank
+
+    torch.manual_seed(0)
+    trained, fresh = ExpertBank(8, 3, 2, 2), ExpertBank(8, 3, 2, 2)
+    with torch.no_grad():
+        trained.set_active(1, True)
+        trained.A[1].normal_(), trained.B[1].normal_()
+    x = torch.randn(2, 5, 8)
+    assert fresh(x) is None  # nothing active: the list is cached as []
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.active_slots() == [1] and torch.equal(fresh(x), trained(x))

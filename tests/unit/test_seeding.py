@@ -131,19 +131,13 @@ def test_imitation_cuts_leave_an_answer_to_write_and_may_give_none_of_it(micro):
 
     model, tokenizer = micro
     memory = Memory.attach(model, MemoryConfig())
-    memory.expand(1)
-    seen = []
-
-    def reward(prompts, completions, reference, **kwargs):
-        seen.extend(zip(prompts, reference))
-        return [0.0] * len(completions)
-
-    config = SeedingConfig(lti_rows=2, lti_group=2, max_new_tokens=4)
-    loss = SeedingLoss(tokenizer, memory, config, teacher_mute={}, student_mute={}, reward=reward)
+    loss = SeedingLoss(tokenizer, memory, SeedingConfig(lti_rows=2), teacher_mute={}, student_mute={})
     rows = seeding_rows(LESSONS, [EPISODE])
-    for step in range(12):
-        loss._imitation(model, model, rows, random.Random(step))
+    seen = [pair for step in range(12) for pair in zip(*loss._imitation_prompts(rows, random.Random(step)))]
     students = {r["student"] for r in rows}
-    assert seen and all(ref.strip() for _, ref in seen)
+    assert len(seen) == 24 and all(ref.strip() for _, ref in seen)
     assert any(p in students for p, _ in seen)  # cut at 0: the whole answer from the prompt alone
     assert any(p not in students for p, _ in seen)  # and cuts inside it
+    for prompt, ref in seen:  # prefix + rest is the teacher's answer
+        row = next(r for r in rows if prompt.startswith(r["student"]))
+        assert (prompt[len(row["student"]):] + ref).strip() == row["completion"].strip()
