@@ -116,7 +116,8 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
         if night.world_day:
             timed("arrive", lambda p: {"file": str(arrive.arrive(p) or "")}, pipe)
         report = timed("capture", lambda p: capture.capture(p.paths.data), pipe, retries=2)
-        logger.info(f"captured {report.good} episodes, quarantined {report.quarantined}")
+        logger.info(f"captured {report.good} episodes, quarantined {report.quarantined}"
+                    + (f", refused {report.refused} (not regular files)" if report.refused else ""))
         if not curriculum.new_episodes(pipe):
             logger.info("nothing new to sleep on: the night ends before it begins")
             return {"night": None, "slept": False, "times": times}

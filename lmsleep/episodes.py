@@ -16,7 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
-MAX_TEXT_CHARS = 200_000  # a day's episode is a passage, not a book; SQuAD's longest is ~4k
+# Bounds on what one record may hold: a day's episode is a passage, not a book (SQuAD's longest
+# context is ~4k characters); anything larger is quarantined with the bound it broke.
+MAX_LINE_BYTES = 1 << 20
+MAX_TEXT_CHARS = 200_000
+MAX_PROBES = 200
+MAX_META_CHARS = 10_000  # meta as JSON
 
 
 class Probe(BaseModel):
@@ -35,7 +40,7 @@ class Episode(BaseModel):
     ts: datetime
     source: str = Field(min_length=1, max_length=200)
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    probes: list[Probe] | None = None
+    probes: list[Probe] | None = Field(default=None, max_length=MAX_PROBES)
     meta: dict[str, Any] | None = None
 
     @field_validator("ts", mode="before")
@@ -55,6 +60,14 @@ class Episode(BaseModel):
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("text is only whitespace")
+        return v
+
+    @field_validator("meta")
+    @classmethod
+    def _meta_bounded(cls, v):
+        size = len(json.dumps(v, ensure_ascii=False)) if v is not None else 0
+        if size > MAX_META_CHARS:
+            raise ValueError(f"{size:,} characters as JSON, over the {MAX_META_CHARS:,} bound")
         return v
 
     def record(self) -> dict:
@@ -78,6 +91,9 @@ def _reason(err: ValidationError) -> str:
 
 def parse_record(line: str) -> tuple[Episode | None, str | None]:
     """(episode, None) for a good line, (None, reason) for a bad one. Never raises on data."""
+    size = len(line.encode("utf-8", errors="surrogateescape"))
+    if size > MAX_LINE_BYTES:
+        return None, f"line: {size:,} bytes, over the {MAX_LINE_BYTES:,}-byte bound"
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as e:

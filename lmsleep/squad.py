@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+from lmsleep import jsonl
 SQUAD_TS = "2026-01-01T00:00:00+00:00"  # passages carry no time; a fixed one keeps imports reproducible
 
 
@@ -63,10 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     episodes, errors = import_squad(args.path)
     episodes = episodes[: args.limit] if args.limit else episodes
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as f:
-        for ep in episodes:
-            f.write(json.dumps({k: v for k, v in ep.items() if v is not None}, ensure_ascii=False) + "\n")
+    # Atomic (a temp file renamed into place): capture never reads an inbox file half-written.
+    jsonl.write(args.out, ({k: v for k, v in ep.items() if v is not None} for ep in episodes))
     for e in errors:
         print(f"skipped {e}")
     print(f"wrote {len(episodes)} episodes ({sum(len(e['probes'] or []) for e in episodes)} probes) "

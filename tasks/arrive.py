@@ -10,9 +10,9 @@ JSONL files in `data/inbox/` instead (or import SQuAD-shaped JSON with `python -
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from lmsleep import jsonl
 from lmsleep.brain import read_state
 from lmsleep.world import World
 from tasks.common import Pipeline, load_pipeline
@@ -27,10 +27,7 @@ def arrive(pipe: Pipeline, day: int | None = None) -> Path | None:
     if day >= world.config.days:
         return None
     out = pipe.paths.data / "arrivals" / f"world-day{day:03d}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(ep, ensure_ascii=False) + "\n" for ep in world.day(day)), encoding="utf-8")
-    tmp.replace(out)  # capture never sees half a day
+    jsonl.write(out, world.day(day))  # atomic: capture never sees half a day
     return out
 
 

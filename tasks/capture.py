@@ -4,15 +4,25 @@
 
 For every `data/inbox/*.jsonl` (oldest name first), and every `data/arrivals/*.jsonl` (the
 embedded world's days, which stay where they are):
-1. each line is parsed against the Episode contract (`lmsleep.episodes`); a bad line gets a
-   reason naming the field (`probes.0.answer: Input should be a valid string`);
-2. a good episode whose content (text + probes) is already known is a duplicate: it goes to
-   quarantine too, naming the episode it repeats, so every line is accounted for;
+1. the file is split on "\\n" only (a trailing "\\r" and a byte-order mark dropped;
+   `lmsleep.jsonl`), so a raw U+2028 inside a record stays in it; each line is parsed against
+   the Episode contract (`lmsleep.episodes`, with its bounds on a line, a text, the probes and
+   `meta`); a bad line gets a reason naming the field (`probes.0.answer: Input should be a
+   valid string`);
+2. a good episode whose content (text + probes) is already known is a duplicate, and one whose
+   id already names another content is an id conflict: both go to quarantine too, naming the
+   episode they collide with. An episode is never replaced: a correction comes under a new id
+   (an old episode may already be in the weights; silently swapping it would leave the stick
+   measuring one text and the brain holding another);
 3. good episodes are written to `data/episodes/<file>-<hash>.jsonl`, the rest to
    `data/quarantine/<file>-<hash>.jsonl` ({file, line, reason, raw}), each by an atomic
-   write (temp file + fsync + rename);
+   write, in JSONL that every line splitter reads back;
 4. only then is the inbox file moved to `data/inbox/archive/`.
 
+Writers put a file into the inbox whole: write `name.jsonl.tmp`, then rename it to
+`name.jsonl` (only `*.jsonl` is read, so a file being written is never captured half-read).
+A symbolic link (or anything not a regular file) is refused: it is moved to the archive
+unread, with a quarantine record saying why (a link could make capture read any file).
 A crash at any point leaves the inbox file in place; the rerun rewrites the same two outputs
 (their names come from the inbox file's content) and archives it.
 """
@@ -23,11 +33,11 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lmsleep.episodes import content_hash, parse_record
+from lmsleep import jsonl
+from lmsleep.episodes import Episode, content_hash, parse_record
 
 
 @dataclass
@@ -36,50 +46,60 @@ class CaptureReport:
     good: int = 0  # episodes new to data/episodes
     rewritten: int = 0  # episodes of a file captured before (a rerun, or an arrival), written again alike
     duplicates: int = 0
+    id_conflicts: int = 0
     bad: int = 0
+    refused: list[str] = field(default_factory=list)  # inbox entries not read: links, not regular files
 
     @property
     def quarantined(self) -> int:
-        return self.duplicates + self.bad
+        return self.duplicates + self.id_conflicts + self.bad
 
 
-def atomic_write_lines(path: Path, lines: list[str]) -> None:
-    """All of `lines` at `path`, or the old file untouched: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in lines)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class EpisodeIndex:
+    """The captured episodes by content hash and by id, with the file each came from; built
+    once per capture and kept up to date as files are captured."""
+
+    def __init__(self):
+        self.by_hash: dict[str, tuple[str, str]] = {}  # hash -> (id, file)
+        self.by_id: dict[str, tuple[str, str]] = {}  # id -> (hash, file)
+
+    @classmethod
+    def build(cls, episodes_dir: Path) -> EpisodeIndex:
+        index = cls()
+        for path in sorted(episodes_dir.glob("*.jsonl")):
+            for line in jsonl.lines(path.read_text(encoding="utf-8")):
+                episode, _ = parse_record(line)
+                if episode is not None:
+                    index.add(episode, content_hash(episode), path.name)
+        return index
+
+    def add(self, episode: Episode, h: str, file: str) -> None:
+        self.by_hash.setdefault(h, (episode.id, file))
+        self.by_id.setdefault(episode.id, (h, file))
+
+    def collision(self, episode: Episode, h: str, ignore: str) -> tuple[str, str] | None:
+        """(kind, reason) where `episode` repeats a known content or reuses a known id; entries
+        of the file `ignore` (the one being rewritten by a rerun) do not count."""
+        same = self.by_hash.get(h)
+        if same and same[1] != ignore:
+            return "duplicates", f"duplicate of episode {same[0]!r} (same text and probes)"
+        named = self.by_id.get(episode.id)
+        if named and named[1] != ignore and named[0] != h:
+            return "id_conflicts", (f"id {episode.id!r} already names another episode (captured in {named[1]}); "
+                                    "episodes are never replaced: send the corrected one under a new id")
+        return None
 
 
-def known_hashes(episodes_dir: Path, skip: Path | None = None) -> dict[str, str]:
-    """content hash -> episode id, over every captured episode (except the file `skip`)."""
-    known: dict[str, str] = {}
-    for path in sorted(episodes_dir.glob("*.jsonl")):
-        if path == skip:
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            episode, _ = parse_record(line)
-            if episode is not None:
-                known.setdefault(content_hash(episode), episode.id)
-    return known
-
-
-def capture_file(inbox_file: Path, data: Path, report: CaptureReport, archive: bool = True) -> None:
+def capture_file(inbox_file: Path, data: Path, report: CaptureReport, index: EpisodeIndex,
+                 archive: bool = True) -> None:
     raw_bytes = inbox_file.read_bytes()
     name = f"{inbox_file.stem}-{hashlib.sha256(raw_bytes).hexdigest()[:10]}.jsonl"
     out, quarantine = data / "episodes" / name, data / "quarantine" / name
-    known = known_hashes(data / "episodes", skip=out)
-    before = len(out.read_text(encoding="utf-8").splitlines()) if out.exists() else 0
-    good, bad = [], []
+    before = len(jsonl.lines(out.read_text(encoding="utf-8"))) if out.exists() else 0
+    mine = EpisodeIndex()  # this file's own earlier lines
+    good, bad, kept = [], [], []
     text = raw_bytes.decode("utf-8", errors="surrogateescape")
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(jsonl.lines(text), start=1):
         if not line.strip():
             continue  # a blank line is no record
         try:
@@ -90,22 +110,24 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, archive: b
             episode, reason = parse_record(line)
         if episode is not None:
             h = content_hash(episode)
-            if h in known:
-                reason, episode = f"duplicate of episode {known[h]!r} (same text and probes)", None
-                report.duplicates += 1
-            else:
-                known[h] = episode.id
-                good.append(json.dumps(episode.record(), ensure_ascii=False))
+            hit = mine.collision(episode, h, ignore="") or index.collision(episode, h, ignore=name)
+            if hit is None:
+                mine.add(episode, h, name)
+                kept.append((episode, h))
+                good.append(jsonl.dumps(episode.record()))
                 continue
+            kind, reason = hit
+            setattr(report, kind, getattr(report, kind) + 1)
         else:
             report.bad += 1
         raw = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-        bad.append(json.dumps({"file": inbox_file.name, "line": number, "reason": reason, "raw": raw},
-                              ensure_ascii=False))
+        bad.append(jsonl.dumps({"file": inbox_file.name, "line": number, "reason": reason, "raw": raw}))
     if good:
-        atomic_write_lines(out, good)
+        jsonl.write_lines(out, good)
     if bad:
-        atomic_write_lines(quarantine, bad)
+        jsonl.write_lines(quarantine, bad)
+    for episode, h in kept:
+        index.add(episode, h, name)
     report.good += len(good) - before
     report.rewritten += before
     report.files.append(inbox_file.name)
@@ -114,16 +136,34 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, archive: b
         os.replace(inbox_file, data / "inbox" / "archive" / name)  # last: only once both are written
 
 
+def refuse(entry: Path, data: Path, report: CaptureReport) -> None:
+    """An inbox entry that is not a regular file: moved to the archive unread (a link is moved,
+    never followed), with a quarantine record saying why."""
+    what = "a symbolic link" if entry.is_symlink() else "not a regular file"
+    reason = f"{what}: refused unread (put the file itself into the inbox)"
+    target = os.readlink(entry) if entry.is_symlink() else ""
+    tag = hashlib.sha256(f"{entry.name}\0{target}\0{entry.lstat().st_mtime_ns}".encode()).hexdigest()[:10]
+    jsonl.write(data / "quarantine" / f"{entry.stem}-refused-{tag}.jsonl",
+                [{"file": entry.name, "line": None, "reason": reason, "raw": target}])
+    (data / "inbox" / "archive").mkdir(parents=True, exist_ok=True)
+    os.replace(entry, data / "inbox" / "archive" / f"{entry.stem}-refused-{tag}{entry.suffix}")
+    report.refused.append(entry.name)
+
+
 def capture(data: Path = Path("data")) -> CaptureReport:
-    """Capture every inbox file under `data/inbox/`."""
+    """Capture every inbox file under `data/inbox/`, then the arrivals."""
     report = CaptureReport()
     (data / "episodes").mkdir(parents=True, exist_ok=True)
     for folder in ("quarantine", "arrivals"):  # empty, they are still the pipeline's outputs
         (data / folder).mkdir(parents=True, exist_ok=True)
-    for inbox_file in sorted((data / "inbox").glob("*.jsonl")):
-        capture_file(inbox_file, data, report)
+    index = EpisodeIndex.build(data / "episodes")
+    for entry in sorted((data / "inbox").glob("*.jsonl")):
+        if entry.is_symlink() or not entry.is_file():
+            refuse(entry, data, report)
+        else:
+            capture_file(entry, data, report, index)
     for arrival in sorted((data / "arrivals").glob("*.jsonl")):
-        capture_file(arrival, data, report, archive=False)
+        capture_file(arrival, data, report, index, archive=False)
     return report
 
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmsleep import jsonl
 from lmsleep.episodes import MAX_TEXT_CHARS
 from lmsleep.params import Params, build_section, load_params, read_yaml
 
@@ -99,13 +100,6 @@ def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
                     build_section(ValidationLimits, raw.get("validate"), "validate"))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Every record of a JSONL file, or of every *.jsonl in a directory (sorted by name)."""
-    path = Path(path)
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path] if path.exists() else []
-    return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
@@ -115,4 +109,4 @@ def read_tonight(pipe: Pipeline) -> tuple[dict, list[dict]]:
     """The curriculum stage's `tonight.json` and tonight's episodes, in capture order."""
     tonight = json.loads(pipe.paths.tonight.read_text())
     ids = set(tonight["episodes"])
-    return tonight, [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in ids]
+    return tonight, [ep for ep in jsonl.read(pipe.paths.data / "episodes") if ep["id"] in ids]

@@ -20,13 +20,13 @@ the measuring stick and the gates.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from lmsleep import jsonl
 from lmsleep import evaluation as ev
 from lmsleep.baselines import set_aside_checks, teacher_curriculum
 from lmsleep.brain import load_brain
-from tasks.common import Pipeline, load_pipeline, read_jsonl, write_json
+from tasks.common import Pipeline, load_pipeline, write_json
 
 
 class NothingToSleepOn(RuntimeError):
@@ -34,7 +34,7 @@ class NothingToSleepOn(RuntimeError):
 
 
 def tonight_episodes(pipe: Pipeline, slept_on: set[str]) -> list[dict]:
-    return [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] not in slept_on]
+    return [ep for ep in jsonl.read(pipe.paths.data / "episodes") if ep["id"] not in slept_on]
 
 
 def new_episodes(pipe: Pipeline) -> list[dict]:
@@ -66,9 +66,8 @@ def curriculum(pipe: Pipeline) -> dict:
                   for k, v in kept_probes(pipe, state, state.nights).items()},
                "reading_before": ev.open_book(model, tokenizer, readers(pipe))}
     folder = pipe.paths.curriculum.parent
-    folder.mkdir(parents=True, exist_ok=True)
     for name, rows in ((pipe.paths.curriculum.name, lessons), ("dropped.jsonl", dropped), ("checks.jsonl", checks)):
-        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        jsonl.write(folder / name, rows)
     write_json(pipe.paths.tonight, tonight)
     return tonight
 

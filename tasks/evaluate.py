@@ -18,11 +18,12 @@ import argparse
 import json
 from pathlib import Path
 
+from lmsleep import jsonl
 from lmsleep import evaluation as ev
 from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.brain import MemoryState, load_brain
 from lmsleep.world import World
-from tasks.common import Pipeline, load_pipeline, read_jsonl, read_tonight, write_json
+from tasks.common import Pipeline, load_pipeline, read_tonight, write_json
 
 
 def kept_probes(pipe: Pipeline, state: MemoryState, before_night: int) -> dict[str, list[dict]]:
@@ -30,7 +31,7 @@ def kept_probes(pipe: Pipeline, state: MemoryState, before_night: int) -> dict[s
     forms, and their paraphrases), plus the base population when the base model was born on
     this world (it knows them)."""
     earlier = {eid for n in state.history if n["night"] < before_night for eid in n["episodes"]}
-    episodes = [ep for ep in read_jsonl(pipe.paths.data / "episodes") if ep["id"] in earlier]
+    episodes = [ep for ep in jsonl.read(pipe.paths.data / "episodes") if ep["id"] in earlier]
     kept = {"retention": ev.episode_probes(episodes)[0],
             "retention_heldout": ev.episode_probes(episodes, "paraphrases")[0]}
     if (Path(pipe.params.base_model) / "world.json").exists():
@@ -47,7 +48,7 @@ def readers(pipe: Pipeline) -> list[dict]:
 def evaluate(pipe: Pipeline) -> dict:
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     tonight, episodes = read_tonight(pipe)
-    checks = read_jsonl(pipe.paths.curriculum.with_name("checks.jsonl"))
+    checks = jsonl.read(pipe.paths.curriculum.with_name("checks.jsonl"))
     kept = kept_probes(pipe, state, tonight["night"])
     a = ev.after_night(model, tokenizer, episodes, kept, readers(pipe), checks)
     metrics = {"night": tonight["night"], "episodes": len(episodes)}

@@ -16,9 +16,10 @@ import json
 import time
 from pathlib import Path
 
+from lmsleep import jsonl
 from lmsleep.brain import load_brain, save_brain
 from lmsleep.memory import memory_of
-from tasks.common import Pipeline, load_pipeline, read_jsonl, read_tonight
+from tasks.common import Pipeline, load_pipeline, read_tonight
 
 BASELINES = ("context_distillation", "sft_text")
 
@@ -72,7 +73,7 @@ def seed(pipe: Pipeline) -> dict:
                            f"{state.nights} nights: rerun the curriculum stage")
     method = pipe.params.consolidation
     _check_method(method, model)
-    lessons = read_jsonl(pipe.paths.curriculum)
+    lessons = jsonl.read(pipe.paths.curriculum)
     callback = mlflow_loss_callback()
     callbacks = [callback] if callback else None
     t0 = time.time()

@@ -23,8 +23,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmsleep import jsonl
 from lmsleep.evaluation import grounded
-from tasks.common import ValidationLimits, read_jsonl, read_tonight
+from tasks.common import ValidationLimits, read_tonight
 
 
 class ValidationFailed(RuntimeError):
@@ -159,7 +160,7 @@ def validate_tonight(pipe) -> ValidationReport:
     """The night's check: tonight's episodes and their curriculum, result in reports/validation.json."""
     tonight, episodes = read_tonight(pipe)
     teacher = {"accuracy": tonight["teacher_accuracy"], "dropped_share": tonight["dropped_share"]}
-    return validate(episodes, read_jsonl(pipe.paths.curriculum), pipe.limits,
+    return validate(episodes, jsonl.read(pipe.paths.curriculum), pipe.limits,
                     pipe.paths.reports / "validation.json", teacher)
 
 
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe = load_pipeline(args.params)
     try:
         if args.episodes:
-            validate(read_jsonl(args.episodes), None, pipe.limits, pipe.paths.reports / "validation.json")
+            validate(jsonl.read(args.episodes), None, pipe.limits, pipe.paths.reports / "validation.json")
         else:
             validate_tonight(pipe)
     except ValidationFailed as e:

@@ -135,3 +135,88 @@ def test_all_of_squad_val_passes_capture(tmp_path):
     import_squad([str(SHARED), "--out", str(tmp_path / "inbox" / "squad.jsonl")])
     report = cap.capture(tmp_path)
     assert report.good == 2067 and report.bad == 0 and report.duplicates == 0
+
+
+def test_a_thousand_records_of_every_kind_lose_nothing(tmp_path):
+    """A generated inbox of 1,200 records: good ones with every awkward character, size and line
+    ending; bad ones of every kind. Every good one lands, every bad one is quarantined with its
+    reason, and every episodes file reads back with str.splitlines() as with a split on \\n."""
+    import random
+
+    from lmsleep.episodes import MAX_LINE_BYTES, MAX_META_CHARS, MAX_PROBES, MAX_TEXT_CHARS
+
+    rng = random.Random(0)
+    odd = ["line\u2028separator", "para\u2029separator", "next\u0085line", "RTL שלום עליכם", "emoji 🌙✨",
+           "x" * 20_000, "tab\tand\x0bvertical"]
+    good_texts, bad_reasons, lines = {}, {}, []
+    for i in range(1_200):
+        kind = i % 12
+        if kind < 7:  # good: one of the odd texts, made unique
+            text = f"{odd[kind]} #{i} {rng.random()}"
+            good_texts[f"ok{i}"] = text
+            lines.append(json.dumps({"id": f"ok{i}", **GOOD, "text": text}, ensure_ascii=rng.random() < 0.5))
+            continue
+        bad = {
+            7: ("{broken", "invalid JSON"),
+            8: (json.dumps({"id": f"b{i}", **GOOD, "text": "t" * (MAX_TEXT_CHARS + 1)}), "at most 200000 characters"),
+            9: (json.dumps({"id": f"b{i}", **GOOD, "text": "t", "probes": [{"question": "q?", "answer": "a"}] * (MAX_PROBES + 1)}),
+                "probes: List should have at most"),
+            10: (json.dumps({"id": f"b{i}", **GOOD, "text": "t", "meta": {"k": "m" * MAX_META_CHARS}}), "meta: Value error"),
+            11: (json.dumps({"id": "ok0", **GOOD, "text": f"a correction #{i}"}), "id 'ok0' already names another"),
+        }[kind]
+        lines.append(bad[0])
+        bad_reasons[len(lines)] = bad[1]
+    lines.append(json.dumps({"id": "huge", **GOOD, "text": "h" * (MAX_LINE_BYTES + 10)}))
+    bad_reasons[len(lines)] = "-byte bound"
+    lines.append(lines[0])  # the same record again
+    bad_reasons[len(lines)] = "duplicate of episode 'ok0'"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(parents=True)
+    half = len(lines) // 2  # two files: a BOM and CRLF endings in one, LF in the other
+    (inbox / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines[:half]).encode() + b"\r\n")
+    (inbox / "b.jsonl").write_bytes("\n".join(lines[half:]).encode())
+    report = cap.capture(tmp_path)
+
+    episodes_files = sorted((tmp_path / "episodes").glob("*.jsonl"))
+    for path in episodes_files:
+        content = path.read_text(encoding="utf-8")
+        assert content.splitlines() == content.split("\n")[:-1]  # no line splitter sees more lines
+    episodes = {e["id"]: e["text"] for p in episodes_files for e in map(json.loads, p.read_text().splitlines())}
+    assert episodes == good_texts
+    quarantine = [q for p in sorted((tmp_path / "quarantine").glob("*.jsonl")) for q in read_jsonl_file(p)]
+    by_line = {(q["file"], q["line"]): q["reason"] for q in quarantine}
+    assert len(quarantine) == len(bad_reasons) == report.quarantined
+    for number, words in bad_reasons.items():
+        where = ("a.jsonl", number) if number <= half else ("b.jsonl", number - half)
+        assert words in by_line[where], (where, by_line[where])
+    assert report.good + report.quarantined == len(lines)
+
+
+def read_jsonl_file(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+def test_a_reused_id_is_quarantined_naming_the_episode_it_collides_with(tmp_path):
+    write_inbox(tmp_path, "1.jsonl", [good(0)])
+    cap.capture(tmp_path)
+    write_inbox(tmp_path, "2.jsonl", [good(0, "Episode 0, corrected."), good(1)])
+    report = cap.capture(tmp_path)
+    assert report.good == 1 and report.id_conflicts == 1
+    (reason,) = [q["reason"] for q in read_jsonl(tmp_path / "quarantine")]
+    assert "id 'g0' already names another episode (captured in 1-" in reason and "new id" in reason
+
+
+def test_links_are_refused_unread_and_files_being_written_wait(tmp_path):
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text(good(9) + "\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "link.jsonl").symlink_to(secret)
+    (inbox / "late.jsonl.tmp").write_text(good(1) + "\n")  # a writer renames it when done
+    report = cap.capture(tmp_path)
+    assert report.refused == ["link.jsonl"] and report.good == 0
+    assert secret.read_text() == good(9) + "\n"  # the target is never read, moved or touched
+    (q,) = read_jsonl(tmp_path / "quarantine")
+    assert "symbolic link" in q["reason"] and q["raw"] == str(secret)
+    assert [p.is_symlink() for p in (inbox / "archive").iterdir()] == [True]
+    assert (inbox / "late.jsonl.tmp").exists()
