@@ -17,9 +17,17 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
+# One Prefect home for every command, so `make ui` shows the nights `make run` ran (tests use
+# their own, tests/conftest.py). The venv first on PATH: dvc.yaml's stages call `python`.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+PREFECT_UI_API := http://127.0.0.1:4200/api
 
-.PHONY: install run birth bench bench-seeding bench-scale day ui test clean
-install: $(STAMP)
+.PHONY: help install run birth bench bench-seeding bench-scale day ui repro metrics plots test clean
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+install: $(STAMP)  ## the venv: torch (CPU) first, then lmsleep and its tests' needs
 
 # torch first, pinned to the local CPU wheel: an unpinned torch would pull GBs of CUDA.
 $(STAMP): pyproject.toml
@@ -33,35 +41,49 @@ $(STAMP): pyproject.toml
 models/base/config.json: | $(STAMP)
 	$(PY) -m lmsleep.birth
 
-birth: models/base/config.json
+birth: models/base/config.json  ## the embedded default's birth (~30 min on 2 cores)
 
 # One night as the Prefect flow (ephemeral Prefect server, SQLite MLflow under mlflow/), after
 # birth on the first run. Each run is the next night.
-run: models/base/config.json
-	$(PY) -m flows.sleep_cycle
+# With `make ui` up, the night runs on its Prefect server (one history, one concurrency limit).
+run: models/base/config.json  ## one night as the Prefect flow (the next day of the world)
+	@if $(PY) -c "import urllib.request as u; u.urlopen('$(PREFECT_UI_API)/health', timeout=2)" 2>/dev/null; then \
+	  echo "make ui is up: this night runs on its Prefect server ($(PREFECT_UI_API))"; \
+	  PREFECT_API_URL=$(PREFECT_UI_API) $(PY) -m flows.sleep_cycle; \
+	else $(PY) -m flows.sleep_cycle; fi
 
-bench: models/base/config.json
+bench: models/base/config.json  ## the continual-learning benchmark (bench: in params.yaml)
 	$(PY) -m lmsleep.bench
 
 # Knowledge Seeding's step against TRL's GKD step, and its memory after 100 nights.
-bench-seeding: models/base/config.json
+bench-seeding: models/base/config.json  ## a seeding step vs TRL's GKD step; memory after 100 nights
 	$(PY) -m lmsleep.bench_seeding
 
 # One default night on a random ~1B Llama (a GPU's job; --size tiny smoke-runs on a CPU).
 # The born model writes day 0's lessons once (reports/day0_lessons.json): random weights cannot.
-bench-scale: models/base/config.json
+bench-scale: models/base/config.json  ## a night on a random ~1B Llama (GPU): tokens/s, MFU
 	$(PY) -m lmsleep.bench_scale --lessons reports/day0_lessons.json
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
-day: models/base/config.json
+day: models/base/config.json  ## a baseline's single day and night, no pipeline
 	$(PY) -m lmsleep.night
 
 # Prefect UI (127.0.0.1:4200) + MLflow UI (127.0.0.1:5000) + the served night deployments.
-ui: models/base/config.json
+ui: models/base/config.json  ## Prefect UI :4200 + MLflow UI :5000 + the deployments
 	$(PY) -m flows.ui
 
-test: $(STAMP)
+# Replays the pipeline's stages that are out of date (dvc.yaml), and shows what they measured.
+repro: $(STAMP)  ## dvc repro
+	dvc repro
+
+metrics: $(STAMP)  ## dvc metrics show
+	dvc metrics show
+
+plots: $(STAMP)  ## dvc plots show (reports/nights.json -> dvc_plots/index.html)
+	dvc plots show
+
+test: $(STAMP)  ## the suite
 	$(PY) -m pytest -q
 
-clean:
+clean:  ## remove models and reports
 	rm -rf models reports/*.json reports/*.png
