@@ -90,24 +90,37 @@ def _stage(name: str, fn, pipe: Pipeline, log_params: dict | None = None, tags: 
 
 @flow(name="sleep-cycle")
 def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
-    import mlflow
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.artifacts import create_markdown_artifact
 
     from lmsleep.logs import quiet_libraries
-    from tasks import arrive, capture, curriculum, evaluate, register, seed, validate
 
     quiet_libraries()
     logger = get_run_logger()
-    pipe = load_pipeline(night.params_file)
-    if night.tracking_uri:
-        pipe.registry.tracking_uri = night.tracking_uri
-    if night.model_name:
-        pipe.registry.model_name = night.model_name
-    pipe.registry.activate()
-    times: dict[str, float] = {}
+    stage = ["start"]  # the stage running now, for the failure report
+    try:
+        pipe = load_pipeline(night.params_file)
+        if night.tracking_uri:
+            pipe.registry.tracking_uri = night.tracking_uri
+        if night.model_name:
+            pipe.registry.model_name = night.model_name
+        pipe.registry.activate()
+        return _night(night, pipe, {}, stage, logger)
+    except Exception as e:
+        create_markdown_artifact(key="night-failed", markdown=_failure(stage[0], e),
+                                 description=f"the night failed in {stage[0]}")
+        raise
+
+
+def _night(night: NightParameters, pipe: Pipeline, times: dict, stage: list, logger) -> dict:
+    import mlflow
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from tasks import arrive, capture, curriculum, evaluate, register, seed, validate
+
     with mlflow.start_run(run_name="night") as parent:
         mlflow.set_tags({"git_commit": _git_commit(), "dvc_lock": _dvc_lock_hash()})
         def timed(name, *a, **k):
+            stage[0] = name
             t0 = time.time()
             out = _stage(name, *a, **k)
             times[name] = round(time.time() - t0, 2)
@@ -147,6 +160,31 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
     create_table_artifact(key="night-metrics", table=rows, description=f"night {metrics['night']}")
     create_markdown_artifact(key="night-report", markdown=_markdown(summary))
     return summary
+
+
+# What to do when a stage fails (the night-failed artifact); the traceback is in the run's logs.
+WHAT_TO_DO = {
+    "start": "params.yaml (or the run form's params_file) could not be read or the registry not reached: "
+             "the error names the field.",
+    "arrive": "the embedded world could not post its next day: check `world:` in params.yaml.",
+    "capture": "an inbox file could not be read or written: check data/inbox/ and the disk; bad records "
+               "themselves never fail a night (they go to data/quarantine/).",
+    "curriculum": "the teacher (models/brain) could not read tonight's episodes: check the base model path "
+                  "and that the brain matches it.",
+    "validate": "tonight's data failed its suite: reports/validation.json (and the MLflow run's artifacts) "
+                "show which expectation; fix the episodes, or the bounds under `validate:` in params.yaml. "
+                "Nothing was trained.",
+    "seed": "training failed: see the log; tonight's episodes stay new, so the next run tries this night again.",
+    "evaluate": "the measuring stick failed on the trained brain: see the log, then run the night again.",
+    "register": "the MLflow registry could not be written: check `registry.tracking_uri` and the store.",
+}
+
+
+def _failure(stage: str, error: BaseException) -> str:
+    detail = getattr(error, "summary", None) or str(error)
+    return "\n".join([f"# The night failed in `{stage}`", "", f"**Error**: `{type(error).__name__}`: {detail}", "",
+                      f"**What to do**: {WHAT_TO_DO.get(stage, 'see the log.')}", "",
+                      "The full traceback is in this flow run's logs."])
 
 
 def _markdown(s: dict) -> str:

@@ -127,6 +127,36 @@ def accuracy(model, tokenizer, probes: Sequence[dict], contexts: Sequence[str] |
     return sum(exact_match(p, q["answer"]) for p, q in zip(preds, probes)) / len(probes)
 
 
+# Room a night's prompts need beyond an episode's text (tokens): the prompt template, the
+# question the teacher asks itself and the longest answer it writes.
+PROMPT_ROOM = 128
+
+
+def context_limit(model) -> int | None:
+    """The most positions `model` reads (None where its config does not say)."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        v = getattr(model.config, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def too_long(tokenizer, episodes: Sequence[dict], limit: int | None) -> list[dict]:
+    """`{episode_id, reason}` for each episode whose text leaves the model less than
+    `PROMPT_ROOM` of its `limit` positions: read in context, it would not fit (a model with
+    learned positions fails outright, a rotary one reads past what it was trained on)."""
+    if limit is None:
+        return []
+    out = []
+    for ep in episodes:
+        n = len(tokenizer(ep["text"])["input_ids"])
+        if n + PROMPT_ROOM > limit:
+            out.append({"episode_id": ep["id"], "reason": f"episode {ep['id']!r} is {n:,} tokens; with "
+                        f"{PROMPT_ROOM} for the question and answer that is over the model's {limit:,} positions: "
+                        "split it into shorter episodes"})
+    return out
+
+
 def has_probes(episode: dict) -> bool:
     """Whether an episode brings its own exam (else the curriculum sets checks aside for it)."""
     return bool(episode.get("probes"))

@@ -9,6 +9,8 @@ exam and are never read here. Each answer becomes a closed-book lesson
 `{prompt, completion, episode_id}` in `data/curriculum/curriculum.jsonl`, except:
 - a lesson whose answer is not in its episode's text, or whose question has a held-out form,
   goes to `data/curriculum/dropped.jsonl` with the reason;
+- an episode too long for the model's context (with room for a question and its answer) is
+  not read tonight: it goes to `dropped.jsonl` with its length and the model's limit;
 - for episodes that bring no probes (a user's own documents), a share of the lessons
   (`baselines.checks_share`) is set aside, never taught, as `data/curriculum/checks.jsonl`:
   the night's exam for them.
@@ -50,6 +52,13 @@ def curriculum(pipe: Pipeline) -> dict:
     if not episodes:
         raise NothingToSleepOn(f"no captured episode is new to the brain in {pipe.paths.data / 'episodes'}: "
                                "put JSONL in data/inbox/ and capture it first")
+    # Episodes the model cannot read in one context are set aside, with the reason (dropped.jsonl
+    # and tonight.json); they stay new, so a night after the user splits them still sees them.
+    too_long = ev.too_long(tokenizer, episodes, ev.context_limit(model))
+    episodes = [ep for ep in episodes if ep["id"] not in {r["episode_id"] for r in too_long}]
+    if not episodes:
+        raise NothingToSleepOn("every new episode is too long for the model: "
+                               + "; ".join(r["reason"] for r in too_long))
     from tasks.evaluate import kept_probes, readers
 
     config = pipe.params.baselines
@@ -59,14 +68,16 @@ def curriculum(pipe: Pipeline) -> dict:
     ungrounded = sum(r["reason"].startswith("answer not in") for r in dropped)
     # The teacher is the brain before the night: its numbers are the "before" of the stick and gates.
     ceilings = ev.ceilings(model, tokenizer, episodes)
-    tonight = {"night": state.nights, "episodes": [ep["id"] for ep in episodes], "lessons": len(lessons),
+    tonight = {"night": state.nights, "episodes": [ep["id"] for ep in episodes],
+               "too_long": [r["episode_id"] for r in too_long], "lessons": len(lessons),
                "checks": len(checks), **ceilings, "teacher_accuracy": ceilings["recall_ceiling"],
                "dropped_share": ungrounded / max(1, len(lessons) + len(checks) + len(dropped)),
                **{f"{k}_before": ev.accuracy(model, tokenizer, v)
                   for k, v in kept_probes(pipe, state, state.nights).items()},
                "reading_before": ev.open_book(model, tokenizer, readers(pipe))}
     folder = pipe.paths.curriculum.parent
-    for name, rows in ((pipe.paths.curriculum.name, lessons), ("dropped.jsonl", dropped), ("checks.jsonl", checks)):
+    for name, rows in ((pipe.paths.curriculum.name, lessons), ("dropped.jsonl", dropped + too_long),
+                       ("checks.jsonl", checks)):
         jsonl.write(folder / name, rows)
     write_json(pipe.paths.tonight, tonight)
     return tonight

@@ -109,19 +109,36 @@ def test_ungrounded_curriculum_stops_the_night_before_training(harness, night_di
     assert "teacher_open_book" in err.value.summary
     assert not Path("models/brain/memory.json").exists(), "no training happened"
     assert json.loads(Path("reports/validation.json").read_text())["curriculum"]["success"] is False
+    report = latest_failure_report()  # the night leaves a Prefect artifact: where, what, what to do
+    assert "failed in `validate`" in report and failing in report and "reports/validation.json" in report
+
+
+def latest_failure_report() -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as c:
+        (latest,) = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["night-failed"])),
+                                     sort=ArtifactSort.CREATED_DESC, limit=1)
+    return latest.data
 
 
 def test_a_night_on_a_gpt2_architecture(harness, night_dir, micro_world):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """A user's model unlike ours: GPT-2 blocks (learned positions, `mlp` of Conv1D) and, like
+    GPT-2's own, a tokenizer without a pad token."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     from flows.sleep_cycle import NightParameters, sleep_cycle
     from lmsleep.birth import train_tokenizer
 
     tokenizer = train_tokenizer(micro_world, 400, n_docs=400)
+    tokenizer.pad_token = None
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=48, n_layer=2, n_head=2, n_positions=512,
                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
                     ).save_pretrained("gpt2")
     tokenizer.save_pretrained("gpt2")
+    assert AutoTokenizer.from_pretrained("gpt2").pad_token is None
     write_params(night_dir / "gpt2")
     result = sleep_cycle(NightParameters())
     assert result["promoted"] is True and result["night"] == 0

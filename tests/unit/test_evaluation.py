@@ -136,3 +136,27 @@ def test_self_questions_grades_posed_and_answered(micro_world, monkeypatch):
 
     monkeypatch.setattr(ev, "generate", fake_generate)
     assert ev.self_questions(None, None, micro_world, [a, b]) == {"posed": 0.5, "answered": 1.0}
+
+
+def test_episodes_too_long_for_the_model_are_named_with_its_limit(micro):
+    from lmsleep.evaluation import PROMPT_ROOM, context_limit, too_long
+
+    model, tokenizer = micro
+    limit = context_limit(model)
+    assert limit == model.config.max_position_embeddings
+    short = {"id": "short", "text": "Ada Vell works for Morrow Labs."}
+    long = {"id": "long", "text": "Ada Vell works for Morrow Labs. " * limit}
+    (refused,) = too_long(tokenizer, [short, long], limit)
+    assert refused["episode_id"] == "long" and f"{limit:,} positions" in refused["reason"]
+    n = len(tokenizer(short["text"])["input_ids"])
+    assert too_long(tokenizer, [short], n + PROMPT_ROOM) == [] and too_long(tokenizer, [short], n + PROMPT_ROOM - 1)
+    assert too_long(tokenizer, [long], None) == []  # a config that does not say: nothing refused
+
+
+def test_context_limit_reads_gpt2_configs_too():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from lmsleep.evaluation import context_limit
+
+    model = GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=8, n_layer=1, n_head=2, vocab_size=50))
+    assert context_limit(model) == 64
