@@ -7,6 +7,9 @@
 - `sleep-cycle/nightly`: the same at 02:00 every night (cron), created paused: unpause it in the
   UI when the model should sleep on its own.
 This process serves both (it is the worker): a triggered night runs here, in this checkout.
+Each has a concurrency limit of 1 (a second Run waits in Prefect); across them, and across
+every other door (`make run`, `dvc repro`), the night's lock (tasks/lock.py) refuses a second
+night while one runs.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ def deployments():
 
     tags = ["lmsleep"]
     return [
-        sleep_cycle.to_deployment(name="on-demand", tags=tags,
+        sleep_cycle.to_deployment(name="on-demand", tags=tags, concurrency_limit=1,
                                   description="One night now: capture, curriculum, validate, seed, evaluate, register."),
-        sleep_cycle.to_deployment(name="nightly", tags=tags, cron="0 2 * * *", paused=True,
+        sleep_cycle.to_deployment(name="nightly", tags=tags, cron="0 2 * * *", paused=True, concurrency_limit=1,
                                   description="One night every night at 02:00 (paused until you unpause it)."),
     ]
 

@@ -7,8 +7,9 @@ Every stage is a function in `tasks/` (the same one `dvc repro` runs). This file
 which runs after which, what may be retried, and what gets reported:
 - one MLflow parent run per night, a child run per stage (params, metrics, artifacts), tagged
   with the git commit and the hash of dvc.lock;
-- the `seed` stage is tagged `gpu`: a Prefect concurrency limit of 1 on that tag keeps two
-  nights from training at once;
+- one night at a time: the whole night holds the checkout's night lock (tasks/lock.py; a
+  second night, from any door, is refused naming the holder), and the deployments carry a
+  concurrency limit of 1; the `seed` stage is tagged `gpu` for a tag limit where GPUs are shared;
 - a markdown report and a table of the night's metrics as Prefect artifacts.
 A failing data suite stops the night before training, with the GX summary as the error.
 """
@@ -25,6 +26,7 @@ from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, Field
 
 from tasks.common import Pipeline, load_pipeline
+from tasks.lock import night_lock
 
 
 class NightParameters(BaseModel):
@@ -103,8 +105,9 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
             pipe.registry.tracking_uri = night.tracking_uri
         if night.model_name:
             pipe.registry.model_name = night.model_name
-        pipe.registry.activate()
-        return _night(night, pipe, {}, stage, logger)
+        with night_lock(what="a night (the sleep-cycle flow)"):
+            pipe.registry.activate()
+            return _night(night, pipe, {}, stage, logger)
     except Exception as e:
         create_markdown_artifact(key="night-failed", markdown=_failure(stage[0], e),
                                  description=f"the night failed in {stage[0]}")
@@ -164,8 +167,8 @@ def _night(night: NightParameters, pipe: Pipeline, times: dict, stage: list, log
 
 # What to do when a stage fails (the night-failed artifact); the traceback is in the run's logs.
 WHAT_TO_DO = {
-    "start": "params.yaml (or the run form's params_file) could not be read or the registry not reached: "
-             "the error names the field.",
+    "start": "params.yaml (or the run form's params_file) could not be read, the registry not reached, or "
+             "another night is running here (NightInProgress: wait for it): the error says which.",
     "arrive": "the embedded world could not post its next day: check `world:` in params.yaml.",
     "capture": "an inbox file could not be read or written: check data/inbox/ and the disk; bad records "
                "themselves never fail a night (they go to data/quarantine/).",

@@ -4,9 +4,9 @@
 
 1. `prefect server start` (state in `.prefect/` beside the project), waits until healthy;
 2. `mlflow server` on the project's store (registry.tracking_uri, SQLite by default);
-3. a task concurrency limit of 1 on the `gpu` tag (two nights never train at once);
-4. serves flows/deploy.py's deployments in this process until Ctrl-C, then stops the two
-   servers it started (by their PIDs, nothing else).
+3. serves flows/deploy.py's deployments in this process until Ctrl-C, then stops the two
+   servers it started (by their PIDs, nothing else). One night at a time: the deployments'
+   concurrency limit of 1, and the night's lock (tasks/lock.py) for every door.
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ def main(argv: list[str] | None = None) -> None:
                                          "--backend-store-uri", pipe.registry.uri()], env=env))
         wait_healthy(f"http://127.0.0.1:{args.prefect_port}/api/health", "the Prefect server")
         wait_healthy(f"http://127.0.0.1:{args.mlflow_port}/health", "the MLflow server")
-        subprocess.run([str(bin_dir / "prefect"), "concurrency-limit", "create", "gpu", "1"], env=env,
-                       check=False, capture_output=True)
         print(f"\nPrefect UI  http://127.0.0.1:{args.prefect_port}   (Deployments > sleep-cycle > Run)")
         print(f"MLflow UI   http://127.0.0.1:{args.mlflow_port}   (Models > {pipe.registry.model_name})")
         print(f"or: PREFECT_API_URL={env['PREFECT_API_URL']} .venv/bin/prefect deployment run "

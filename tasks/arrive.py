@@ -16,6 +16,7 @@ from lmsleep import jsonl
 from lmsleep.brain import read_state
 from lmsleep.world import World
 from tasks.common import Pipeline, load_pipeline
+from tasks.lock import night_lock
 
 
 def arrive(pipe: Pipeline, day: int | None = None) -> Path | None:
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--day", type=int)
     args = ap.parse_args(argv)
-    path = arrive(load_pipeline(args.params), args.day)
+    with night_lock(what="the arrive stage"):
+        path = arrive(load_pipeline(args.params), args.day)
     print(f"arrived: {path}" if path else "the world's stream is over (world.days): nothing arrives")
 
 

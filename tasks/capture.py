@@ -38,6 +38,7 @@ from pathlib import Path
 
 from lmsleep import jsonl
 from lmsleep.episodes import Episode, content_hash, parse_record
+from tasks.lock import night_lock
 
 
 @dataclass
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data"))
     args = ap.parse_args(argv)
-    report = capture(args.data)
+    with night_lock(what="the capture stage"):
+        report = capture(args.data)
     print(json.dumps({**asdict(report), "quarantined": report.quarantined}))
 
 

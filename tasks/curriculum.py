@@ -29,6 +29,7 @@ from lmsleep import evaluation as ev
 from lmsleep.baselines import set_aside_checks, teacher_curriculum
 from lmsleep.brain import load_brain
 from tasks.common import Pipeline, load_pipeline, write_json
+from tasks.lock import night_lock
 
 
 class NothingToSleepOn(RuntimeError):
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    t = curriculum(load_pipeline(args.params))
+    with night_lock(what="the curriculum stage"):
+        t = curriculum(load_pipeline(args.params))
     ceiling = "-" if t["recall_ceiling"] is None else f"{t['recall_ceiling']:.3f}"
     print(f"night {t['night']}: {len(t['episodes'])} episodes, {t['lessons']} lessons, {t['checks']} checks "
           f"({t['dropped_share']:.0%} dropped as ungrounded), recall ceiling {ceiling}")

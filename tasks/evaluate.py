@@ -24,6 +24,7 @@ from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.brain import MemoryState, load_brain
 from lmsleep.world import World
 from tasks.common import Pipeline, load_pipeline, read_tonight, write_json
+from tasks.lock import night_lock
 
 
 def kept_probes(pipe: Pipeline, state: MemoryState, before_night: int) -> dict[str, list[dict]]:
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    print(json.dumps(evaluate(load_pipeline(args.params)), indent=2))
+    with night_lock(what="the evaluate stage"):
+        print(json.dumps(evaluate(load_pipeline(args.params)), indent=2))
 
 
 if __name__ == "__main__":

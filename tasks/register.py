@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from tasks.common import Gates, Pipeline, load_pipeline
+from tasks.lock import night_lock
 
 MODEL_CODE = Path(__file__).with_name("brain_model.py")
 
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     pipe = load_pipeline(args.params)
     pipe.registry.activate()
-    print(json.dumps(register(pipe), indent=2))
+    with night_lock(what="the register stage"):
+        print(json.dumps(register(pipe), indent=2))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from lmsleep import jsonl
 from lmsleep.brain import load_brain, save_brain
 from lmsleep.memory import memory_of
 from tasks.common import Pipeline, load_pipeline, read_tonight
+from tasks.lock import night_lock
 
 BASELINES = ("context_distillation", "sft_text")
 
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    print(json.dumps(seed(load_pipeline(args.params))))
+    with night_lock(what="the seed stage"):
+        print(json.dumps(seed(load_pipeline(args.params))))
 
 
 if __name__ == "__main__":

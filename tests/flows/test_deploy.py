@@ -10,3 +10,9 @@ def test_deployments_are_typed_and_documented():
     form = parameter_schema(sleep_cycle.fn).model_dump()["definitions"]["NightParameters"]["properties"]
     assert {"params_file", "world_day", "tracking_uri", "model_name"} <= set(form)
     assert all(field.get("description") for field in form.values()), "the UI form documents every field"
+
+
+def test_each_deployment_runs_one_night_at_a_time():
+    from flows.deploy import deployments
+
+    assert [d.concurrency_limit for d in deployments()] == [1, 1]

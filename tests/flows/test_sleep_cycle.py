@@ -113,6 +113,23 @@ def test_ungrounded_curriculum_stops_the_night_before_training(harness, night_di
     assert "failed in `validate`" in report and failing in report and "reports/validation.json" in report
 
 
+def test_a_second_night_is_refused_while_one_runs(harness, night_dir, born_micro_dir):
+    from flows.sleep_cycle import NightParameters, sleep_cycle
+    from tasks.lock import NightInProgress
+    from tests.tasks.test_lock import hold_lock
+
+    write_params(born_micro_dir)
+    holder = hold_lock(night_dir)  # a night in another process (make run, dvc repro, the UI's worker)
+    try:
+        with pytest.raises(NightInProgress, match=f"pid {holder.pid}"):
+            sleep_cycle(NightParameters())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not any(Path(p).exists() for p in ("data", "models", "mlflow")), "the refused night touched nothing"
+    assert "NightInProgress" in latest_failure_report()
+
+
 def latest_failure_report() -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
