@@ -25,7 +25,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, Field
 
-from tasks.common import Pipeline, load_pipeline
+from tasks.common import Pipeline, load_pipeline, read_tonight
 from tasks.lock import night_lock
 
 
@@ -129,25 +129,33 @@ def _night(night: NightParameters, pipe: Pipeline, times: dict, stage: list, log
             times[name] = round(time.time() - t0, 2)
             return out
 
-        if night.world_day:
-            timed("arrive", lambda p: {"file": str(arrive.arrive(p) or "")}, pipe)
-        report = timed("capture", lambda p: capture.capture(p.paths.data), pipe, retries=2)
-        logger.info(f"captured {report.good} episodes, quarantined {report.quarantined}"
-                    + (f", refused {report.refused} (not regular files)" if report.refused else ""))
-        if not curriculum.new_episodes(pipe):
-            logger.info("nothing new to sleep on: the night ends before it begins")
-            return {"night": None, "slept": False, "times": times}
-        tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__,
-                        artifacts=(pipe.paths.curriculum, pipe.paths.tonight))
-        logger.info(f"night {tonight['night']}: {len(tonight['episodes'])} episodes, {tonight['lessons']} lessons")
+        unfinished = register.pending(pipe)
+        if unfinished is not None:  # trained, never registered: this run finishes that night
+            if read_tonight(pipe)[0]["night"] != unfinished:
+                raise RuntimeError(f"night {unfinished} was trained but never registered, and "
+                                   f"{pipe.paths.tonight} is not its curriculum: it cannot be measured again")
+            logger.warning(f"night {unfinished} was trained but never registered (a crash?): finishing it")
+            mlflow.set_tag("resumed_night", unfinished)
+        else:
+            if night.world_day:
+                timed("arrive", lambda p: {"file": str(arrive.arrive(p) or "")}, pipe)
+            report = timed("capture", lambda p: capture.capture(p.paths.data), pipe, retries=2)
+            logger.info(f"captured {report.good} episodes, quarantined {report.quarantined}"
+                        + (f", refused {report.refused} (not regular files)" if report.refused else ""))
+            if not curriculum.new_episodes(pipe):
+                logger.info("nothing new to sleep on: the night ends before it begins")
+                return {"night": None, "slept": False, "times": times}
+            tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__,
+                            artifacts=(pipe.paths.curriculum, pipe.paths.tonight))
+            logger.info(f"night {tonight['night']}: {len(tonight['episodes'])} episodes, {tonight['lessons']} lessons")
 
-        timed("validate", lambda p: {"passed": validate.validate_tonight(p).success}, pipe,
-              artifacts=(pipe.paths.reports / "validation.json",))
-        p = pipe.params
-        seeded = timed("seed", seed.seed, pipe, tags=["gpu"], log_params={
-            "consolidation": p.consolidation, **{f"seeding.{k}": v for k, v in p.seeding.__dict__.items()},
-            **{f"memory.{k}": v for k, v in p.memory.__dict__.items()}})
-        mlflow.log_dict(seeded, "seed.json")  # each consolidation's rows, steps, loss, seconds; the memory's counts
+            timed("validate", lambda p: {"passed": validate.validate_tonight(p).success}, pipe,
+                  artifacts=(pipe.paths.reports / "validation.json",))
+            p = pipe.params
+            seeded = timed("seed", seed.seed, pipe, tags=["gpu"], log_params={
+                "consolidation": p.consolidation, **{f"seeding.{k}": v for k, v in p.seeding.__dict__.items()},
+                **{f"memory.{k}": v for k, v in p.memory.__dict__.items()}})
+            mlflow.log_dict(seeded, "seed.json")  # each consolidation's rows, steps, loss, seconds; memory counts
         metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
         decision = timed("register", lambda p: register.register(p, metrics), pipe, log_params=pipe.gates.__dict__,
                          artifacts=(pipe.paths.reports / "metrics.json",))

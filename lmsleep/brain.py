@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,41 @@ class MemoryState:
         return {eid for night in self.history for eid in night["episodes"]}
 
 
+# -- the brain directory as a unit: written whole beside the live one, then switched in -----------
+def staging(path: str | Path) -> Path:
+    """Where the next brain is written whole before it is switched in (`commit`)."""
+    return Path(f"{path}.next")
+
+
+def commit(path: str | Path) -> None:
+    """Switch the complete brain in `staging(path)` in for `path`, by renames: a crash at any
+    point leaves either the old brain or the new one, never a mix (`recover` finishes or undoes
+    a switch cut in the middle). The old brain is deleted last."""
+    import shutil
+
+    path, new, old = Path(path), staging(path), Path(f"{path}.old")
+    if not (new / "memory.json").exists():
+        raise FileNotFoundError(f"{new} holds no complete brain (memory.json is written last)")
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover(path: str | Path) -> None:
+    """After a crash inside `commit`: no brain at `path` but the old one set aside -> finish the
+    switch where the new one is complete, else put the old one back."""
+    path, new, old = Path(path), staging(path), Path(f"{path}.old")
+    if path.exists() or not old.exists():
+        return
+    os.replace(new if (new / "memory.json").exists() else old, path)
+
+
 def read_state(path: Path, base_model: str) -> MemoryState:
+    recover(path)
     if not (Path(base_model) / "config.json").exists():
         raise FileNotFoundError(f"no Hugging Face model at base_model={base_model!r}")
     file = Path(path) / "memory.json"
@@ -79,6 +114,7 @@ def save_brain(model, state: MemoryState, path: Path) -> None:
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    (path / "memory.json").unlink(missing_ok=True)  # written last: its presence says "complete"
     if memory_of(model) is not None:
         memory_of(model).save(path)
     elif isinstance(model, PeftModel):
@@ -86,4 +122,6 @@ def save_brain(model, state: MemoryState, path: Path) -> None:
     else:
         raise TypeError("the brain's memory is memory levels or a PEFT adapter; got a plain model (merge-style "
                         "methods have no separate memory to save)")
-    (path / "memory.json").write_text(json.dumps(asdict(state), indent=2))
+    tmp = path / "memory.json.tmp"
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    os.replace(tmp, path / "memory.json")

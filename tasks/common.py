@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +100,13 @@ def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
                     build_section(Registry, raw.get("registry"), "registry"),
                     build_section(Paths, raw.get("paths"), "paths"),
                     build_section(ValidationLimits, raw.get("validate"), "validate"))
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash tests: with LMSLEEP_CRASH_AT=<name> this process dies here
+    by SIGKILL (no cleanup, no exception handler runs), as it would in a power cut."""
+    if os.environ.get("LMSLEEP_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_json(path: Path, obj) -> None:

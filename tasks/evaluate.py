@@ -23,7 +23,7 @@ from lmsleep import evaluation as ev
 from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.brain import MemoryState, load_brain
 from lmsleep.world import World
-from tasks.common import Pipeline, load_pipeline, read_tonight, write_json
+from tasks.common import Pipeline, crash_point, load_pipeline, read_tonight, write_json
 from tasks.lock import night_lock
 
 
@@ -47,6 +47,7 @@ def readers(pipe: Pipeline) -> list[dict]:
 
 
 def evaluate(pipe: Pipeline) -> dict:
+    crash_point("evaluate")
     model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     tonight, episodes = read_tonight(pipe)
     checks = jsonl.read(pipe.paths.curriculum.with_name("checks.jsonl"))

@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tasks.common import Gates, Pipeline, load_pipeline
+from tasks.common import Gates, Pipeline, crash_point, load_pipeline
 from tasks.lock import night_lock
 
 MODEL_CODE = Path(__file__).with_name("brain_model.py")
@@ -83,7 +83,29 @@ def publish(pipe: Pipeline, night: dict) -> None:
     write_json(history_file, sorted(history + [night], key=lambda m: m["night"]))
 
 
+def version_of_night(name: str, night: int):
+    """The registered version of `night` (tagged at creation), or None."""
+    from mlflow import MlflowClient
+
+    found = MlflowClient().search_model_versions(f"name = '{name}' and tags.night = '{night}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def pending(pipe: Pipeline) -> int | None:
+    """The night the brain holds but the registry has not decided on (a night cut after `seed`),
+    or None: a rerun finishes that night instead of starting the next."""
+    from lmsleep.brain import read_state
+
+    nights = read_state(pipe.paths.brain, pipe.params.base_model).nights
+    if nights == 0:
+        return None
+    version = version_of_night(pipe.registry.model_name, nights - 1)
+    return None if version is not None and "promoted" in version.tags else nights - 1
+
+
 def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
+    """Once per night: a rerun after a crash finds the night's version (tagged `night` when it is
+    created) and goes on from there; `champion` moves only after the decision."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -94,12 +116,23 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     metrics = metrics or json.loads((pipe.paths.reports / "evaluation.json").read_text())
     name = pipe.registry.model_name
     client = MlflowClient()
-    info = mlflow.pyfunc.log_model(
-        name="brain", python_model=str(MODEL_CODE), registered_model_name=name,
-        artifacts={"base": str(pipe.params.base_model), "memory": str(pipe.paths.brain)},
-        code_paths=[str(Path(__file__).resolve().parents[1] / "lmsleep")],
-        pip_requirements=["torch", "transformers", "peft", "pandas"])
-    version = str(info.registered_model_version)
+    existing = version_of_night(name, metrics["night"])
+    if existing is not None and "promoted" in existing.tags:  # decided before a crash: publish again
+        promote, reasons = existing.tags["promoted"] == "true", existing.tags["reasons"].split("; ")
+        publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": existing.version})
+        champion = client.get_registered_model(name).aliases.get("champion")
+        return {"version": existing.version, "promoted": promote, "reasons": reasons, "champion": champion}
+    if existing is None:
+        info = mlflow.pyfunc.log_model(
+            name="brain", python_model=str(MODEL_CODE),
+            artifacts={"base": str(pipe.params.base_model), "memory": str(pipe.paths.brain)},
+            code_paths=[str(Path(__file__).resolve().parents[1] / "lmsleep")],
+            pip_requirements=["torch", "transformers", "peft", "pandas"])
+        # Registered with its night's tag in one call: a crash after it finds this version again.
+        version = str(mlflow.register_model(info.model_uri, name, tags={"night": str(metrics["night"])}).version)
+    else:
+        version = str(existing.version)
+    crash_point("register:versioned")
     client.set_registered_model_alias(name, "challenger", version)
     try:
         champion = client.get_model_version_by_alias(name, "champion")
@@ -112,9 +145,8 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     promote, reasons = decide(metrics, pipe.gates, champion_score, challenger_score)
     if promote:
         client.set_registered_model_alias(name, "champion", version)
-    client.set_model_version_tag(name, version, "promoted", str(promote).lower())
     client.set_model_version_tag(name, version, "reasons", "; ".join(reasons))
-    client.set_model_version_tag(name, version, "night", str(metrics["night"]))
+    client.set_model_version_tag(name, version, "promoted", str(promote).lower())  # last: "decided"
     publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
     return {"version": version, "promoted": promote, "reasons": reasons,
             "champion": version if promote else (champion.version if champion else None)}

@@ -7,6 +7,9 @@ each distilling the model before it into a new expert, with replay; the brain di
 holds `memory.safetensors` and `sleeper.json`. `consolidation: context_distillation` (or
 `sft_text`) in params.yaml runs a baseline into a LoRA adapter instead. A brain keeps the
 method it was started with: switching needs a new brain directory.
+
+The new brain is written whole into `models/brain.next`, then switched in (`lmsleep.brain.commit`);
+a rerun after a crash does not train a night the brain (live or staged) already holds.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import time
 from pathlib import Path
 
 from lmsleep import jsonl
-from lmsleep.brain import load_brain, save_brain
+from lmsleep.brain import commit, load_brain, read_state, save_brain, staging
 from lmsleep.memory import memory_of
-from tasks.common import Pipeline, load_pipeline, read_tonight
+from tasks.common import Pipeline, crash_point, load_pipeline, read_tonight
 from tasks.lock import night_lock
 
 BASELINES = ("context_distillation", "sft_text")
@@ -66,9 +69,34 @@ def _check_memory(memory, wanted) -> None:
                          "a brain keeps its memory's shape: restore those values or start a new brain directory")
 
 
+def holds(state, tonight: dict) -> bool:
+    """Whether a brain's state already holds tonight's night (trained, counted)."""
+    return (state.nights == tonight["night"] + 1 and bool(state.history)
+            and state.history[-1]["episodes"] == tonight["episodes"])
+
+
+def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
+    """A night trained before a crash is not trained again: the live brain already holds it, or
+    a complete staged brain does (the crash came before the switch), which is switched in now."""
+    import shutil
+
+    brain, staged = pipe.paths.brain, staging(pipe.paths.brain)
+    if holds(read_state(brain, pipe.params.base_model), tonight):
+        return {"night": tonight["night"], "resumed": "the brain already holds this night"}
+    if (staged / "memory.json").exists() and holds(read_state(staged, pipe.params.base_model), tonight):
+        commit(brain)
+        return {"night": tonight["night"], "resumed": "switched in the brain trained before a crash"}
+    if staged.exists():
+        shutil.rmtree(staged)  # half-written, or another night's: it never went live
+    return None
+
+
 def seed(pipe: Pipeline) -> dict:
-    model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     tonight, episodes = read_tonight(pipe)
+    resumed = _resumed(pipe, tonight)
+    if resumed:
+        return resumed
+    model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
     if tonight["night"] != state.nights:
         raise RuntimeError(f"the curriculum was written for night {tonight['night']} but the brain has slept "
                            f"{state.nights} nights: rerun the curriculum stage")
@@ -99,9 +127,14 @@ def seed(pipe: Pipeline) -> dict:
     seconds = time.time() - t0
     state.nights += 1
     state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": method})
-    save_brain(model, state, pipe.paths.brain)
+    # The new brain is written whole beside the live one (memory.json last), then switched in:
+    # a crash before the switch leaves the old brain live and this one staged (`_resumed`).
+    staged = staging(pipe.paths.brain)
     if method == "knowledge_seeding":
-        sleeper.past.write(pipe.paths.brain)
+        sleeper.past.write(staged)
+    save_brain(model, state, staged)
+    crash_point("seed:staged")
+    commit(pipe.paths.brain)
     return {"night": tonight["night"], "lessons": len(lessons), "seconds": seconds, "method": method, **out}
 
 

@@ -8,3 +8,10 @@ def harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def night_dir(tmp_path, monkeypatch):
+    """A fresh project directory to run nights in (the working directory during the test)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

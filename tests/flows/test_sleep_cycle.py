@@ -20,12 +20,6 @@ SEEDING = {"epochs": 1, "batch_size": 8, "lti_group": 2, "max_new_tokens": 8, "l
 MEMORY = {"periods": [1, 2], "slots": [2, 4], "top_k": [2, 2], "rank": 4}
 
 
-@pytest.fixture
-def night_dir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def write_params(base_model, validate=LOOSE_LIMITS, gates=OPEN_GATES):
     Path("params.yaml").write_text(yaml.safe_dump({
         "base_model": str(base_model), "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "baselines": BASELINES,

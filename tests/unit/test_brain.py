@@ -1,0 +1,44 @@
+"""The brain directory as a unit: written whole beside the live one, switched in by renames."""
+
+import os
+
+import pytest
+
+from lmsleep.brain import commit, recover, staging
+
+
+def brain(path, tag):
+    path.mkdir(parents=True)
+    (path / "memory.safetensors").write_text(tag)
+    (path / "memory.json").write_text(tag)
+
+
+def test_commit_switches_the_whole_directory(tmp_path):
+    live = tmp_path / "brain"
+    brain(live, "old")
+    brain(staging(live), "new")
+    commit(live)
+    assert (live / "memory.safetensors").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brain"]
+
+
+def test_an_incomplete_staged_brain_is_never_switched_in(tmp_path):
+    live = tmp_path / "brain"
+    brain(live, "old")
+    staging(live).mkdir()
+    (staging(live) / "memory.safetensors").write_text("half")  # memory.json is written last
+    with pytest.raises(FileNotFoundError, match="no complete brain"):
+        commit(live)
+    assert (live / "memory.json").read_text() == "old"
+
+
+@pytest.mark.parametrize("staged_complete, expected", [(True, "new"), (False, "old")])
+def test_recover_finishes_or_undoes_a_switch_cut_in_the_middle(tmp_path, staged_complete, expected):
+    live = tmp_path / "brain"
+    brain(live, "old")
+    brain(staging(live), "new")
+    if not staged_complete:
+        (staging(live) / "memory.json").unlink()
+    os.replace(live, tmp_path / "brain.old")  # the first rename of `commit`, then a crash
+    recover(live)
+    assert (live / "memory.safetensors").read_text() == expected
