@@ -20,19 +20,25 @@ SEEDING = {"epochs": 1, "batch_size": 8, "lti_group": 2, "max_new_tokens": 8, "l
 MEMORY = {"periods": [1, 2], "slots": [2, 4], "top_k": [2, 2], "rank": 4}
 
 
+def store_uri() -> str:
+    """This test's MLflow store, by absolute path: MLflow caches a store per URI string, so a
+    relative one would reach the previous test's database through a cached connection."""
+    return f"sqlite:///{Path.cwd() / 'mlflow' / 'mlflow.db'}"
+
+
 def write_params(base_model, validate=LOOSE_LIMITS, gates=OPEN_GATES):
     Path("params.yaml").write_text(yaml.safe_dump({
         "base_model": str(base_model), "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "baselines": BASELINES,
         "seeding": SEEDING, "memory": MEMORY,
         "bench": {"base_probes": 10, "readers": 4}, "validate": validate, "gates": gates,
-        "registry": {"model_name": "micro", "tracking_uri": "sqlite:///mlflow/mlflow.db",
+        "registry": {"model_name": "micro", "tracking_uri": store_uri(),
                      "artifact_location": "mlflow/artifacts", "experiment": "test-nights"}}))
 
 
 def client():
     import mlflow
 
-    mlflow.set_tracking_uri("sqlite:///mlflow/mlflow.db")
+    mlflow.set_tracking_uri(store_uri())
     return mlflow.MlflowClient()
 
 
