@@ -23,7 +23,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PREFECT_UI_API := http://127.0.0.1:4200/api
 
-.PHONY: help install run birth bench bench-seeding bench-scale day ui repro metrics plots test clean
+.PHONY: help install run birth bench bench-seeding bench-scale day ui serve repro metrics plots test clean
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
@@ -71,6 +71,9 @@ day: models/base/config.json  ## a baseline's single day and night, no pipeline
 # Prefect UI (127.0.0.1:4200) + MLflow UI (127.0.0.1:5000) + the served night deployments.
 ui: models/base/config.json  ## Prefect UI :4200 + MLflow UI :5000 + the deployments
 	$(PY) -m flows.ui
+
+serve: $(STAMP)  ## the champion over HTTP on 127.0.0.1:5001 (mlflow models serve)
+	$(PY) -m flows.serve
 
 # Replays the pipeline's stages that are out of date (dvc.yaml), and shows what they measured.
 repro: $(STAMP)  ## dvc repro

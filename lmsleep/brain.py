@@ -17,12 +17,32 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 
 def fingerprint(base_model: str | Path) -> str:
-    """Identity of a base model by content, not path: the project may move, MLflow copies it."""
+    """Identity of a base model by content, not path (the project may move): its config and
+    every byte of its weights. Computed once per process and file state (a 7B model's 14 GB
+    take a while to hash, and every stage asks)."""
     base = Path(base_model)
+    files = [base / "config.json", *sorted(base.glob("*.safetensors"))]
+    return _fingerprint(str(base), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@lru_cache(maxsize=8)
+def _fingerprint(base: str, files: tuple) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in files:
+        h.update(name.encode() + b"\0")
+        with open(Path(base) / name, "rb") as f:
+            while chunk := f.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _size_fingerprint(base: Path) -> str:
+    """The first fingerprint (config + weight file sizes), still accepted in brains grown with it."""
     h = hashlib.sha256((base / "config.json").read_bytes())
     for f in sorted(base.glob("*.safetensors")):
         h.update(f"{f.name}:{f.stat().st_size}".encode())
@@ -81,6 +101,8 @@ def read_state(path: Path, base_model: str) -> MemoryState:
     if not file.exists():
         return MemoryState(base_model=str(base_model), base_fingerprint=fingerprint(base_model))
     state = MemoryState(**json.loads(file.read_text()))
+    if state.base_fingerprint == _size_fingerprint(Path(base_model)):
+        state.base_fingerprint = fingerprint(base_model)  # grown before weights were hashed: same model
     if state.base_fingerprint != fingerprint(base_model):
         raise ValueError(f"{file} was grown on the base model at {state.base_model!r}, and {base_model!r} "
                          "is a different model: point base_model back at it, or start a new brain directory")

@@ -83,6 +83,40 @@ def publish(pipe: Pipeline, night: dict) -> None:
     write_json(history_file, sorted(history + [night], key=lambda m: m["night"]))
 
 
+REQUIREMENTS = ("torch", "transformers", "peft", "safetensors", "pandas", "mlflow")
+EXAMPLE_QUESTIONS = ["Where was Ana Lo born?", "Which company does Ana Lo work for?"]
+
+
+def log_brain(pipe: Pipeline, metrics: dict):
+    """The brain as an MLflow model: the memory (the brain directory) as its artifact and the
+    base model by reference (path + fingerprint of its bytes), never a copy: a user's 7B base
+    would otherwise be copied into every night's version. Signature, input example, pinned
+    requirements; the night's metrics are linked to the logged model."""
+    from importlib.metadata import version
+
+    import mlflow
+    import pandas as pd
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from lmsleep.brain import fingerprint
+
+    base = Path(pipe.params.base_model).resolve()
+    example = pd.DataFrame({"question": EXAMPLE_QUESTIONS})
+    info = mlflow.pyfunc.log_model(
+        name="brain", python_model=str(MODEL_CODE), artifacts={"memory": str(pipe.paths.brain)},
+        model_config={"base_model": str(base), "base_fingerprint": fingerprint(base)},
+        code_paths=[str(Path(__file__).resolve().parents[1] / "lmsleep")],
+        signature=ModelSignature(inputs=Schema([ColSpec("string", "question"),  # context: open-book questions
+                                                ColSpec("string", "context", required=False)]),
+                                 outputs=Schema([ColSpec("string")])),
+        input_example=example,
+        pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS])
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    mlflow.log_metrics(numbers, model_id=info.model_id)
+    return info
+
+
 def version_of_night(name: str, night: int):
     """The registered version of `night` (tagged at creation), or None."""
     from mlflow import MlflowClient
@@ -123,11 +157,7 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
         champion = client.get_registered_model(name).aliases.get("champion")
         return {"version": existing.version, "promoted": promote, "reasons": reasons, "champion": champion}
     if existing is None:
-        info = mlflow.pyfunc.log_model(
-            name="brain", python_model=str(MODEL_CODE),
-            artifacts={"base": str(pipe.params.base_model), "memory": str(pipe.paths.brain)},
-            code_paths=[str(Path(__file__).resolve().parents[1] / "lmsleep")],
-            pip_requirements=["torch", "transformers", "peft", "pandas"])
+        info = log_brain(pipe, metrics)
         # Registered with its night's tag in one call: a crash after it finds this version again.
         version = str(mlflow.register_model(info.model_uri, name, tags={"night": str(metrics["night"])}).version)
     else:

@@ -93,6 +93,48 @@ def test_the_champion_answers_questions(harness, night_dir, born_micro_dir):
     model = mlflow.pyfunc.load_model("models:/micro@champion")
     answers = model.predict(pd.DataFrame({"question": ["Where was Ana Lo born?", "Who?"]}))
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    # The registered version holds the memory and a reference to the base model, never a copy.
+    files = {p.name for p in Path("mlflow/artifacts").rglob("*") if p.is_file()}
+    assert "memory.safetensors" in files and "model.safetensors" not in files and "tokenizer.json" not in files
+    assert model.metadata.signature.inputs.input_names() == ["question", "context"]
+
+    served = serve_and_ask(["Where was Ana Lo born?", "Who works at Morrow Labs?"])
+    assert len(served["predictions"]) == 2 and all(isinstance(a, str) for a in served["predictions"])
+
+
+def serve_and_ask(questions: list[str]) -> dict:
+    """`python -m flows.serve` (what `make serve` runs) on a free port; one HTTP request."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)],
+                              env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(1)
+        body = json.dumps({"dataframe_split": {"columns": ["question"], "data": [[q] for q in questions]}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return json.loads(r.read())
+    finally:
+        server.terminate()  # by its PID: only what this test started
+        server.wait(timeout=30)
 
 
 @pytest.mark.parametrize("limits, failing", [
