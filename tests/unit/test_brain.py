@@ -42,3 +42,14 @@ def test_recover_finishes_or_undoes_a_switch_cut_in_the_middle(tmp_path, staged_
     os.replace(live, tmp_path / "brain.old")  # the first rename of `commit`, then a crash
     recover(live)
     assert (live / "memory.safetensors").read_text() == expected
+
+
+def test_the_fingerprint_reads_the_weight_bytes_not_their_size(tmp_path):
+    from lmsleep.brain import fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
+    before = fingerprint(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 63 + b"\x01")  # same size, one byte changed
+    os.utime(tmp_path / "model.safetensors", ns=(1, 1))  # even with another mtime the bytes decide
+    assert fingerprint(tmp_path) != before
