@@ -159,7 +159,12 @@ def _night(night: NightParameters, pipe: Pipeline, times: dict, stage: list, log
         metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
         decision = timed("register", lambda p: register.register(p, metrics), pipe, log_params=pipe.gates.__dict__,
                          artifacts=(pipe.paths.reports / "metrics.json",))
-        logger.info(f"lineage: {_dvc_commit()}")
+        mlflow.log_artifact(night.params_file)  # the params this night actually read
+        if Path(night.params_file).resolve() == Path("params.yaml").resolve():
+            logger.info(f"lineage: {_dvc_commit()}")
+        else:  # dvc.yaml's stages read params.yaml: recording this night there would stamp the wrong params
+            logger.warning(f"lineage: not recorded in dvc.lock (this night read {night.params_file}, dvc.yaml reads "
+                           "params.yaml); its params file is logged with the MLflow run")
         mlflow.set_tag("dvc_lock_after", _dvc_lock_hash())
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
         mlflow.log_dict({"times": times, "decision": decision}, "night.json")
