@@ -15,7 +15,7 @@ from pathlib import Path
 from lmsleep import jsonl
 from lmsleep.brain import read_state
 from lmsleep.world import World
-from tasks.common import Pipeline, load_pipeline
+from tasks.common import Pipeline, crash_point, load_pipeline
 from tasks.lock import night_lock
 
 
@@ -29,6 +29,7 @@ def arrive(pipe: Pipeline, day: int | None = None) -> Path | None:
         return None
     out = pipe.paths.data / "arrivals" / f"world-day{day:03d}.jsonl"
     jsonl.write(out, world.day(day))  # atomic: capture never sees half a day
+    crash_point("arrive")
     return out
 
 

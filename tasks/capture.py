@@ -38,6 +38,7 @@ from pathlib import Path
 
 from lmsleep import jsonl
 from lmsleep.episodes import Episode, content_hash, parse_record
+from tasks.common import crash_point
 from tasks.lock import night_lock
 
 
@@ -125,6 +126,7 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, index: Epi
         bad.append(jsonl.dumps({"file": inbox_file.name, "line": number, "reason": reason, "raw": raw}))
     if good:
         jsonl.write_lines(out, good)
+    crash_point("capture")  # between the two outputs, before archiving
     if bad:
         jsonl.write_lines(quarantine, bad)
     for episode, h in kept:

@@ -28,7 +28,7 @@ from lmsleep import jsonl
 from lmsleep import evaluation as ev
 from lmsleep.baselines import set_aside_checks, teacher_curriculum
 from lmsleep.brain import load_brain
-from tasks.common import Pipeline, load_pipeline, write_json
+from tasks.common import Pipeline, crash_point, load_pipeline, write_json
 from tasks.lock import night_lock
 
 
@@ -80,6 +80,7 @@ def curriculum(pipe: Pipeline) -> dict:
     for name, rows in ((pipe.paths.curriculum.name, lessons), ("dropped.jsonl", dropped + too_long),
                        ("checks.jsonl", checks)):
         jsonl.write(folder / name, rows)
+    crash_point("curriculum")  # the lessons written, tonight.json not yet
     write_json(pipe.paths.tonight, tonight)
     return tonight
 

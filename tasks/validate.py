@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lmsleep import jsonl
 from lmsleep.evaluation import grounded
-from tasks.common import ValidationLimits, read_tonight
+from tasks.common import ValidationLimits, crash_point, read_tonight
 
 
 class ValidationFailed(RuntimeError):
@@ -158,6 +158,7 @@ def validate(episodes: list[dict], curriculum: list[dict] | None, limits: Valida
 
 def validate_tonight(pipe) -> ValidationReport:
     """The night's check: tonight's episodes and their curriculum, result in reports/validation.json."""
+    crash_point("validate")
     tonight, episodes = read_tonight(pipe)
     teacher = {"accuracy": tonight["teacher_accuracy"], "dropped_share": tonight["dropped_share"]}
     return validate(episodes, jsonl.read(pipe.paths.curriculum), pipe.limits,

@@ -11,10 +11,12 @@ from pathlib import Path
 from tests.flows.test_sleep_cycle import client, write_params
 
 ROOT = Path(__file__).resolve().parents[2]
-# Inside seed after the new brain is written whole but before it is switched in; at the start
-# of evaluate; inside register after the version is created, before the decision. The micro
-# world has two days: night 1 is killed twice before its clean run.
-CRASHES = [["seed:staged"], ["evaluate", "register:versioned"]]
+# A kill inside every stage (tasks/*.py `crash_point`): arrive after the day is written; capture
+# between its two outputs; curriculum with the lessons written and tonight.json not; validate
+# at its start; seed with the new brain written whole but not switched in; evaluate at its
+# start; register with the version created, before the decision. The micro world has two
+# days, so each night is killed several times (each kill, then the next) before a clean run.
+CRASHES = [["arrive", "capture", "curriculum", "seed:staged"], ["validate", "evaluate", "register:versioned"]]
 
 
 def killed_night(point: str) -> subprocess.CompletedProcess:
@@ -42,7 +44,7 @@ def test_a_night_killed_in_each_stage_completes_once(harness, night_dir, born_mi
             assert champion is None or registered[champion].get("promoted") == "true", "champion on an undecided night"
 
         result = sleep_cycle(NightParameters())  # the rerun
-        point = points[0]
+        point = points[-1]
         assert result["night"] == night, point
         by_night = sorted(v.tags["night"] for v in c.search_model_versions("name = 'micro'"))
         assert by_night == [str(n) for n in range(night + 1)], f"one version per night ({point})"
