@@ -118,11 +118,21 @@ def answer(model, tokenizer, questions: Sequence[str], contexts: Sequence[str] |
     return [a.strip() for a in generate(model, tokenizer, prompts, **kw)]
 
 
+def answer_budget(tokenizer, probes: Sequence[dict], floor: int = 12) -> int:
+    """Tokens to generate for `probes`: room for the longest expected answer (a SQuAD answer
+    can run past the 12 tokens that fit our world's), plus a margin for how its first token
+    merges with the space before it."""
+    longest = max((len(tokenizer(" " + p["answer"], add_special_tokens=False)["input_ids"]) for p in probes), default=0)
+    return max(floor, longest + 2)
+
+
 def accuracy(model, tokenizer, probes: Sequence[dict], contexts: Sequence[str] | None = None,
              **kw) -> float | None:
-    """Share of probes ({question, answer}) answered exactly; None (not measured) for no probes."""
+    """Share of probes ({question, answer}) answered exactly; None (not measured) for no probes.
+    The generation budget fits the longest answer (`answer_budget`) unless given."""
     if not probes:
         return None
+    kw.setdefault("max_new_tokens", answer_budget(tokenizer, probes))
     preds = answer(model, tokenizer, [p["question"] for p in probes], contexts, **kw)
     return sum(exact_match(p, q["answer"]) for p, q in zip(preds, probes)) / len(probes)
 

@@ -160,3 +160,14 @@ def test_context_limit_reads_gpt2_configs_too():
 
     model = GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=8, n_layer=1, n_head=2, vocab_size=50))
     assert context_limit(model) == 64
+
+
+def test_the_generation_budget_fits_the_longest_answer(micro):
+    from lmsleep.evaluation import answer_budget
+
+    _, tokenizer = micro
+    short = {"question": "Where?", "answer": "Kestrel"}
+    long = {"question": "What happened?", "answer": " ".join(["the committee approved the new budget"] * 6)}
+    assert answer_budget(tokenizer, [short]) == 12  # our world's answers: the floor
+    n = len(tokenizer(" " + long["answer"], add_special_tokens=False)["input_ids"])
+    assert n > 12 and answer_budget(tokenizer, [short, long]) == n + 2
