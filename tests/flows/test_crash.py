@@ -1,6 +1,7 @@
 """A night killed (SIGKILL, no cleanup) inside its stages, then run again: the same night
 completes once, is trained once and registered once, and `champion` never points at a night
-that was not decided. Real processes, real Prefect (the harness server), MLflow and training."""
+that was not decided. Two nights started at once: one is refused, the other completes. Real
+processes, real Prefect (the harness server), MLflow and training."""
 
 import os
 import signal
@@ -19,12 +20,20 @@ ROOT = Path(__file__).resolve().parents[2]
 CRASHES = [["arrive", "capture", "curriculum", "seed:staged"], ["validate", "evaluate", "register:versioned"]]
 
 
-def killed_night(point: str) -> subprocess.CompletedProcess:
+def night_process(**env) -> subprocess.Popen:
+    """`sleep_cycle` in a process of its own, on the test's Prefect server."""
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LMSLEEP_CRASH_AT": point, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    return subprocess.run([sys.executable, "-c", "from flows.sleep_cycle import NightParameters, sleep_cycle\n"
-                           "sleep_cycle(NightParameters())"], env=env, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(), **env}
+    return subprocess.Popen([sys.executable, "-c", "from flows.sleep_cycle import NightParameters, sleep_cycle\n"
+                             "sleep_cycle(NightParameters())"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def killed_night(point: str) -> subprocess.CompletedProcess:
+    p = night_process(LMSLEEP_CRASH_AT=point)
+    _, err = p.communicate(timeout=900)
+    return subprocess.CompletedProcess(p.args, p.returncode, "", err)
 
 
 def test_a_night_killed_in_each_stage_completes_once(harness, night_dir, born_micro_dir):
@@ -54,3 +63,25 @@ def test_a_night_killed_in_each_stage_completes_once(harness, night_dir, born_mi
         if point == "seed:staged":  # trained once: the rerun switched in the brain trained before the kill
             assert "switched in" in seeded["resumed"]
     assert not Path("models/brain.next").exists() and not Path("models/brain.old").exists()
+
+
+def test_two_nights_at_once_one_is_refused_and_the_other_completes(harness, night_dir, born_micro_dir):
+    import time
+
+    from lmsleep.brain import read_state
+
+    write_params(born_micro_dir)
+    first = night_process()
+    lock = Path(".lmsleep-night.lock")
+    deadline = time.time() + 300
+    while not (lock.exists() and f"pid {first.pid}" in lock.read_text()):  # the first one holds the night
+        assert first.poll() is None and time.time() < deadline, "the first night never took the lock"
+        time.sleep(0.2)
+    second = night_process()  # e.g. `make run` beside the UI's Run
+    _, err = second.communicate(timeout=600)
+    assert second.returncode != 0 and "NightInProgress" in err and f"pid {first.pid}" in err
+    _, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err[-2000:]
+    versions = client().search_model_versions("name = 'micro'")
+    assert [v.tags["night"] for v in versions] == ["0"], "exactly one version for the one night"
+    assert read_state(Path("models/brain"), str(born_micro_dir)).nights == 1
