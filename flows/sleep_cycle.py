@@ -107,19 +107,22 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
             pipe.registry.model_name = night.model_name
         with night_lock(what="a night (the sleep-cycle flow)"):
             pipe.registry.activate()
-            return _night(night, pipe, {}, stage, logger)
+            return _night(night, pipe, stage, logger)
     except Exception as e:
         create_markdown_artifact(key="night-failed", markdown=_failure(stage[0], e),
                                  description=f"the night failed in {stage[0]}")
         raise
 
 
-def _night(night: NightParameters, pipe: Pipeline, times: dict, stage: list, logger) -> dict:
+def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
+    """The night's stages in order (or, after a crash, the rest of an unfinished night);
+    `stage[0]` names the one running, for the failure report."""
     import mlflow
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from tasks import arrive, capture, curriculum, evaluate, register, seed, validate
 
+    times: dict[str, float] = {}
     with mlflow.start_run(run_name="night") as parent:
         mlflow.set_tags({"git_commit": _git_commit(), "dvc_lock": _dvc_lock_hash()})
         def timed(name, *a, **k):

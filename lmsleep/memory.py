@@ -155,6 +155,15 @@ def _hidden_size(model) -> int:
     raise ValueError(f"cannot tell the hidden size of {type(model).__name__} from its config")
 
 
+def _set_low_rank(bank: ExpertBank, slot: int, delta: torch.Tensor) -> None:
+    """Expert `slot` := the best rank-r approximation (SVD) of the d x d `delta`."""
+    r = bank.A[slot].shape[1]
+    u, s, vh = torch.linalg.svd(delta.float(), full_matrices=False)
+    root = s[:r].sqrt()
+    bank.A[slot].copy_((u[:, :r] * root).to(bank.A[slot]))
+    bank.B[slot].copy_((root[:, None] * vh[:r]).to(bank.B[slot]))
+
+
 class Memory:
     """The memory levels attached to one model (see the module docstring)."""
 
@@ -249,16 +258,25 @@ class Memory:
         if len(oldest) < 2:
             raise RuntimeError(f"memory level {level} has fewer than two experts to merge")
         keep, gone = oldest[:2]
-        r = self.config.rank
         for bank in self.level(level):
-            delta = bank.A[keep] @ bank.B[keep] + bank.A[gone] @ bank.B[gone]
-            u, s, vh = torch.linalg.svd(delta.float(), full_matrices=False)
-            root = s[:r].sqrt()
-            bank.A[keep].copy_((u[:, :r] * root).to(bank.A[keep]))
-            bank.B[keep].copy_((root[:, None] * vh[:r]).to(bank.B[keep]))
+            _set_low_rank(bank, keep, bank.A[keep] @ bank.B[keep] + bank.A[gone] @ bank.B[gone])
             bank.router[keep].copy_((bank.router[keep] + bank.router[gone]) / 2)
             self._clear(bank, gone)
         return gone
+
+    @torch.no_grad()
+    def condense(self, sender: int, receiver: int, slot: int) -> None:
+        """Start the receiver's expert `slot` as the sender level condensed: the best rank-r
+        approximation of the sum of its experts' A B, the mean of their router rows. An upward
+        consolidation then starts near its teacher instead of from B = 0 (distillation mends the
+        rest: the sender's experts had a gate each, the new one has one)."""
+        idx = self.active_slots(sender)
+        if not idx:
+            return
+        for layer in self.banks:
+            src, dst = layer[sender - 1], layer[receiver - 1]
+            _set_low_rank(dst, slot, sum(src.A[i] @ src.B[i] for i in idx))
+            dst.router[slot].copy_(torch.stack([src.router[i] for i in idx]).mean(0))
 
     @staticmethod
     def _clear(bank: ExpertBank, slot: int) -> None:

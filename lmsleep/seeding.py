@@ -72,6 +72,10 @@ class SeedingConfig:
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
     # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).
     continuations: bool = False
+    # Upward consolidations (level l -> l+1, no context): start the new expert as the sender level
+    # condensed (Memory.condense) and train it `upward_epochs` (None: `epochs`).
+    condense: bool = False
+    upward_epochs: int | None = None
     # Switches for the paper's ablations.
     lti: bool = True  # False: distillation only
     expansion: bool = True  # False: distil into the level's existing newest expert (no new one)
@@ -313,6 +317,8 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         raise ValueError("nothing to seed: no rows (the curriculum has no lessons and there is no replay)")
     if config.expansion or not memory.active_slots(receiver):
         slot = memory.expand(receiver)
+        if sender and config.condense:
+            memory.condense(sender, receiver, slot)
     else:
         slot = memory.active_slots(receiver)[-1]
         for bank in memory.level(receiver):
@@ -336,7 +342,8 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         tokenizer.pad_token = tokenizer.eos_token
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
-            output_dir=output_dir or tmp, num_train_epochs=config.epochs,
+            output_dir=output_dir or tmp,
+            num_train_epochs=config.upward_epochs if sender and config.upward_epochs else config.epochs,
             per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
             lr_scheduler_type="constant", weight_decay=0.0, optim=config.optim, logging_steps=config.logging_steps,
             save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,

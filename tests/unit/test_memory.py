@@ -213,3 +213,30 @@ def test_a_bank_sees_its_active_slots_after_a_state_dict_load():
     assert fresh(x) is None  # nothing active: the list is cached as []
     fresh.load_state_dict(trained.state_dict())
     assert fresh.active_slots() == [1] and torch.equal(fresh(x), trained(x))
+
+
+def test_condensing_one_expert_upward_keeps_the_function(micro):
+    """A level holding one expert, condensed into a new expert of the next level: the student
+    (sender muted, new expert on) computes what the teacher (sender on, new expert muted) did."""
+    from lmsleep.seeding import muted
+
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    memory = Memory.attach(model, MemoryConfig(rank=4))
+    _teach(memory, 1, memory.expand(1), model, ids, steps=3)
+    memory.settle()
+    sender = memory.active_slots(1)
+    teacher = _logits(model, ids)
+    slot = memory.expand(2)
+    memory.condense(1, 2, slot)
+    with muted(memory, {1: sender}):
+        student = _logits(model, ids)
+    assert not torch.equal(teacher, _logits_without(model, memory, ids, sender, slot))  # the expert matters
+    assert torch.allclose(student, teacher, atol=1e-4)
+
+
+def _logits_without(model, memory, ids, sender, slot):
+    from lmsleep.seeding import muted
+
+    with muted(memory, {1: sender, 2: [slot]}):
+        return _logits(model, ids)
