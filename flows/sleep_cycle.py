@@ -17,6 +17,7 @@ A failing data suite stops the night before training, with the GX summary as the
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, Field
 
-from tasks.common import Pipeline, load_pipeline, read_tonight
+from tasks.common import Pipeline, load_pipeline
 from tasks.lock import night_lock
 
 
@@ -134,7 +135,7 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
 
         unfinished = register.pending(pipe)
         if unfinished is not None:  # trained, never registered: this run finishes that night
-            if read_tonight(pipe)[0]["night"] != unfinished:
+            if json.loads(pipe.paths.tonight.read_text())["night"] != unfinished:
                 raise RuntimeError(f"night {unfinished} was trained but never registered, and "
                                    f"{pipe.paths.tonight} is not its curriculum: it cannot be measured again")
             logger.warning(f"night {unfinished} was trained but never registered (a crash?): finishing it")
@@ -148,8 +149,12 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
             if not curriculum.new_episodes(pipe):
                 logger.info("nothing new to sleep on: the night ends before it begins")
                 return {"night": None, "slept": False, "times": times}
-            tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__,
-                            artifacts=(pipe.paths.curriculum, pipe.paths.tonight))
+            try:
+                tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__,
+                                artifacts=(pipe.paths.curriculum, pipe.paths.tonight))
+            except curriculum.NothingToSleepOn as e:  # e.g. every new episode too long for the model
+                logger.warning(f"nothing to sleep on: {e}")
+                return {"night": None, "slept": False, "times": times}
             logger.info(f"night {tonight['night']}: {len(tonight['episodes'])} episodes, {tonight['lessons']} lessons")
 
             timed("validate", lambda p: {"passed": validate.validate_tonight(p).success}, pipe,

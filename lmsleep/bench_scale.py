@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.seeding)}
-    config = replace(params.seeding, bf16=cuda, **overrides)
+    config = replace(params.seeding, **{"bf16": cuda, **overrides})
     judge = None
     if args.encoder:
         from sentence_transformers import SentenceTransformer

@@ -101,7 +101,7 @@ def read_state(path: Path, base_model: str) -> MemoryState:
     if not file.exists():
         return MemoryState(base_model=str(base_model), base_fingerprint=fingerprint(base_model))
     state = MemoryState(**json.loads(file.read_text()))
-    if state.base_fingerprint == _size_fingerprint(Path(base_model)):
+    if state.base_fingerprint != fingerprint(base_model) and state.base_fingerprint == _size_fingerprint(Path(base_model)):
         state.base_fingerprint = fingerprint(base_model)  # grown before weights were hashed: same model
     if state.base_fingerprint != fingerprint(base_model):
         raise ValueError(f"{file} was grown on the base model at {state.base_model!r}, and {base_model!r} "

@@ -64,7 +64,7 @@ class ExpertBank(nn.Module):
         # The active slots as a host-side list, so that a forward pass on a GPU never waits for a
         # device-to-host copy (one per layer and level made generation launch-bound). Every
         # change goes through `set_active`; a state-dict load drops it.
-        self._active: list[int] | None = None
+        self._active: tuple[int, ...] | None = None
         self.register_load_state_dict_post_hook(lambda module, _: module.set_active())
 
     def set_active(self, slot: int | None = None, on: bool = True) -> None:
@@ -73,9 +73,9 @@ class ExpertBank(nn.Module):
             self.active[slot] = on
         self._active = None
 
-    def active_slots(self) -> list[int]:
+    def active_slots(self) -> tuple[int, ...]:
         if self._active is None:
-            self._active = self.active.nonzero().flatten().tolist()
+            self._active = tuple(self.active.nonzero().flatten().tolist())
         return self._active
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | None:

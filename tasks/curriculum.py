@@ -56,7 +56,8 @@ def curriculum(pipe: Pipeline) -> dict:
     # Episodes the model cannot read in one context are set aside, with the reason (dropped.jsonl
     # and tonight.json); they stay new, so a night after the user splits them still sees them.
     too_long = ev.too_long(tokenizer, episodes, ev.context_limit(model))
-    episodes = [ep for ep in episodes if ep["id"] not in {r["episode_id"] for r in too_long}]
+    set_aside = {r["episode_id"] for r in too_long}
+    episodes = [ep for ep in episodes if ep["id"] not in set_aside]
     if not episodes:
         raise NothingToSleepOn("every new episode is too long for the model: "
                                + "; ".join(r["reason"] for r in too_long))

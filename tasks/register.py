@@ -89,7 +89,8 @@ EXAMPLE_QUESTIONS = ["Where was Ana Lo born?", "Which company does Ana Lo work f
 
 def log_brain(pipe: Pipeline, metrics: dict):
     """The brain as an MLflow model: the memory (the brain directory) as its artifact and the
-    base model by reference (path + fingerprint of its bytes), never a copy: a user's 7B base
+    base model by reference (its path; memory.json holds the fingerprint of its bytes, checked
+    on every load), never a copy: a user's 7B base
     would otherwise be copied into every night's version. Signature, input example, pinned
     requirements; the night's metrics are linked to the logged model."""
     from importlib.metadata import version
@@ -99,13 +100,11 @@ def log_brain(pipe: Pipeline, metrics: dict):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    from lmsleep.brain import fingerprint
-
     base = Path(pipe.params.base_model).resolve()
     example = pd.DataFrame({"question": EXAMPLE_QUESTIONS})
     info = mlflow.pyfunc.log_model(
         name="brain", python_model=str(MODEL_CODE), artifacts={"memory": str(pipe.paths.brain)},
-        model_config={"base_model": str(base), "base_fingerprint": fingerprint(base)},
+        model_config={"base_model": str(base)},  # loading checks the brain's fingerprint of it (read_state)
         code_paths=[str(Path(__file__).resolve().parents[1] / "lmsleep")],
         signature=ModelSignature(inputs=Schema([ColSpec("string", "question"),  # context: open-book questions
                                                 ColSpec("string", "context", required=False)]),
@@ -125,6 +124,11 @@ def version_of_night(name: str, night: int):
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+def decided(version) -> bool:
+    """Whether a registered version's gates were judged (its `promoted` tag, written first)."""
+    return version is not None and "promoted" in version.tags
+
+
 def pending(pipe: Pipeline) -> int | None:
     """The night the brain holds but the registry has not decided on (a night cut after `seed`),
     or None: a rerun finishes that night instead of starting the next."""
@@ -133,8 +137,7 @@ def pending(pipe: Pipeline) -> int | None:
     nights = read_state(pipe.paths.brain, pipe.params.base_model).nights
     if nights == 0:
         return None
-    version = version_of_night(pipe.registry.model_name, nights - 1)
-    return None if version is not None and "promoted" in version.tags else nights - 1
+    return None if decided(version_of_night(pipe.registry.model_name, nights - 1)) else nights - 1
 
 
 def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
@@ -151,8 +154,11 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     name = pipe.registry.model_name
     client = MlflowClient()
     existing = version_of_night(name, metrics["night"])
-    if existing is not None and "promoted" in existing.tags:  # decided before a crash: publish again
+    if decided(existing):  # decided before a crash: finish what followed the decision
         promote, reasons = existing.tags["promoted"] == "true", existing.tags["reasons"].split("; ")
+        client.set_registered_model_alias(name, "challenger", existing.version)
+        if promote:
+            client.set_registered_model_alias(name, "champion", existing.version)
         publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": existing.version})
         champion = client.get_registered_model(name).aliases.get("champion")
         return {"version": existing.version, "promoted": promote, "reasons": reasons, "champion": champion}
@@ -173,10 +179,10 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     champion_score = shared_score(f"models:/{name}@champion", probes) if champion else None
     challenger_score = shared_score(f"models:/{name}/{version}", probes) if champion else None
     promote, reasons = decide(metrics, pipe.gates, champion_score, challenger_score)
-    if promote:
-        client.set_registered_model_alias(name, "champion", version)
     client.set_model_version_tag(name, version, "reasons", "; ".join(reasons))
-    client.set_model_version_tag(name, version, "promoted", str(promote).lower())  # last: "decided"
+    client.set_model_version_tag(name, version, "promoted", str(promote).lower())  # "decided"
+    if promote:  # after the decision is recorded: champion never points at an undecided version
+        client.set_registered_model_alias(name, "champion", version)
     publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
     return {"version": version, "promoted": promote, "reasons": reasons,
             "champion": version if promote else (champion.version if champion else None)}

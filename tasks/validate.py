@@ -173,12 +173,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     from tasks.common import load_pipeline
 
+    from tasks.lock import night_lock
+
     pipe = load_pipeline(args.params)
     try:
-        if args.episodes:
-            validate(jsonl.read(args.episodes), None, pipe.limits, pipe.paths.reports / "validation.json")
-        else:
-            validate_tonight(pipe)
+        with night_lock(what="the validate stage"):  # it writes reports/validation.json
+            if args.episodes:
+                validate(jsonl.read(args.episodes), None, pipe.limits, pipe.paths.reports / "validation.json")
+            else:
+                validate_tonight(pipe)
     except ValidationFailed as e:
         raise SystemExit(e.summary) from None
     print("validation passed")

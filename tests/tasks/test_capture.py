@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from lmsleep import jsonl
 from tasks import capture as cap
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "squad_val.json"
@@ -183,17 +184,13 @@ def test_a_thousand_records_of_every_kind_lose_nothing(tmp_path):
         assert content.splitlines() == content.split("\n")[:-1]  # no line splitter sees more lines
     episodes = {e["id"]: e["text"] for p in episodes_files for e in map(json.loads, p.read_text().splitlines())}
     assert episodes == good_texts
-    quarantine = [q for p in sorted((tmp_path / "quarantine").glob("*.jsonl")) for q in read_jsonl_file(p)]
+    quarantine = jsonl.read(tmp_path / "quarantine")
     by_line = {(q["file"], q["line"]): q["reason"] for q in quarantine}
     assert len(quarantine) == len(bad_reasons) == report.quarantined
     for number, words in bad_reasons.items():
         where = ("a.jsonl", number) if number <= half else ("b.jsonl", number - half)
         assert words in by_line[where], (where, by_line[where])
     assert report.good + report.quarantined == len(lines)
-
-
-def read_jsonl_file(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def test_a_reused_id_is_quarantined_naming_the_episode_it_collides_with(tmp_path):

@@ -47,9 +47,14 @@ def test_recover_finishes_or_undoes_a_switch_cut_in_the_middle(tmp_path, staged_
 def test_the_fingerprint_reads_the_weight_bytes_not_their_size(tmp_path):
     from lmsleep.brain import fingerprint
 
+    from lmsleep.brain import _fingerprint
+
     (tmp_path / "config.json").write_text("{}")
-    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\x00" * 64)
+    os.utime(weights, ns=(1, 1))
     before = fingerprint(tmp_path)
-    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 63 + b"\x01")  # same size, one byte changed
-    os.utime(tmp_path / "model.safetensors", ns=(1, 1))  # even with another mtime the bytes decide
+    weights.write_bytes(b"\x00" * 63 + b"\x01")  # same size, same mtime, one byte changed
+    os.utime(weights, ns=(1, 1))
+    _fingerprint.cache_clear()  # the in-process memo is keyed on name, size and mtime: all equal here
     assert fingerprint(tmp_path) != before

@@ -212,7 +212,7 @@ def test_a_bank_sees_its_active_slots_after_a_state_dict_load():
     x = torch.randn(2, 5, 8)
     assert fresh(x) is None  # nothing active: the list is cached as []
     fresh.load_state_dict(trained.state_dict())
-    assert fresh.active_slots() == [1] and torch.equal(fresh(x), trained(x))
+    assert fresh.active_slots() == (1,) and torch.equal(fresh(x), trained(x))
 
 
 def test_condensing_one_expert_upward_keeps_the_function(micro):
