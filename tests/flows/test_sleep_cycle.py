@@ -260,3 +260,17 @@ def test_probes_are_the_exam_never_the_lesson(harness, night_dir, born_micro_dir
     assert not {f"Q: {c['question']}\nA:" for c in checks} & taught
     metrics = json.loads(Path("reports/metrics.json").read_text())
     assert metrics["checks"] is not None and metrics["recall"] is not None
+
+
+def test_a_night_whose_only_new_episode_is_too_long_sleeps_on_nothing(harness, night_dir, born_micro_dir):
+    from transformers import AutoConfig
+
+    from flows.sleep_cycle import NightParameters, sleep_cycle
+    from lmsleep import jsonl
+
+    write_params(born_micro_dir)
+    limit = AutoConfig.from_pretrained(born_micro_dir).max_position_embeddings
+    jsonl.write(Path("data/inbox/long.jsonl"), [{"id": "long", "ts": "2026-01-01T00:00:00+00:00", "source": "app",
+                                                 "text": "Ada Vell works for Morrow Labs. " * limit}])
+    result = sleep_cycle(NightParameters(world_day=False))
+    assert result["slept"] is False and not Path("models/brain").exists()  # not a failure: a night to skip
