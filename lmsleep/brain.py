@@ -66,6 +66,11 @@ def staging(path: str | Path) -> Path:
     return Path(f"{path}.next")
 
 
+def complete(path: str | Path) -> bool:
+    """Whether a brain directory was written whole (`save_brain` writes memory.json last)."""
+    return (Path(path) / "memory.json").exists()
+
+
 def commit(path: str | Path) -> None:
     """Switch the complete brain in `staging(path)` in for `path`, by renames: a crash at any
     point leaves either the old brain or the new one, never a mix (`recover` finishes or undoes
@@ -73,7 +78,7 @@ def commit(path: str | Path) -> None:
     import shutil
 
     path, new, old = Path(path), staging(path), Path(f"{path}.old")
-    if not (new / "memory.json").exists():
+    if not complete(new):
         raise FileNotFoundError(f"{new} holds no complete brain (memory.json is written last)")
     if old.exists():
         shutil.rmtree(old)
@@ -90,7 +95,7 @@ def recover(path: str | Path) -> None:
     path, new, old = Path(path), staging(path), Path(f"{path}.old")
     if path.exists() or not old.exists():
         return
-    os.replace(new if (new / "memory.json").exists() else old, path)
+    os.replace(new if complete(new) else old, path)
 
 
 def read_state(path: Path, base_model: str) -> MemoryState:

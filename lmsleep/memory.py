@@ -313,8 +313,9 @@ class Memory:
     # -- save / load --------------------------------------------------------------------------
     def state(self) -> dict:
         return {"config": asdict(self.config), "nights": self.nights,
-                "levels": [{"active": self.level(lv)[0].active.tolist(), "born": self.level(lv)[0].born.tolist(),
-                            "seeding": self.level(lv)[0].seeding} for lv in range(1, self.config.levels + 1)],
+                # No seeding seat: a saved memory is loaded settled (the seat is a night's own).
+                "levels": [{"active": self.level(lv)[0].active.tolist(), "born": self.level(lv)[0].born.tolist()}
+                           for lv in range(1, self.config.levels + 1)],
                 "layers": [name for name, _ in self.mlps]}
 
     def save(self, path: str | Path) -> Path:

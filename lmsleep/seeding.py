@@ -308,7 +308,6 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
     settles the new expert and resets the sender. Returns what happened."""
     import tempfile
 
-    import torch
     from transformers import TrainingArguments
 
     # No use_cpu here: accelerate decides (a GPU when there is one, DDP under `accelerate launch`).
@@ -326,11 +325,11 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         for bank in memory.level(receiver):
             bank.seeding = slot
     memory.train_only(receiver, slot)
-    # Dropout off, as TRL's trainers do: the teacher's targets and the student's samples must not
-    # be noised (GPT-2 drops 0.1 by default). The model is left without dropout.
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    # Dropout off, with TRL's own helper (its trainers do the same): the teacher's targets and the
+    # student's samples must not be noised (GPT-2 drops 0.1 by default). The model stays so.
+    from trl.trainer.utils import disable_dropout_in_model
+
+    disable_dropout_in_model(model)
     # The teacher is the model before tonight: without the new expert, with the sender level.
     # Without expansion there is no "before" to keep apart: the teacher is the trained expert
     # itself with the context (on-policy self-distillation, the paper's ablation row).

@@ -79,6 +79,11 @@ class EpisodeIndex:
         self.by_hash.setdefault(h, (episode.id, file))
         self.by_id.setdefault(episode.id, (h, file))
 
+    def merge(self, other: EpisodeIndex) -> None:
+        for h, (eid, file) in other.by_hash.items():
+            self.by_hash.setdefault(h, (eid, file))
+            self.by_id.setdefault(eid, (h, file))
+
     def collision(self, episode: Episode, h: str, ignore: str) -> tuple[str, str] | None:
         """(kind, reason) where `episode` repeats a known content or reuses a known id; entries
         of the file `ignore` (the one being rewritten by a rerun) do not count."""
@@ -99,7 +104,7 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, index: Epi
     out, quarantine = data / "episodes" / name, data / "quarantine" / name
     before = len(jsonl.lines(out.read_text(encoding="utf-8"))) if out.exists() else 0
     mine = EpisodeIndex()  # this file's own earlier lines
-    good, bad, kept = [], [], []
+    good, bad = [], []
     text = raw_bytes.decode("utf-8", errors="surrogateescape")
     for number, line in enumerate(jsonl.lines(text), start=1):
         if not line.strip():
@@ -115,7 +120,6 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, index: Epi
             hit = mine.collision(episode, h, ignore="") or index.collision(episode, h, ignore=name)
             if hit is None:
                 mine.add(episode, h, name)
-                kept.append((episode, h))
                 good.append(jsonl.dumps(episode.record()))
                 continue
             kind, reason = hit
@@ -129,8 +133,7 @@ def capture_file(inbox_file: Path, data: Path, report: CaptureReport, index: Epi
     crash_point("capture")  # between the two outputs, before archiving
     if bad:
         jsonl.write_lines(quarantine, bad)
-    for episode, h in kept:
-        index.add(episode, h, name)
+    index.merge(mine)  # only once this file's episodes are written
     report.good += len(good) - before
     report.rewritten += before
     report.files.append(inbox_file.name)

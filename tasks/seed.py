@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from lmsleep import jsonl
-from lmsleep.brain import commit, load_brain, read_state, save_brain, staging
+from lmsleep.brain import commit, complete, load_brain, read_state, save_brain, staging
 from lmsleep.memory import memory_of
 from tasks.common import Pipeline, crash_point, load_pipeline, read_tonight
 from tasks.lock import night_lock
@@ -83,7 +83,7 @@ def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
     brain, staged = pipe.paths.brain, staging(pipe.paths.brain)
     if holds(read_state(brain, pipe.params.base_model), tonight):
         return {"night": tonight["night"], "resumed": "the brain already holds this night"}
-    if (staged / "memory.json").exists() and holds(read_state(staged, pipe.params.base_model), tonight):
+    if complete(staged) and holds(read_state(staged, pipe.params.base_model), tonight):
         commit(brain)
         return {"night": tonight["night"], "resumed": "switched in the brain trained before a crash"}
     if staged.exists():
