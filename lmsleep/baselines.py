@@ -64,7 +64,7 @@ def _lora(config: BaselineConfig, model):
                       target_modules=targets, task_type="CAUSAL_LM")
 
 
-def _train(model, tokenizer, rows: list[dict], config: BaselineConfig, callbacks: list | None = None):
+def train_lora(model, tokenizer, rows: list[dict], config: BaselineConfig, callbacks: list | None = None):
     """One SFT run with TRL. `rows` are {"text"} (language modelling) or {"prompt", "completion"}
     (loss on the completion only). A plain model gets a new LoRA adapter; a PEFT model keeps
     training the adapter it has. `callbacks` (transformers TrainerCallbacks) see the loss every
@@ -164,7 +164,7 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
 
 def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):
     """Language-model the raw episode text into the LoRA adapter."""
-    return _train(model, tokenizer, [{"text": ep["text"]} for ep in episodes], config)
+    return train_lora(model, tokenizer, [{"text": ep["text"]} for ep in episodes], config)
 
 
 def context_distillation(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig,
@@ -174,7 +174,7 @@ def context_distillation(model, tokenizer, episodes: Sequence[dict], config: Bas
         curriculum, _ = teacher_curriculum(model, tokenizer, episodes, config)
     rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in curriculum]
     random.Random(config.seed).shuffle(rows)
-    return _train(model, tokenizer, rows, config, callbacks)
+    return train_lora(model, tokenizer, rows, config, callbacks)
 
 
 def sequential_merge(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig,

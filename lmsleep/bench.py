@@ -4,11 +4,14 @@ over several seeds.
     python -m lmsleep.bench                   (make bench: bench.days, bench.methods, bench.seeds)
     python -m lmsleep.bench --days 3 --seeds 0 --methods none sft_text
     python -m lmsleep.bench --seeds 0 --methods knowledge_seeding ks_no_lti ks_no_replay   (ablations)
+    python -m lmsleep.bench --methods sleep knowledge_seeding dreams_only sleep_no_selection   (Dreaming)
 
 Methods: the baselines (`none`, `sft_text`, `context_distillation`, `sequential_merge`),
 `knowledge_seeding` (params.yaml `seeding:` and `memory:`; the teacher's own curriculum, then the
-night's consolidations over the memory levels, lmsleep/sleep.py), and its ablations, named in
-`bench.variants` as overrides of those two sections.
+night's consolidations over the memory levels, lmsleep/sleep.py), `sleep` (Knowledge Seeding, then
+Dreaming: params.yaml `dreaming:`, lmsleep/dreaming.py), and their ablations, named in
+`bench.variants` as overrides of those sections (`sleep_no_selection`, `sleep_no_random_expert`,
+`dreams_only`; "without dreaming" is `knowledge_seeding`).
 
 For every method and seed we start from the born model and live `days` days. Each night:
 1. ceilings: the teacher (the model before the night) answers the day's probe families
@@ -38,6 +41,7 @@ from pathlib import Path
 
 from lmsleep import evaluation as ev
 from lmsleep.baselines import BaselineConfig, consolidate
+from lmsleep.dreaming import DreamingConfig
 from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.schedule import MemoryConfig
 from lmsleep.seeding import SeedingConfig
@@ -45,19 +49,29 @@ from lmsleep.world import World, WorldConfig
 
 
 def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: SeedingConfig | None,
-             memory: MemoryConfig | None):
+             memory: MemoryConfig | None, dreaming: DreamingConfig | None = None, dreamer_dir: str | None = None,
+             reports: list | None = None):
     """`night(episodes) -> model`: a baseline, or Knowledge Seeding when `seeding` is given (the
-    teacher's own curriculum, then the night's consolidations over the memory levels)."""
+    teacher's own curriculum, then the night's consolidations over the memory levels), followed by
+    Dreaming when `dreaming` is given (its reports appended to `reports`)."""
     if seeding is None:
         return lambda episodes: consolidate(method, model, tokenizer, episodes, config)
-    from lmsleep.baselines import teacher_curriculum
+    from lmsleep.baselines import set_aside_checks, teacher_curriculum
+    from lmsleep.dreaming import Dreamer
     from lmsleep.sleep import Sleeper
 
     sleeper = Sleeper(model, tokenizer, seeding, memory)
+    dreamer = Dreamer(model, tokenizer, dreaming, sleeper, dreamer_dir) if dreaming else None
 
     def night(episodes):
         lessons, _ = teacher_curriculum(model, tokenizer, episodes, config)
-        sleeper.night(episodes, lessons, progress=lambda *_: None)
+        if dreamer is None:
+            sleeper.night(episodes, lessons, progress=lambda *_: None)
+            return model
+        # tau: a share of the teacher's own Q/A set aside, taught neither by seeding nor by dreams.
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, config.seed)
+        sleeper.night(episodes, lessons if dreaming.seeding else [], progress=lambda *_: None)
+        reports.append(dreamer.night(episodes, lessons, tau, progress=lambda *_: None))
         return model
 
     return night
@@ -65,8 +79,10 @@ def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: See
 
 def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: int, config: BaselineConfig,
                n_base: int, n_readers: int, threads: int = 2, seeding: SeedingConfig | None = None,
-               memory: MemoryConfig | None = None, log=print) -> dict:
+               memory: MemoryConfig | None = None, dreaming: DreamingConfig | None = None, log=print) -> dict:
     """One method, one seed (config.seed), `n_days` nights from the born model."""
+    import tempfile
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -80,7 +96,9 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
     days = [world.day(d) for d in range(n_days)]
-    night = night_of(method, model, tokenizer, config, seeding, memory)
+    dreams: list[dict] = []
+    dreamer_dir = tempfile.TemporaryDirectory()  # the dreamer's adapter, night after night
+    night = night_of(method, model, tokenizer, config, seeding, memory, dreaming, dreamer_dir.name, dreams)
     R, R_para, nights = [], [], []
     for d in range(n_days):
         t0 = time.time()
@@ -95,16 +113,21 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
         R.append([ev.closed_book(model, tokenizer, eps) if j <= d + 1 else None for j, eps in enumerate(days)])
         R_para.append([ev.closed_book(model, tokenizer, eps, "paraphrases") if j <= d + 1 else None
                        for j, eps in enumerate(days)])
+        if dreams:  # how right each form of tonight's dreams was (the world's truth), then the texts go
+            dreams[-1]["quality"] = ev.dream_quality(world, days[d], dreams[-1].pop("all_dreams"))
+            dreams[-1].pop("kept_dreams")
         a = ev.after_night(model, tokenizer, days[d], kept, readers)
         time_spent = {"ceilings": t1 - t0, "consolidation": seconds, "measuring": time.time() - t2}
         nights.append({"night": d, "seconds": seconds, "time": time_spent, **ceilings,
                        "recall": R[d][d], "paraphrase": R_para[d][d],
                        "implication": a["implication"], "update": a["update"]["new"],
                        "update_stale": a["update"]["old"], "base": a["base"], "base_heldout": a["base_heldout"],
-                       "reading": a["reading"]})
+                       "reading": a["reading"], **({"dreams": dreams[-1]} if dreams else {})})
         log(f"  {method} seed {config.seed} night {d}: recall {R[d][d]:.2f}/{ceilings['recall_ceiling']:.2f} "
             f"paraphrase {R_para[d][d]:.2f} implication {a['implication']:.2f} base {a['base_heldout']:.2f} "
-            f"reading {a['reading']:.2f}  {seconds:.1f}s")
+            f"reading {a['reading']:.2f}  {seconds:.1f}s"
+            + (f"  dreams {dreams[-1]['helped']}/{dreams[-1]['kept']} helped" if dreams else ""))
+    dreamer_dir.cleanup()
 
     def mean(key):
         return sum(n[key] for n in nights) / n_days
@@ -118,6 +141,8 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
         "base_retention": nights[-1]["base"], "base_retention_heldout": nights[-1]["base_heldout"],
         "reading": nights[-1]["reading"], "seconds_per_night": mean("seconds"),
         "time": {k: sum(n["time"][k] for n in nights) for k in nights[0]["time"]},
+        # Dreaming: the share of kept dreams whose trial helped, night by night (ReST-EM should raise it).
+        "dream_success": [n["dreams"]["success"] for n in nights] if dreams else None,
         "R": R, "R_paraphrase": R_para, "nights": nights,
     }
 
@@ -161,6 +186,12 @@ def table(methods: dict[str, dict], born: dict, n_seeds: int) -> str:
     for name, m in methods.items():
         nights = m["seeds"][0]["nights"]
         lines.append(f"  {name:22s}" + " ".join(f"{n['recall']:.2f}/{n['recall_ceiling']:.2f}" for n in nights))
+    dreaming = {name: m["seeds"] for name, m in methods.items() if m["seeds"][0].get("dream_success")}
+    if dreaming:
+        lines += ["", "share of kept dreams that helped (their trial beat the model before), night by night, per seed:"]
+        for name, seeds in dreaming.items():
+            for s in seeds:
+                lines.append(f"  {name:22s}" + " ".join("  - " if x is None else f"{x:.2f}" for x in s["dream_success"]))
     return "\n".join(lines)
 
 
@@ -193,24 +224,27 @@ def heatmaps(m: dict, title: str, path: Path) -> None:
 
 
 def method_configs(method: str, params) -> dict:
-    """`{seeding, memory}` for Knowledge Seeding and its ablations (`bench.variants`: overrides of
-    params.yaml's `seeding:`/`memory:`), `{}` for a baseline."""
+    """`{seeding, memory}` for Knowledge Seeding and its ablations, plus `dreaming` for `sleep`
+    (Knowledge Seeding + Dreaming) and its ablations (`bench.variants`: overrides of params.yaml's
+    `seeding:`/`memory:`/`dreaming:`; a variant overriding `dreaming` dreams), `{}` for a baseline."""
     from lmsleep.baselines import METHODS
     from lmsleep.params import build_section
 
     if method in METHODS:
         return {}
-    if method != "knowledge_seeding" and method not in params.bench.variants:
-        raise SystemExit(f"unknown method {method!r}: choose from {list(METHODS)}, knowledge_seeding or a "
+    if method not in ("knowledge_seeding", "sleep") and method not in params.bench.variants:
+        raise SystemExit(f"unknown method {method!r}: choose from {list(METHODS)}, knowledge_seeding, sleep or a "
                          f"bench.variants entry ({sorted(params.bench.variants)})")
     over = params.bench.variants.get(method, {})
-    unknown = sorted(set(over) - {"seeding", "memory"})
+    unknown = sorted(set(over) - {"seeding", "memory", "dreaming"})
     if unknown:
-        raise SystemExit(f"params.yaml: bench.variants.{method} may override seeding and memory, not {unknown}")
-    return {"seeding": build_section(SeedingConfig, {**asdict(params.seeding), **over.get("seeding", {})},
-                                     f"bench.variants.{method}.seeding"),
-            "memory": build_section(MemoryConfig, {**asdict(params.memory), **over.get("memory", {})},
-                                    f"bench.variants.{method}.memory")}
+        raise SystemExit(f"params.yaml: bench.variants.{method} may override seeding, memory and dreaming, "
+                         f"not {unknown}")
+    sections = {"seeding": SeedingConfig, "memory": MemoryConfig, "dreaming": DreamingConfig}
+    dreams = method == "sleep" or "dreaming" in over
+    return {key: build_section(cls, {**asdict(getattr(params, key)), **over.get(key, {})},
+                               f"bench.variants.{method}.{key}")
+            for key, cls in sections.items() if key != "dreaming" or dreams}
 
 
 def _die_with_parent() -> None:
@@ -227,8 +261,9 @@ def _die_with_parent() -> None:
 def _job(args: tuple) -> tuple[str, int, dict]:
     method, seed, kwargs = args
     kwargs = dict(kwargs)
-    if kwargs.get("seeding") is not None:
-        kwargs["seeding"] = replace(kwargs["seeding"], seed=seed)
+    for key in ("seeding", "dreaming"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = replace(kwargs[key], seed=seed)
     return method, seed, run_method(method, config=replace(kwargs.pop("config"), seed=seed), **kwargs)
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class ExpertBank(nn.Module):
         self.register_buffer("active", torch.zeros(slots, dtype=torch.bool))
         self.register_buffer("born", torch.full((slots,), -1, dtype=torch.long))  # night activated: age order
         self.seeding: int | None = None  # the slot in tonight's extra seat
+        self.extra: int | None = None  # a dreaming night's random extra expert (Memory.random_experts)
         # The active slots as a host-side list, so that a forward pass on a GPU never waits for a
         # device-to-host copy (one per layer and level made generation launch-bound). Every
         # change goes through `set_active`; a state-dict load drops it.
@@ -86,25 +88,22 @@ class ExpertBank(nn.Module):
         # One product per expert, not one matrix for all: an expert's logit must not depend (even
         # in rounding) on how many others are active, or `expand` would not be exact.
         logits = torch.stack([flat @ self.router[i][:-1] + self.router[i][-1] for i in idx], dim=-1)
-        seated = self.seeding if self.seeding in idx else None  # a muted view may switch it off
-        competing = [j for j, i in enumerate(idx) if i != seated]
-        picked = torch.zeros_like(logits, dtype=torch.bool)
-        if len(competing) > self.top_k:
+        # Seated outside the top-k competition: tonight's seeded expert and a dream's random extra
+        # one (a muted view may have switched either off).
+        seats = {idx.index(i) for i in (self.seeding, self.extra) if i in idx}
+        competing = [j for j in range(len(idx)) if j not in seats]
+        everyone = len(competing) <= self.top_k
+        if not everyone:
             top = logits[:, competing].topk(self.top_k, dim=-1).indices
+            picked = torch.zeros_like(logits, dtype=torch.bool)
             picked[:, competing] = torch.zeros(len(flat), len(competing), dtype=torch.bool,
                                                device=x.device).scatter_(1, top, True)
-        else:
-            picked[:, competing] = True
-        if seated is not None:
-            picked[:, idx.index(seated)] = True
         gates = torch.sigmoid(logits)
-        everyone = len(competing) <= self.top_k
-        seat = idx.index(seated) if seated is not None else None
         out = torch.zeros_like(flat)
         for j, i in enumerate(idx):
             # Dense, masked: a gather of the picked tokens needs their count on the host (a
             # sync per expert on a GPU); at rank r an expert costs ~4dr per token, little.
-            gate = gates[:, j:j + 1] if everyone or j == seat else gates[:, j:j + 1] * picked[:, j:j + 1]
+            gate = gates[:, j:j + 1] if everyone or j in seats else gates[:, j:j + 1] * picked[:, j:j + 1]
             out = out + gate * ((flat @ self.A[i]) @ self.B[i])
         return out.reshape(x.shape)
 
@@ -240,6 +239,25 @@ class Memory:
         for lv in ([level] if level else range(1, self.config.levels + 1)):
             for bank in self.level(lv):
                 bank.seeding = None
+
+    @contextmanager
+    def random_experts(self, rng):
+        """While dreaming (PAPER.md section 4), every router also switches on one random extra
+        expert of its level, mixing unrelated knowledge into the dream. Yields how many of the
+        routers that changed anything: none where a level's active experts all fit in its top-k
+        (every one of them is on already)."""
+        changed = 0
+        banks = [bank for layer in self.banks for bank in layer]
+        for bank in banks:
+            idx = [i for i in bank.active_slots() if i != bank.seeding]
+            if idx:
+                bank.extra = rng.choice(idx)
+                changed += len(idx) > bank.top_k
+        try:
+            yield changed
+        finally:
+            for bank in banks:
+                bank.extra = None
 
     @torch.no_grad()
     def reset(self, level: int) -> None:

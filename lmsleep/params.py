@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lmsleep.baselines import BaselineConfig
 from lmsleep.birth import BirthConfig
+from lmsleep.dreaming import DreamingConfig
 from lmsleep.schedule import MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.world import WorldConfig
@@ -18,12 +19,13 @@ class BenchConfig:
 
     days: int = 10
     methods: list[str] = field(default_factory=lambda: [
-        "none", "sft_text", "context_distillation", "sequential_merge", "knowledge_seeding"])
+        "none", "sft_text", "context_distillation", "sequential_merge", "knowledge_seeding", "sleep"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # baselines.seed of each run
     base_probes: int = 200  # base people sampled for retention
     readers: int = 100  # strangers for reading retention
     workers: int = 2  # (method, seed) runs in parallel processes, threads split between them
-    # Knowledge Seeding's ablations, each a method name: overrides of `seeding:` and `memory:`.
+    # Ablations, each a method name: overrides of `seeding:`, `memory:` and `dreaming:` (one that
+    # overrides `dreaming:` is a `sleep` variant: it dreams).
     variants: dict[str, dict] = field(default_factory=dict)
 
 
@@ -35,6 +37,7 @@ class Params:
     bench: BenchConfig
     seeding: SeedingConfig = field(default_factory=SeedingConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    dreaming: DreamingConfig = field(default_factory=DreamingConfig)
     base_model: str = "models/base"
     # What the pipeline's `seed` stage runs: knowledge_seeding, or a baseline (context_distillation, sft_text).
     consolidation: str = "knowledge_seeding"
@@ -68,6 +71,7 @@ def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Pa
         bench=build_section(BenchConfig, raw.get("bench"), "bench"),
         seeding=build_section(SeedingConfig, raw.get("seeding"), "seeding"),
         memory=build_section(MemoryConfig, raw.get("memory"), "memory"),
+        dreaming=build_section(DreamingConfig, raw.get("dreaming"), "dreaming"),
         base_model=raw.get("base_model", "models/base"),
         consolidation=raw.get("consolidation", "knowledge_seeding"),
     )

@@ -302,10 +302,13 @@ def _trainer_class():
 
 def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config: SeedingConfig,
                       sender: int = 0, receiver: int = 1, callbacks: list | None = None,
-                      output_dir: str | None = None, reward=None) -> dict:
+                      output_dir: str | None = None, reward=None, resume: int | None = None) -> dict:
     """One consolidation `sender -> receiver` (level 0: the context in the rows' teacher prompts).
     Expands the receiver (or, with `expansion` off, trains its newest expert), trains on `rows`,
-    settles the new expert and resets the sender. Returns what happened."""
+    settles the new expert and resets the sender. Returns what happened.
+
+    `resume`: train the receiver's expert in that slot further instead (tonight's, with dreams
+    rehearsed into it), the teacher still the model without it."""
     import tempfile
 
     from transformers import TrainingArguments
@@ -316,7 +319,11 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
 
     if not rows:
         raise ValueError("nothing to seed: no rows (the curriculum has no lessons and there is no replay)")
-    if config.expansion or not memory.active_slots(receiver):
+    if resume is not None:
+        slot = resume
+        for bank in memory.level(receiver):
+            bank.seeding = slot
+    elif config.expansion or not memory.active_slots(receiver):
         slot = memory.expand(receiver)
         if sender and config.condense:
             memory.condense(sender, receiver, slot)
@@ -334,7 +341,7 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
     # Without expansion there is no "before" to keep apart: the teacher is the trained expert
     # itself with the context (on-policy self-distillation, the paper's ablation row).
     sender_slots = {sender: memory.active_slots(sender)} if sender else {}
-    teacher_mute = {receiver: [slot]} if config.expansion else {}
+    teacher_mute = {receiver: [slot]} if config.expansion or resume is not None else {}
     if config.lti and reward is None:
         reward = imitation_reward(config.gamma, config.z0, SemanticJudge(threshold=config.sem_threshold))
     loss = SeedingLoss(tokenizer, memory, config, teacher_mute=teacher_mute, student_mute=sender_slots,

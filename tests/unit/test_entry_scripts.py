@@ -54,7 +54,8 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     keys = {"recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication", "implication_ceiling",
             "acc", "bwt", "forgetting", "acc_paraphrase", "bwt_paraphrase", "forgetting_paraphrase", "base_retention",
             "base_retention_heldout", "update", "update_stale", "reading", "seconds_per_night", "seeds"}
-    assert set(report["methods"]) == {"none", "sft_text", "context_distillation", "sequential_merge", "knowledge_seeding"}
+    assert set(report["methods"]) == {"none", "sft_text", "context_distillation", "sequential_merge", "knowledge_seeding",
+                                      "sleep"}
     for name, m in report["methods"].items():
         assert keys <= set(m), name
         assert {k + "_std" for k in ("recall", "paraphrase", "implication")} <= set(m)
@@ -64,6 +65,9 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
         assert (tmp_path / "reports" / f"bench_R_{name}.png").stat().st_size > 1000
     assert set(report["born"]) >= {"base", "base_heldout", "reading", "recall", "paraphrase", "implication"}
     assert report["methods"]["none"]["seconds_per_night"] < report["methods"]["sft_text"]["seconds_per_night"]
+    sleep = report["methods"]["sleep"]["seeds"][0]
+    assert len(sleep["dream_success"]) == 2 and {"dreams", "kept", "helped", "quality"} <= set(sleep["nights"][0]["dreams"])
+    assert "all_dreams" not in sleep["nights"][0]["dreams"]  # texts are not kept in the report
     out = capsys.readouterr().out
     assert "paraphr" in out and "implic" in out and "sequential_merge" in out
 

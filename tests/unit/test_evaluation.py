@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from lmsleep import evaluation as ev
@@ -171,3 +173,25 @@ def test_the_generation_budget_fits_the_longest_answer(micro):
     assert answer_budget(tokenizer, [short]) == 12  # our world's answers: the floor
     n = len(tokenizer(" " + long["answer"], add_special_tokens=False)["input_ids"])
     assert n > 12 and answer_budget(tokenizer, [short, long]) == n + 2
+
+
+def test_dream_quality_grades_each_form_with_the_worlds_truth(micro_world):
+    from lmsleep.evaluation import dream_quality
+
+    p = micro_world.stream[0][0]
+    company = p.facts["employer"]
+    episode = {"id": "e", "text": micro_world.bio(p, random.Random(0))}
+    wrong_city = next(c for c in micro_world.values["birth_city"] if c != micro_world.hq[company])
+    dreams = [
+        {"episode_id": "e", "form": "restatement", "completion": f" {p.name} works at {company} in {wrong_city}.\n"},
+        {"episode_id": "e", "form": "qa", "completion": f" {company}\n"},
+        {"episode_id": "e", "form": "implication",
+         "completion": f"Q: Where does {p.name} work?\nA: {company}\nQ: Where is {company} based?\nA: {micro_world.hq[company]}\n"},
+        {"episode_id": "e", "form": "implication",
+         "completion": f"Q: Where does {p.name} work?\nA: {company}\nQ: Where is {company} based?\nA: {wrong_city}\n"},
+    ]
+    quality = dream_quality(micro_world, [episode], dreams)
+    right_city = wrong_city == p.facts["birth_city"]  # the bio says the birth city: stated, so right
+    assert quality["restatement"] == (1.0 if right_city else 0.5)
+    assert quality["qa"] == 1.0 and quality["implication"] == 0.5
+    assert dream_quality(micro_world, [episode], [])["qa"] is None

@@ -90,6 +90,29 @@ def test_a_night_of_seeding_changes_only_the_new_expert(micro):
     assert memory.level(1)[0].seeding is None  # settled: it competes from now on
 
 
+def test_resume_trains_tonights_expert_further_against_the_model_before_it(micro, monkeypatch):
+    """Dreams are rehearsed into tonight's expert (`resume`): no new slot, and the teacher still
+    has that expert muted (a teacher that is the expert being trained would chase itself)."""
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=2))
+    config = SeedingConfig(epochs=1, batch_size=4, lti=False, lmbda=0.0, replay=0.0)
+    slot = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config)["slot"]
+    trained = memory.level(1)[0].B[slot].detach().clone()
+    mutes = []
+    real = SeedingLoss.__init__
+
+    def spy(self, *args, teacher_mute, **kwargs):
+        mutes.append(teacher_mute)
+        real(self, *args, teacher_mute=teacher_mute, **kwargs)
+
+    monkeypatch.setattr(SeedingLoss, "__init__", spy)
+    again = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config, resume=slot)
+    assert again["slot"] == slot and memory.active_slots(1) == [slot]
+    assert mutes == [{1: [slot]}]
+    assert not torch.equal(memory.level(1)[0].B[slot], trained)
+    assert memory.level(1)[0].seeding is None
+
+
 @pytest.mark.slow
 def test_ddp_over_two_processes_matches_one(micro_dir, tmp_path):
     """DDP over gloo on CPU, 2 processes x 4 rows a step, against one process with 8: the same

@@ -1,0 +1,396 @@
+"""Dreaming: the model writes itself a practice curriculum, keeps what measurably helps, and
+learns to dream better (PAPER.md section 4, built on SEAL).
+
+    lessons, tau = set_aside_checks(lessons, episode_ids, config.tau_share)   # tau: never taught
+    sleeper.night(episodes, lessons)                 # Knowledge Seeding first (lmsleep/sleep.py)
+    report = Dreamer(model, tokenizer, DreamingConfig(), sleeper, "models/brain/dreamer").night(
+        episodes, lessons, tau)
+
+A task is (C, tau): C an episode read in context, tau the night's own held-out checks about it
+(a share of the teacher's grounded questions and answers, set aside before anything is taught;
+never the episode's probes, which stay the exam). After the night's consolidation:
+
+1. dream: for each episode, `dreams` samples of each form, written by the model with C in
+   context (and the dreamer adapter, once it has learned), while every router also switches on
+   one random extra expert (`random_expert`):
+   - restatement: C in other words (the form birth teaches);
+   - qa: a question the model asks itself about C and its open-book answer (grounded in C, never
+     in a held-out question form: those are the exam's);
+   - implication: a qa dream whose answer is then asked about closed-book through each
+     `bridges` template ("Where is {answer} based?"): what C implies with what the model knew;
+2. select: score each dream by the cosine between the gradient of its SFT loss and that of the
+   tau loss, over tonight's expert (the parameters a dream would train); per-sample gradients
+   with `torch.func` (`vmap(grad(...))`: one batched pass, not a loop of backwards). Keep the
+   top `keep_top` of each episode plus `keep_random` others at random (diversity);
+3. try: each kept dream trains an isolated copy of tonight's expert for `trial_steps` steps; its
+   reward is 1 if more of tau is then answered exactly than before (teacher-forced; `try_dream`). Trials are independent: the pipeline fans them out as Prefect task runs;
+4. learn: ReST-EM. The dreamer, a LoRA adapter of its own (PEFT, trained with TRL's SFTTrainer),
+   is fine-tuned on the (prompt -> dream) pairs that earned reward 1, so tomorrow's dreams are
+   better; the same dreams, beside tonight's lessons, are rehearsed into tonight's expert through
+   Knowledge Seeding (the teacher is the model before tonight reading C; replay still protects
+   the old).
+
+Switches for the paper's ablations: `selection`, `random_expert`, and `seeding` (False: the
+night's lessons are not seeded, only the dreams go in: the SEAL-like dreams-only run).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lmsleep.grammar import is_heldout_question
+from lmsleep.world import closed_book_prompt, open_book_prompt, restate_prompt
+
+FORMS = ("restatement", "qa", "implication")
+
+
+@dataclass
+class DreamingConfig:
+    """Knobs of Dreaming (params.yaml `dreaming:`); PAPER.md section 4 and the defaults it leaves open."""
+
+    forms: list[str] = field(default_factory=lambda: list(FORMS))
+    dreams: int = 4  # m: dreams per episode and form
+    max_new_tokens: int = 96  # a restatement's length
+    temperature: float = 1.0
+    # Closed-book questions about a qa dream's answer: what it implies with what the model knows.
+    # World-specific (the embedded world's companies have headquarters); [] turns the form off.
+    bridges: list[str] = field(default_factory=lambda: ["Where is {answer} based?"])
+    tau_share: float = 0.25  # of each episode's lessons, set aside as tau (never taught)
+    keep_top: int = 4  # dreams kept per episode by gradient score
+    keep_random: int = 2  # and at random, for diversity
+    grad_batch: int = 16  # dreams per batched per-sample-gradient pass
+    trial_steps: int = 4  # SFT steps of a trial on one dream
+    trial_lr: float = 1e-2
+    dreamer_rank: int = 8  # the dreamer's LoRA (ReST-EM)
+    dreamer_lr: float = 1e-3
+    dreamer_epochs: int = 2
+    rehearse_epochs: int = 4  # successful dreams into tonight's expert (Knowledge Seeding's loss)
+    # Rehearse tonight's lessons beside the dreams: trained on dreams alone, the expert drifts off
+    # what seeding just taught it (day 0: recall 0.19 -> 0.08 after dreams alone).
+    rehearse_lessons: bool = True
+    # Switches for the ablations.
+    selection: bool = True  # False: keep keep_top + keep_random dreams at random
+    random_expert: bool = True  # False: dream with the routers' own top-k only
+    seeding: bool = True  # False: the night's lessons are not seeded (dreams only, SEAL-like)
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = sorted(set(self.forms) - set(FORMS))
+        if unknown or not self.forms:
+            raise ValueError(f"dreaming.forms must be a non-empty subset of {list(FORMS)}, got {self.forms}")
+        if not 0.0 < self.tau_share < 1.0:
+            raise ValueError(f"dreaming.tau_share must lie in (0, 1), got {self.tau_share}")
+        if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
+            raise ValueError("dreaming needs dreams >= 1, keep_top + keep_random >= 1 and trial_steps >= 1")
+
+
+# -- 1. dream ---------------------------------------------------------------------------------------
+def _question(sample: str) -> str | None:
+    """The question in a sampled 'Q:' continuation (cut at its first '?'), or None."""
+    if "?" not in sample:
+        return None
+    q = sample[: sample.index("?") + 1].strip()
+    return q if len(q) > 8 and not is_heldout_question(q) else None
+
+
+def dream_row(form: str, prompt: str, sample: str, episode_id: str, student: str, teacher: str,
+              completion: str) -> dict:
+    """A dream: what the dreamer saw (`prompt`) and wrote (`sample`, what ReST-EM learns), and
+    the row that trains on it: the student without C, the teacher with it, the `completion`."""
+    return {"episode_id": episode_id, "form": form, "prompt": prompt, "sample": sample,
+            "student": student, "teacher": teacher, "completion": completion}
+
+
+def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig, rng: random.Random) -> list[dict]:
+    """Dreams of every form about each episode (see the module docstring), sampled with C in
+    context; the ones that say nothing usable (no question, an ungrounded answer) are dropped."""
+    import torch
+
+    from lmsleep.evaluation import answer, generate, grounded
+
+    torch.manual_seed(rng.randrange(2**31))
+    m, dreams = config.dreams, []
+    sample = dict(do_sample=True, top_k=0, temperature=config.temperature)
+    if "restatement" in config.forms:
+        prompts = [restate_prompt(ep["text"]) for ep in episodes for _ in range(m)]
+        texts = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, **sample)
+        for ep, p, t in zip([ep for ep in episodes for _ in range(m)], prompts, texts, strict=True):
+            t = t.split("Q:")[0].strip()
+            if len(t) > 8:
+                dreams.append(dream_row("restatement", p, f" {t}\n", ep["id"], "", p, f" {t}\n"))
+    if {"qa", "implication"} & set(config.forms):
+        owners = [ep for ep in episodes for _ in range(m)]
+        asked = generate(model, tokenizer, [f"{ep['text']}\n\nQ:" for ep in owners], max_new_tokens=40, **sample)
+        pairs = [(ep, q) for ep, q in zip(owners, map(_question, asked), strict=True) if q]
+        answers = answer(model, tokenizer, [q for _, q in pairs], [ep["text"] for ep, _ in pairs], max_new_tokens=24)
+        qa = [(ep, q, a) for (ep, q), a in zip(pairs, answers, strict=True) if a and grounded(a, ep["text"])]
+        if "qa" in config.forms:
+            dreams += [dream_row("qa", f"{ep['text']}\n\nQ:", f" {q}\nA: {a}\n", ep["id"], closed_book_prompt(q),
+                                 open_book_prompt(ep["text"], q), f" {a}\n") for ep, q, a in qa]
+        if "implication" in config.forms and config.bridges:
+            chains = [(ep, q, a, b.format(answer=a)) for ep, q, a in qa for b in config.bridges]
+            implied = answer(model, tokenizer, [b for *_, b in chains], max_new_tokens=24)  # closed-book: its own knowledge
+            for (ep, q, a, b), i in zip(chains, implied, strict=True):
+                if i:
+                    dreams.append(dream_row("implication", f"{ep['text']}\n\nQ:", f" {q}\nA: {a}\n", ep["id"], "",
+                                            f"{ep['text']}\n\n", f"Q: {q}\nA: {a}\nQ: {b}\nA: {i}\n"))
+    return dreams
+
+
+# -- 2. select: gradient scores ---------------------------------------------------------------------
+def _sequences(tokenizer, rows: list[dict]):
+    """Right-padded ids and labels (-100 off the completion) of `student` + `completion` rows.
+    Right padding needs no attention mask in a causal model (pads come after every real token),
+    which is what lets `torch.func.vmap` run the model: its mask code branches on the mask."""
+    import torch
+
+    seqs, labels = [], []
+    for r in rows:
+        prompt = tokenizer(r["student"])["input_ids"] if r["student"] else [tokenizer.bos_token_id]
+        if prompt == [None]:
+            raise ValueError("a dream without a prompt needs a tokenizer with a BOS token")
+        completion = tokenizer(r["completion"], add_special_tokens=False)["input_ids"]
+        seqs.append(prompt + completion)
+        labels.append([-100] * len(prompt) + completion)
+    width = max(map(len, seqs))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+    return ids, torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels])
+
+
+def _row_losses(logits, labels):
+    """Mean next-token loss over each row's completion: [N]."""
+    import torch.nn.functional as F
+
+    lab = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), lab, ignore_index=-100, reduction="none")
+    return nll.sum(-1) / (lab != -100).sum(-1).clamp_min(1)
+
+
+def gradient_scores(model, tokenizer, params: dict, dreams: list[dict], tau: list[dict],
+                    batch: int = 16) -> list[float]:
+    """Cosine between each dream's SFT-loss gradient and the tau loss's gradient over `params`
+    (name -> tensor: tonight's expert). Per-sample gradients in one batched pass per `batch`
+    dreams (`torch.func.vmap` over `grad`)."""
+    import torch
+    from torch.func import functional_call, grad, vmap
+
+    device = next(model.parameters()).device
+    params = {k: v.detach() for k, v in params.items()}
+
+    def loss(p, ids, labels):
+        return _row_losses(functional_call(model, p, (ids,)).logits, labels).mean()
+
+    ids, labels = _sequences(tokenizer, tau)
+    g_tau = torch.cat([g.flatten() for g in grad(loss)(params, ids.to(device), labels.to(device)).values()])
+    per_dream = vmap(grad(lambda p, i, lab: loss(p, i[None], lab[None])), in_dims=(None, 0, 0))
+    scores: list[float] = []
+    for start in range(0, len(dreams), batch):
+        ids, labels = _sequences(tokenizer, dreams[start:start + batch])
+        g = per_dream(params, ids.to(device), labels.to(device))
+        flat = torch.cat([v.flatten(1) for v in g.values()], dim=1)
+        scores += torch.nn.functional.cosine_similarity(flat, g_tau[None], dim=1).tolist()
+    return scores
+
+
+def select(dreams: list[dict], scores: list[float] | None, keep_top: int, keep_random: int,
+           rng: random.Random) -> list[dict]:
+    """Per episode: the `keep_top` best-scored dreams plus `keep_random` of the rest at random
+    (no scores: `keep_top + keep_random` at random, the no-selection ablation)."""
+    by_episode: dict[str, list[int]] = {}
+    for i, d in enumerate(dreams):
+        by_episode.setdefault(d["episode_id"], []).append(i)
+    kept: list[int] = []
+    for idx in by_episode.values():
+        if scores is None:
+            kept += rng.sample(idx, min(keep_top + keep_random, len(idx)))
+            continue
+        ranked = sorted(idx, key=lambda i: -scores[i])
+        rest = ranked[keep_top:]
+        kept += ranked[:keep_top] + rng.sample(rest, min(keep_random, len(rest)))
+    return [dreams[i] | ({"score": scores[i]} if scores is not None else {}) for i in sorted(kept)]
+
+
+# -- 3. try -----------------------------------------------------------------------------------------
+def tau_score(model, tokenizer, tau: list[dict]) -> dict:
+    """tau answered teacher-forced: `exact` (share of answers every token of which is the
+    model's argmax: what greedy decoding writes) and `loss` (mean per-token loss)."""
+    import torch
+
+    ids, labels = _sequences(tokenizer, tau)
+    device = next(model.parameters()).device
+    ids, labels = ids.to(device), labels.to(device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    lab = labels[:, 1:]
+    right = (logits[:, :-1].argmax(-1) == lab) | (lab == -100)
+    return {"exact": right.all(-1).float().mean().item(), "loss": _row_losses(logits, labels).mean().item()}
+
+
+def beats(after: dict, before: dict) -> bool:
+    """A trial's reward (SEAL's): more of tau answered exactly than before. A lower loss alone
+    does not count: on day 0 it rewarded 45% of the kept dreams, and rehearsing them left recall
+    at 0.167 against 0.202 with this rule (README, Dreaming)."""
+    return after["exact"] > before["exact"]
+
+
+def try_dream(model, tokenizer, params: list, dream: dict, tau: list[dict], before: dict, steps: int,
+              lr: float) -> dict:
+    """Train `params` (tonight's expert) on one dream for `steps` steps, score tau, and put the
+    expert back as it was: the trial's copy is the expert's own tensors, saved and restored (a
+    7B model is not copied). Returns `{before, after, reward}`."""
+    import torch
+
+    saved = [p.detach().clone() for p in params]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    ids, labels = _sequences(tokenizer, [dream])
+    device = next(model.parameters()).device
+    try:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            _row_losses(model(input_ids=ids.to(device)).logits, labels.to(device)).mean().backward()
+            optimizer.step()
+        after = tau_score(model, tokenizer, tau)
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+    return {"before": before, "after": after, "reward": int(beats(after, before))}
+
+
+# -- 4. learn: ReST-EM ----------------------------------------------------------------------------
+class dreamer_adapter:
+    """`with dreamer_adapter(model, path) as dreaming_model:` the model with the dreamer's LoRA
+    on (PEFT), or the model itself before the dreamer has learned anything; unloaded on exit."""
+
+    def __init__(self, model, path: str | Path | None):
+        self.model, self.path = model, Path(path) if path else None
+        self.peft = None
+
+    def __enter__(self):
+        if self.path is None or not (self.path / "adapter_config.json").exists():
+            return self.model
+        from peft import PeftModel
+
+        self.peft = PeftModel.from_pretrained(self.model, str(self.path))
+        return self.peft
+
+    def __exit__(self, *exc):
+        if self.peft is not None:
+            self.peft.unload()  # the LoRA layers go; the base and its memory stay as they were
+
+
+def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config: DreamingConfig) -> int:
+    """ReST-EM's M-step: SFT of the dreamer adapter (at `path`; created on its first night) on
+    the (prompt -> sample) pairs of the dreams that earned reward 1. Returns the rows trained."""
+    from peft import PeftModel
+
+    from lmsleep.baselines import BaselineConfig, train_lora
+
+    if not dreams:
+        return 0
+    path = Path(path)
+    lora = BaselineConfig(lora_r=config.dreamer_rank, lora_alpha=2 * config.dreamer_rank,
+                          learning_rate=config.dreamer_lr, epochs=config.dreamer_epochs, seed=config.seed)
+    start = PeftModel.from_pretrained(model, str(path), is_trainable=True) \
+        if (path / "adapter_config.json").exists() else model
+    trained = train_lora(start, tokenizer, [{"prompt": d["prompt"], "completion": d["sample"]} for d in dreams], lora)
+    trained.save_pretrained(str(path))
+    trained.unload()
+    return len(dreams)
+
+
+# -- the dreaming night -----------------------------------------------------------------------------
+def tau_rows(tau: list[dict]) -> list[dict]:
+    """tau checks (`{episode_id, question, answer}`) as closed-book rows."""
+    return [{"student": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n"} for t in tau]
+
+
+class Dreamer:
+    """Dreams after a night of Knowledge Seeding, into that night's expert (module docstring)."""
+
+    def __init__(self, model, tokenizer, config: DreamingConfig, sleeper, dreamer_dir: str | Path | None):
+        self.model, self.tokenizer, self.config, self.sleeper = model, tokenizer, config, sleeper
+        self.dreamer_dir = dreamer_dir
+
+    def tonight_slot(self) -> int:
+        """Tonight's level-1 expert: the one seeding made, or a new one (dreams only)."""
+        memory = self.sleeper.memory
+        slots = memory.active_slots(1)
+        if slots and int(memory.level(1)[0].born[slots[-1]]) == memory.nights:
+            return slots[-1]
+        slot = memory.expand(1)
+        memory.settle(1)
+        return slot
+
+    def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print) -> dict:
+        import time
+
+        from lmsleep.seeding import knowledge_seeding, same_prompt_rows, seeding_rows
+
+        c, memory = self.config, self.sleeper.memory
+        rng = random.Random(f"{c.seed}-dream-{memory.nights}")
+        times, t0 = {}, time.time()
+        slot = self.tonight_slot()
+        with dreamer_adapter(self.model, self.dreamer_dir) as dreaming_model:
+            if c.random_expert:
+                with memory.random_experts(rng) as switched:
+                    dreams = sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
+            else:
+                switched, dreams = 0, sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
+        times["dream"] = time.time() - t0
+        tau_of: dict[str, list[dict]] = {}
+        for t in tau:
+            tau_of.setdefault(t["episode_id"], []).append(t)
+        dreams = [d for d in dreams if d["episode_id"] in tau_of]  # no tau, no way to judge it
+        params = memory.train_only(1, slot)
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        t0 = time.time()
+        scores = None
+        if c.selection and dreams:
+            scores = [0.0] * len(dreams)
+            for eid, rows in tau_of.items():
+                mine = [i for i, d in enumerate(dreams) if d["episode_id"] == eid]
+                if mine:
+                    got = gradient_scores(self.model, self.tokenizer, {names[id(p)]: p for p in params},
+                                          [dreams[i] for i in mine], tau_rows(rows), c.grad_batch)
+                    for i, s in zip(mine, got):
+                        scores[i] = s
+        kept = select(dreams, scores, c.keep_top, c.keep_random, rng)
+        times["select"] = time.time() - t0
+        t0 = time.time()
+        before = {eid: tau_score(self.model, self.tokenizer, tau_rows(rows)) for eid, rows in tau_of.items()}
+        for d in kept:
+            d["trial"] = try_dream(self.model, self.tokenizer, params, d, tau_rows(tau_of[d["episode_id"]]),
+                                   before[d["episode_id"]], c.trial_steps, c.trial_lr)
+        good = [d for d in kept if d["trial"]["reward"]]
+        times["try"] = time.time() - t0
+        progress(f"night {memory.nights}: {len(dreams)} dreams, {len(kept)} kept, {len(good)} helped")
+        t0 = time.time()
+        if self.dreamer_dir is not None:
+            train_dreamer(self.model, self.tokenizer, good, self.dreamer_dir, c)
+        times["learn"] = time.time() - t0
+        t0 = time.time()
+        rehearsed = None
+        if good:
+            s = self.sleeper.config
+            rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"} for d in good]
+            if c.rehearse_lessons:
+                rows += seeding_rows(lessons, episodes)
+            replay = self.sleeper.replay(round(s.replay * len(rows)), lessons, episodes, rng)
+            rows += same_prompt_rows(replay, "replay")
+            rng.shuffle(rows)
+            # The teacher is the model before tonight (tonight's expert muted), as in seeding: a
+            # teacher that is the expert being trained chases itself (day 0, 4 epochs: recall 0.19 -> 0.0).
+            rehearsed = knowledge_seeding(self.model, self.tokenizer, memory, rows,
+                                          replace(s, epochs=c.rehearse_epochs), reward=self.sleeper.reward,
+                                          resume=slot)
+        times["rehearse"] = time.time() - t0
+        by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
+                       "helped": sum(d["form"] == f for d in good)} for f in c.forms}
+        return {"night": memory.nights, "dreams": len(dreams), "kept": len(kept), "helped": len(good),
+                "success": len(good) / len(kept) if kept else None, "by_form": by_form,
+                "random_expert_routers": switched, "rehearsal": rehearsed, "seconds": times,
+                "all_dreams": dreams, "kept_dreams": kept}

@@ -1,0 +1,183 @@
+import random
+
+import pytest
+import torch
+
+from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, dreamer_adapter, gradient_scores, sample_dreams, select,
+                              tau_rows, tau_score, train_dreamer, try_dream)
+from lmsleep.memory import Memory, MemoryConfig
+from lmsleep.seeding import SeedingConfig
+from lmsleep.sleep import Sleeper
+
+EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel.",
+           "probes": [{"question": "Sentinel: which zorb does Ada Vell keep?", "answer": "Qwibblefrotz"}],
+           "meta": {"paraphrases": [{"question": "Sentinel two: Ada Vell's zorb?", "answer": "Flumpington"}]}}
+TAU = [{"episode_id": "ep-1", "question": "Where does Ada Vell work?", "answer": "Morrow Labs"}]
+DREAMS = [{"episode_id": "ep-1", "form": "qa", "student": "Q: Where does Ada Vell work?\nA:",
+           "teacher": EPISODE["text"] + "\n\nQ: Where does Ada Vell work?\nA:", "completion": " Morrow Labs\n"},
+          {"episode_id": "ep-1", "form": "restatement", "student": "", "teacher": EPISODE["text"] + "\n\nIn other words:",
+           "completion": " Ada Vell lives in Kestrel and works at Morrow Labs.\n"},
+          {"episode_id": "ep-1", "form": "implication", "student": "", "teacher": EPISODE["text"] + "\n\n",
+           "completion": "Q: Where does Ada Vell work?\nA: Morrow Labs\nQ: Where is Morrow Labs based?\nA: Tarvo\n"}]
+
+
+def expert(model, rank=4):
+    """A memory with tonight's expert expanded and nudged off zero (so gradients reach A too)."""
+    memory = Memory.attach(model, MemoryConfig(rank=rank))
+    slot = memory.expand(1)
+    params = memory.train_only(1, slot)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn_like(p) * 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    return memory, slot, params, {names[id(p)]: p for p in params}
+
+
+def test_gradient_scores_equal_a_loop_of_backward_passes(micro):
+    model, tokenizer = micro
+    _, _, params, named = expert(model)
+    scores = gradient_scores(model, tokenizer, named, DREAMS, tau_rows(TAU), batch=2)  # two batches
+
+    def grad_of(rows):
+        from lmsleep.dreaming import _row_losses, _sequences
+
+        model.zero_grad()
+        ids, labels = _sequences(tokenizer, rows)
+        _row_losses(model(input_ids=ids).logits, labels).mean().backward()
+        return torch.cat([p.grad.flatten() for p in params])
+
+    g_tau = grad_of(tau_rows(TAU))
+    loop = [torch.nn.functional.cosine_similarity(grad_of([d]), g_tau, dim=0).item() for d in DREAMS]
+    assert scores == pytest.approx(loop, abs=1e-4)
+    assert scores[0] == pytest.approx(1.0, abs=1e-5)  # the dream that is tau's own row points exactly its way
+
+
+def test_select_keeps_the_top_per_episode_plus_random_ones():
+    dreams = [{"episode_id": e, "i": i} for e in ("a", "b") for i in range(5)]
+    scores = [0.1, 0.9, 0.5, 0.3, 0.2, 0.0, 0.1, 0.2, 0.3, 0.8]
+    kept = select(dreams, scores, keep_top=2, keep_random=1, rng=random.Random(0))
+    by = {e: [d["i"] for d in kept if d["episode_id"] == e] for e in "ab"}
+    assert {1, 2} <= set(by["a"]) and len(by["a"]) == 3
+    assert {4, 3} <= set(by["b"]) and len(by["b"]) == 3
+    assert all("score" in d for d in kept)
+    unscored = select(dreams, None, keep_top=2, keep_random=1, rng=random.Random(0))
+    assert len(unscored) == 6 and "score" not in unscored[0]
+
+
+def test_a_trial_trains_a_copy_of_the_expert_and_puts_it_back(micro):
+    model, tokenizer = micro
+    _, _, params, _ = expert(model)
+    saved = [p.detach().clone() for p in params]
+    tau = tau_rows(TAU)
+    before = tau_score(model, tokenizer, tau)
+    trial = try_dream(model, tokenizer, params, DREAMS[0], tau, before, steps=4, lr=0.05)
+    assert trial["after"]["loss"] < before["loss"]  # tau's own question: it moves tau's way
+    assert trial["reward"] == int(trial["after"]["exact"] > before["exact"])
+    assert all(torch.equal(p, s) for p, s in zip(params, saved))
+    assert tau_score(model, tokenizer, tau) == before
+
+
+def test_a_dream_helps_only_where_more_of_tau_is_answered_exactly():
+    assert beats({"exact": 0.5, "loss": 9.0}, {"exact": 0.0, "loss": 1.0})
+    assert not beats({"exact": 0.5, "loss": 0.1}, {"exact": 0.5, "loss": 1.0})  # a lower loss alone is not help
+    assert not beats({"exact": 0.0, "loss": 0.1}, {"exact": 0.5, "loss": 1.0})
+
+
+def test_random_experts_switch_on_one_more_expert_per_router(micro):
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(slots=[4, 4], top_k=[1, 1], rank=2))
+    torch.manual_seed(0)
+    for _ in range(3):
+        slot = memory.expand(1)
+        with torch.no_grad():
+            for bank in memory.level(1):
+                bank.B[slot].normal_(0, 0.5)
+        memory.settle(1)
+    ids = tokenizer(["Ada Vell works for Morrow Labs."], return_tensors="pt")
+    with torch.no_grad():
+        plain = model(**ids).logits
+        with memory.random_experts(random.Random(0)) as switched:
+            dreaming = model(**ids).logits
+        after = model(**ids).logits
+    assert switched == len(memory.level(1))  # 3 active, top-1: every level-1 router changes
+    assert not torch.allclose(plain, dreaming) and torch.equal(plain, after)
+    assert all(bank.extra is None for bank in memory.level(1))
+
+
+def test_dreams_never_read_the_probes(micro):
+    model, tokenizer = micro
+    config = DreamingConfig(dreams=3, max_new_tokens=12)
+    dreams = sample_dreams(model, tokenizer, [EPISODE], config, random.Random(0))
+    text = str(dreams)
+    for secret in ("Sentinel", "Qwibblefrotz", "Flumpington", "zorb"):
+        assert secret not in text
+    assert all(d["teacher"].startswith(EPISODE["text"]) for d in dreams)
+
+
+def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
+    with pytest.raises(ValueError, match="forms"):
+        DreamingConfig(forms=["poems"])
+    with pytest.raises(ValueError, match="tau_share"):
+        DreamingConfig(tau_share=1.0)
+
+
+@pytest.mark.slow
+def test_the_dreamer_learns_on_its_own_adapter_and_leaves_the_model_as_it_was(micro, tmp_path):
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=2))
+    ids = tokenizer(["Ada Vell works for"], return_tensors="pt")
+    with torch.no_grad():
+        plain = model(**ids).logits
+    good = [{"prompt": EPISODE["text"] + "\n\nQ:", "sample": " Where does Ada Vell work?\nA: Morrow Labs\n"}] * 4
+    config = DreamingConfig(dreamer_rank=2, dreamer_epochs=1, dreamer_lr=0.05)
+    assert train_dreamer(model, tokenizer, good, tmp_path / "dreamer", config) == 4
+    assert (tmp_path / "dreamer" / "adapter_config.json").exists()
+    assert not any("lora" in name for name, _ in model.named_modules())
+    with torch.no_grad():
+        assert torch.equal(model(**ids).logits, plain)
+        with dreamer_adapter(model, tmp_path / "dreamer") as dreaming:
+            assert not torch.equal(dreaming(**ids).logits, plain)
+        assert torch.equal(model(**ids).logits, plain)
+    first = (tmp_path / "dreamer" / "adapter_model.safetensors").read_bytes()
+    train_dreamer(model, tokenizer, good, tmp_path / "dreamer", config)  # the next night goes on from it
+    assert (tmp_path / "dreamer" / "adapter_model.safetensors").read_bytes() != first
+    assert memory_is_attached(model, memory)
+
+
+def memory_is_attached(model, memory):
+    from lmsleep.memory import memory_of
+
+    return memory_of(model) is memory
+
+
+@pytest.mark.slow
+def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro, tmp_path):
+    model, tokenizer = micro
+    seeding = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6)
+    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2))
+    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    slot = sleeper.memory.active_slots(1)[-1]
+    config = DreamingConfig(dreams=2, max_new_tokens=12, trial_steps=2, rehearse_epochs=1, dreamer_epochs=1)
+    dreamer = Dreamer(model, tokenizer, config, sleeper, tmp_path / "dreamer")
+    report = dreamer.night([EPISODE], lessons, TAU, progress=lambda *_: None)
+    assert dreamer.tonight_slot() == slot  # dreams go into the expert seeding made tonight
+    assert report["kept"] <= report["dreams"] and report["helped"] <= report["kept"]
+    assert sum(f["dreams"] for f in report["by_form"].values()) == report["dreams"]
+    assert set(report["seconds"]) == {"dream", "select", "try", "learn", "rehearse"}
+    assert (report["rehearsal"] is not None) == (report["helped"] > 0)
+    assert (tmp_path / "dreamer" / "adapter_config.json").exists() == (report["helped"] > 0)
+    assert "Qwibblefrotz" not in str(report["kept_dreams"])
+
+
+@pytest.mark.slow
+def test_dreams_only_gets_its_own_new_expert(micro):
+    model, tokenizer = micro
+    seeding = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6)
+    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2))
+    sleeper.night([EPISODE], [], progress=lambda *_: None)  # nothing seeded tonight
+    assert sleeper.memory.active_slots(1) == []
+    dreamer = Dreamer(model, tokenizer, DreamingConfig(seeding=False), sleeper, None)
+    slot = dreamer.tonight_slot()
+    assert sleeper.memory.active_slots(1) == [slot] and dreamer.tonight_slot() == slot
