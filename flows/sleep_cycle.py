@@ -1,4 +1,4 @@
-"""One night as a Prefect flow: capture -> curriculum -> validate -> seed -> evaluate -> register.
+"""One night as a Prefect flow: capture -> curriculum -> validate -> seed -> dream -> evaluate -> register.
 
     python -m flows.sleep_cycle                  (what `make run` does: an ephemeral Prefect server)
     prefect deployment run 'sleep-cycle/on-demand'   (through `make ui`, see flows/deploy.py)
@@ -9,7 +9,8 @@ which runs after which, what may be retried, and what gets reported:
   with the git commit and the hash of dvc.lock;
 - one night at a time: the whole night holds the checkout's night lock (tasks/lock.py; a
   second night, from any door, is refused naming the holder), and the deployments carry a
-  concurrency limit of 1; the `seed` stage is tagged `gpu` for a tag limit where GPUs are shared;
+  concurrency limit of 1; the `seed` and `dream` stages are tagged `gpu` for a tag limit where
+  GPUs are shared;
 - a markdown report and a table of the night's metrics as Prefect artifacts.
 A failing data suite stops the night before training, with the GX summary as the error.
 """
@@ -121,7 +122,7 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
     import mlflow
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from tasks import arrive, capture, curriculum, evaluate, register, seed, validate
+    from tasks import arrive, capture, curriculum, dream, evaluate, register, seed, validate
 
     times: dict[str, float] = {}
     with mlflow.start_run(run_name="night") as parent:
@@ -164,6 +165,10 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
                 "consolidation": p.consolidation, **{f"seeding.{k}": v for k, v in p.seeding.__dict__.items()},
                 **{f"memory.{k}": v for k, v in p.memory.__dict__.items()}})
             mlflow.log_dict(seeded, "seed.json")  # each consolidation's rows, steps, loss, seconds; memory counts
+            dreamt = timed("dream", dream.dream, pipe, tags=["gpu"],
+                           log_params={"dream": p.dream, **{f"dreaming.{k}": v for k, v in p.dreaming.__dict__.items()}},
+                           artifacts=(pipe.paths.reports / "dreams.json",))
+            mlflow.log_dict(dreamt, "dream.json")
         metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
         decision = timed("register", lambda p: register.register(p, metrics), pipe, log_params=pipe.gates.__dict__,
                          artifacts=(pipe.paths.reports / "metrics.json",))
@@ -199,6 +204,8 @@ WHAT_TO_DO = {
                 "show which expectation; fix the episodes, or the bounds under `validate:` in params.yaml. "
                 "Nothing was trained.",
     "seed": "training failed: see the log; tonight's episodes stay new, so the next run tries this night again.",
+    "dream": "dreaming failed: see the log (data/dreams/set_aside.jsonl lists dreams the data suite refused); the "
+             "live brain is untouched and the next run dreams this night again from the seeded brain.",
     "evaluate": "the measuring stick failed on the trained brain: see the log, then run the night again.",
     "register": "the MLflow registry could not be written: check `registry.tracking_uri` and the store.",
 }

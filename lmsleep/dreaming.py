@@ -325,7 +325,11 @@ class Dreamer:
         memory.settle(1)
         return slot
 
-    def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print) -> dict:
+    def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print,
+              check=None, callbacks: list | None = None) -> dict:
+        """Tonight's dreams (after `sleeper.night`): `lessons` those seeding taught, `tau` the
+        checks set aside. `check(dreams) -> dreams` may set some aside before any is used (the
+        pipeline's data suite); `callbacks` see the rehearsal's training (transformers')."""
         import time
 
         from lmsleep.seeding import knowledge_seeding, same_prompt_rows, seeding_rows
@@ -340,6 +344,9 @@ class Dreamer:
                     dreams = sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
             else:
                 switched, dreams = 0, sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
+        sampled = len(dreams)
+        if check is not None:
+            dreams = check(dreams)
         times["dream"] = time.time() - t0
         tau_of: dict[str, list[dict]] = {}
         for t in tau:
@@ -377,7 +384,7 @@ class Dreamer:
         if good:
             s = self.sleeper.config
             rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"} for d in good]
-            if c.rehearse_lessons:
+            if c.rehearse_lessons and c.seeding:  # dreams only: the lessons are never taught
                 rows += seeding_rows(lessons, episodes)
             replay = self.sleeper.replay(round(s.replay * len(rows)), lessons, episodes, rng)
             rows += same_prompt_rows(replay, "replay")
@@ -386,11 +393,12 @@ class Dreamer:
             # teacher that is the expert being trained chases itself (day 0, 4 epochs: recall 0.19 -> 0.0).
             rehearsed = knowledge_seeding(self.model, self.tokenizer, memory, rows,
                                           replace(s, epochs=c.rehearse_epochs), reward=self.sleeper.reward,
-                                          resume=slot)
+                                          resume=slot, callbacks=callbacks)
         times["rehearse"] = time.time() - t0
         by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
                        "helped": sum(d["form"] == f for d in good)} for f in c.forms}
-        return {"night": memory.nights, "dreams": len(dreams), "kept": len(kept), "helped": len(good),
+        return {"night": memory.nights, "sampled": sampled, "dreams": len(dreams), "kept": len(kept),
+                "helped": len(good),
                 "success": len(good) / len(kept) if kept else None, "by_form": by_form,
                 "random_expert_routers": switched, "rehearsal": rehearsed, "seconds": times,
                 "all_dreams": dreams, "kept_dreams": kept}

@@ -41,6 +41,9 @@ class Params:
     base_model: str = "models/base"
     # What the pipeline's `seed` stage runs: knowledge_seeding, or a baseline (context_distillation, sft_text).
     consolidation: str = "knowledge_seeding"
+    # Whether the pipeline's `dream` stage dreams after Knowledge Seeding (`dreaming:`); false, or
+    # a baseline consolidation: the seeded brain goes live as it is.
+    dream: bool = True
 
 
 def build_section(cls, raw: dict | None, where: str):
@@ -74,4 +77,5 @@ def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Pa
         dreaming=build_section(DreamingConfig, raw.get("dreaming"), "dreaming"),
         base_model=raw.get("base_model", "models/base"),
         consolidation=raw.get("consolidation", "knowledge_seeding"),
+        dream=bool(raw.get("dream", True)),
     )

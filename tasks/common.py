@@ -64,17 +64,30 @@ class ValidationLimits:
     max_repetition: float = 0.5  # share of repeated word 3-grams in a text
     teacher_floor: float = 0.5  # teacher's open-book accuracy on probes with a known answer
     max_dropped: float = 0.5  # share of the teacher's lessons dropped as ungrounded
+    max_dream_chars: int = 2000  # a dream's length (the dreams suite; a dream out of bounds is set aside)
+    min_dream_grounding: float = 0.8  # share of a dream's names (capitalized words) its episode says
     drop_ungrounded: bool = True  # the curriculum stage drops lessons whose answer is not in the text
 
 
 @dataclass
 class Paths:
     data: Path = Path("data")
-    brain: Path = Path("models/brain")
+    brain: Path = Path("models/brain")  # the live brain: tonight's teacher, what evaluate and register read
+    seeded: Path = Path("models/seeded")  # the brain after `seed`, before `dream` switches it in
     reports: Path = Path("reports")
 
     def __post_init__(self):
         self.data, self.brain, self.reports = Path(self.data), Path(self.brain), Path(self.reports)
+        self.seeded = Path(self.seeded)
+
+    @property
+    def tau(self) -> Path:
+        """The teacher's own Q/A set aside to judge dreams: taught by neither seed nor dream."""
+        return self.data / "curriculum" / "tau.jsonl"
+
+    @property
+    def dreams(self) -> Path:
+        return self.data / "dreams"
 
     @property
     def curriculum(self) -> Path:
@@ -112,6 +125,11 @@ def crash_point(name: str) -> None:
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def dreams_tonight(pipe: Pipeline) -> bool:
+    """Whether tonight dreams: Knowledge Seeding's memory to dream into, and `dream: true`."""
+    return pipe.params.dream and pipe.params.consolidation == "knowledge_seeding"
 
 
 def read_tonight(pipe: Pipeline) -> tuple[dict, list[dict]]:

@@ -13,7 +13,10 @@ exam and are never read here. Each answer becomes a closed-book lesson
   not read tonight: it goes to `dropped.jsonl` with its length and the model's limit;
 - for episodes that bring no probes (a user's own documents), a share of the lessons
   (`baselines.checks_share`) is set aside, never taught, as `data/curriculum/checks.jsonl`:
-  the night's exam for them.
+  the night's exam for them;
+- when tonight dreams, a share (`dreaming.tau_share`) of every episode's remaining lessons is
+  set aside too, as `data/curriculum/tau.jsonl`: what dreams are judged on, taught by neither
+  `seed` nor `dream`.
 `tonight.json` lists tonight's episodes and what the teacher (the brain before the night)
 scores: the open-book ceiling of every probe family, retention and reading: the "before" of
 the measuring stick and the gates.
@@ -28,7 +31,7 @@ from lmsleep import jsonl
 from lmsleep import evaluation as ev
 from lmsleep.baselines import set_aside_checks, teacher_curriculum
 from lmsleep.brain import load_brain
-from tasks.common import Pipeline, crash_point, load_pipeline, write_json
+from tasks.common import Pipeline, crash_point, dreams_tonight, load_pipeline, write_json
 from tasks.lock import night_lock
 
 
@@ -67,19 +70,23 @@ def curriculum(pipe: Pipeline) -> dict:
     lessons, dropped = teacher_curriculum(model, tokenizer, episodes, config, pipe.limits.drop_ungrounded)
     probe_less = {ep["id"] for ep in episodes if not ev.has_probes(ep)}
     lessons, checks = set_aside_checks(lessons, probe_less, config.checks_share, config.seed)
+    tau = []
+    if dreams_tonight(pipe):  # the night's own judge of dreams: never taught, never the exam's checks
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, pipe.params.dreaming.tau_share,
+                                        config.seed + 1)
     ungrounded = sum(r["reason"].startswith("answer not in") for r in dropped)
     # The teacher is the brain before the night: its numbers are the "before" of the stick and gates.
     ceilings = ev.ceilings(model, tokenizer, episodes)
     tonight = {"night": state.nights, "episodes": [ep["id"] for ep in episodes],
                "too_long": [r["episode_id"] for r in too_long], "lessons": len(lessons),
-               "checks": len(checks), **ceilings, "teacher_accuracy": ceilings["recall_ceiling"],
+               "checks": len(checks), "tau": len(tau), **ceilings, "teacher_accuracy": ceilings["recall_ceiling"],
                "dropped_share": ungrounded / max(1, len(lessons) + len(checks) + len(dropped)),
                **{f"{k}_before": ev.accuracy(model, tokenizer, v)
                   for k, v in kept_probes(pipe, state, state.nights).items()},
                "reading_before": ev.open_book(model, tokenizer, readers(pipe))}
     folder = pipe.paths.curriculum.parent
     for name, rows in ((pipe.paths.curriculum.name, lessons), ("dropped.jsonl", dropped + too_long),
-                       ("checks.jsonl", checks)):
+                       ("checks.jsonl", checks), (pipe.paths.tau.name, tau)):
         jsonl.write(folder / name, rows)
     crash_point("curriculum")  # the lessons written, tonight.json not yet
     write_json(pipe.paths.tonight, tonight)

@@ -130,7 +130,7 @@ def decided(version) -> bool:
 
 
 def pending(pipe: Pipeline) -> int | None:
-    """The night the brain holds but the registry has not decided on (a night cut after `seed`),
+    """The night the brain holds but the registry has not decided on (a night cut after `dream`),
     or None: a rerun finishes that night instead of starting the next."""
     from lmsleep.brain import read_state
 

@@ -8,14 +8,17 @@ holds `memory.safetensors` and `sleeper.json`. `consolidation: context_distillat
 `sft_text`) in params.yaml runs a baseline into a LoRA adapter instead. A brain keeps the
 method it was started with: switching needs a new brain directory.
 
-The new brain is written whole into `models/brain.next`, then switched in (`lmsleep.brain.commit`);
-a rerun after a crash does not train a night the brain (live or staged) already holds.
+The seeded brain is written whole into `models/seeded.next`, then switched in as
+`models/seeded` (`lmsleep.brain.commit`); the `dream` stage reads it and switches the live
+brain (`models/brain`) only when the night's dreams are in. A rerun after a crash does not train
+a night the live brain or the seeded one (or its complete staged copy) already holds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from tasks.common import Pipeline, crash_point, load_pipeline, read_tonight
 from tasks.lock import night_lock
 
 BASELINES = ("context_distillation", "sft_text")
+DREAMER = "dreamer"  # the dreamer's adapter, inside the brain directory (lmsleep/dreaming.py)
 
 
 def mlflow_loss_callback():
@@ -76,15 +80,18 @@ def holds(state, tonight: dict) -> bool:
 
 
 def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
-    """A night trained before a crash is not trained again: the live brain already holds it, or
-    a complete staged brain does (the crash came before the switch), which is switched in now."""
+    """A night trained before a crash is not trained again: the live brain already holds it (the
+    night went on past `dream`), the seeded brain does, or a complete staged copy of it does (the
+    crash came before the switch), which is switched in now."""
     import shutil
 
-    brain, staged = pipe.paths.brain, staging(pipe.paths.brain)
-    if holds(read_state(brain, pipe.params.base_model), tonight):
+    base, seeded, staged = pipe.params.base_model, pipe.paths.seeded, staging(pipe.paths.seeded)
+    if holds(read_state(pipe.paths.brain, base), tonight):
         return {"night": tonight["night"], "resumed": "the brain already holds this night"}
-    if complete(staged) and holds(read_state(staged, pipe.params.base_model), tonight):
-        commit(brain)
+    if holds(read_state(seeded, base), tonight):
+        return {"night": tonight["night"], "resumed": "the seeded brain already holds this night"}
+    if complete(staged) and holds(read_state(staged, base), tonight):
+        commit(seeded)
         return {"night": tonight["night"], "resumed": "switched in the brain trained before a crash"}
     if staged.exists():
         shutil.rmtree(staged)  # half-written, or another night's: it never went live
@@ -127,14 +134,19 @@ def seed(pipe: Pipeline) -> dict:
     seconds = time.time() - t0
     state.nights += 1
     state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": method})
-    # The new brain is written whole beside the live one (memory.json last), then switched in:
-    # a crash before the switch leaves the old brain live and this one staged (`_resumed`).
-    staged = staging(pipe.paths.brain)
+    # The seeded brain is written whole (memory.json last), then switched in as models/seeded:
+    # a crash before the switch leaves it staged (`_resumed`). The live brain waits for `dream`.
+    staged = staging(pipe.paths.seeded)
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir(parents=True)
     if method == "knowledge_seeding":
         sleeper.past.write(staged)
+        if (pipe.paths.brain / DREAMER).is_dir():  # the dreamer goes on learning night after night
+            shutil.copytree(pipe.paths.brain / DREAMER, staged / DREAMER)
     save_brain(model, state, staged)
     crash_point("seed:staged")
-    commit(pipe.paths.brain)
+    commit(pipe.paths.seeded)
     return {"night": tonight["night"], "lessons": len(lessons), "seconds": seconds, "method": method, **out}
 
 

@@ -14,6 +14,12 @@ Two suites (GX Core 1.x, an ephemeral context: the suites are code, reviewed lik
 
 A failing suite raises `ValidationFailed` with a readable summary; the full GX result is
 written as JSON beside the reports (an artifact of the night).
+
+A third suite, `dreams`, runs inside the `dream` stage on what the model wrote before any of it
+is used: length in bounds, no degenerate repetition, grounded (a qa or implication dream's
+answer read from the episode is in it; a restatement's names, its capitalized words, are mostly
+the episode's). It does not stop the night: a dream that fails is set aside with the failed
+expectations (`data/dreams/set_aside.jsonl`), the rest go on.
 """
 
 from __future__ import annotations
@@ -66,7 +72,58 @@ def curriculum_frame(curriculum: list[dict], episodes: list[dict]):
     return pd.DataFrame(rows, columns=["episode_id", "known_episode", "answer_chars", "grounded", "repetition"])
 
 
-def _run(name: str, frame, expectations: list) -> dict:
+def names_grounded(text: str, context: str) -> float:
+    """Share of a text's capitalized words (names, places, companies: the facts a restatement
+    states) found in `context`; 1.0 for a text without any."""
+    import re
+
+    names = re.findall(r"\b[A-Z][\w-]+", text)
+    words = set(re.findall(r"\b[\w-]+", context))
+    return sum(n in words for n in names) / len(names) if names else 1.0
+
+
+def dream_frame(dreams: list[dict], episodes: list[dict]):
+    import pandas as pd
+
+    texts = {ep["id"]: ep["text"] for ep in episodes}
+    rows = []
+    for d in dreams:
+        text = texts.get(d["episode_id"], "")
+        if d["form"] == "restatement":
+            score = names_grounded(d["completion"], text)
+        else:  # the answer read from the episode: qa's completion, an implication's first answer
+            read = d["completion"] if d["form"] == "qa" else d["completion"].split("\nA: ", 1)[-1].split("\n")[0]
+            score = float(grounded(read, text))
+        rows.append({"chars": len(d["completion"].strip()), "repetition": repetition(d["completion"]),
+                     "grounded": score})
+    return pd.DataFrame(rows, columns=["chars", "repetition", "grounded"])
+
+
+def validate_dreams(dreams: list[dict], episodes: list[dict], limits: ValidationLimits) -> tuple[list, list, dict]:
+    """The dreams suite (module docstring): (dreams that pass, dreams set aside with `reasons`,
+    the GX result)."""
+    import great_expectations.expectations as gxe
+
+    if not dreams:
+        return [], [], {}
+    expectations = [
+        gxe.ExpectColumnValuesToBeBetween(column="chars", min_value=1, max_value=limits.max_dream_chars),
+        gxe.ExpectColumnValuesToBeBetween(column="repetition", max_value=limits.max_repetition),
+        gxe.ExpectColumnValuesToBeBetween(column="grounded", min_value=limits.min_dream_grounding),
+    ]
+    result = _run("dreams", dream_frame(dreams, episodes), expectations, result_format="COMPLETE")
+    reasons: dict[int, list[str]] = {}
+    for r in result["results"]:
+        cfg = r["expectation_config"]
+        for i in r.get("result", {}).get("unexpected_index_list") or []:
+            bounds = {k: v for k, v in cfg["kwargs"].items() if k not in ("batch_id", "column")}
+            reasons.setdefault(int(i), []).append(f"{cfg['kwargs']['column']} out of {bounds}")
+    good = [d for i, d in enumerate(dreams) if i not in reasons]
+    bad = [d | {"reasons": reasons[i]} for i, d in enumerate(dreams) if i in reasons]
+    return good, bad, result
+
+
+def _run(name: str, frame, expectations: list, result_format: str = "SUMMARY") -> dict:
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
@@ -76,7 +133,7 @@ def _run(name: str, frame, expectations: list) -> dict:
     suite = gx.ExpectationSuite(name=name)
     for e in expectations:
         suite.add_expectation(e)
-    return batch.validate(context.suites.add(suite)).to_json_dict()
+    return batch.validate(context.suites.add(suite), result_format=result_format).to_json_dict()
 
 
 def summarize(result: dict) -> list[str]:

@@ -14,10 +14,12 @@ from tests.flows.test_sleep_cycle import client, write_params
 ROOT = Path(__file__).resolve().parents[2]
 # A kill inside every stage (tasks/*.py `crash_point`): arrive after the day is written; capture
 # between its two outputs; curriculum with the lessons written and tonight.json not; validate
-# at its start; seed with the new brain written whole but not switched in; evaluate at its
-# start; register with the version created, before the decision. The micro world has two
-# days, so each night is killed several times (each kill, then the next) before a clean run.
-CRASHES = [["arrive", "capture", "curriculum", "seed:staged"], ["validate", "evaluate", "register:versioned"]]
+# at its start; seed with the seeded brain written whole but not switched in; dream with the
+# new live brain written whole but not switched in; evaluate at its start; register with the
+# version created, before the decision. The micro world has two days, so each night is killed
+# several times (each kill, then the next, in the order the flow meets them) before a clean run.
+CRASHES = [["arrive", "capture", "curriculum", "seed:staged", "dream:staged"],
+           ["validate", "evaluate", "register:versioned"]]
 
 
 def night_process(**env) -> subprocess.Popen:
@@ -59,9 +61,12 @@ def test_a_night_killed_in_each_stage_completes_once(harness, night_dir, born_mi
         assert by_night == [str(n) for n in range(night + 1)], f"one version per night ({point})"
         state = read_state(Path("models/brain"), str(born_micro_dir))
         assert [h["night"] for h in state.history] == list(range(night + 1))
-        if point == "seed:staged":  # trained once: the rerun switched in the brain trained before the kill
-            assert "switched in" in mlflow.artifacts.load_dict(f"runs:/{result['mlflow_run']}/seed.json")["resumed"]
-    assert not Path("models/brain.next").exists() and not Path("models/brain.old").exists()
+        if point == "dream:staged":  # trained once, dreamed once: the rerun took both from before the kill
+            run = f"runs:/{result['mlflow_run']}"
+            assert mlflow.artifacts.load_dict(f"{run}/seed.json")["resumed"] == "the seeded brain already holds this night"
+            assert "switched in" in mlflow.artifacts.load_dict(f"{run}/dream.json")["resumed"]
+    for leftover in ("models/brain.next", "models/brain.old", "models/seeded.next", "models/seeded.old"):
+        assert not Path(leftover).exists(), leftover
 
 
 def test_two_nights_at_once_one_is_refused_and_the_other_completes(harness, night_dir, born_micro_dir):

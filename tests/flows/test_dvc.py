@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import MICRO_BIRTH, MICRO_WORLD
-from tests.flows.test_sleep_cycle import BASELINES, LOOSE_LIMITS, MEMORY, OPEN_GATES, SEEDING
+from tests.flows.test_sleep_cycle import BASELINES, DREAMING, LOOSE_LIMITS, MEMORY, OPEN_GATES, SEEDING
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -34,7 +34,7 @@ def repo(tmp_path):
                                                    "tokenizer_docs")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "birth": birth, "baselines": BASELINES,
-        "seeding": SEEDING, "memory": MEMORY, "consolidation": "knowledge_seeding",
+        "seeding": SEEDING, "memory": MEMORY, "dreaming": DREAMING, "consolidation": "knowledge_seeding", "dream": True,
         "bench": {"days": 2, "base_probes": 10, "readers": 4}, "validate": LOOSE_LIMITS, "gates": OPEN_GATES,
         "registry": {"model_name": "micro", "tracking_uri": "sqlite:///mlflow/mlflow.db",
                      "artifact_location": "mlflow/artifacts", "experiment": "dvc-nights"}}))
@@ -47,7 +47,7 @@ def repo(tmp_path):
 
 def test_dvc_repro_runs_a_night_then_does_nothing(repo):
     out = run("dvc", "repro", cwd=repo)
-    for stage in ("birth", "arrive", "capture", "curriculum", "validate", "seed", "evaluate", "register"):
+    for stage in ("birth", "arrive", "capture", "curriculum", "validate", "seed", "dream", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     assert metrics["night"] == 0 and metrics["promoted"] is True

@@ -18,6 +18,9 @@ BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "
 # Knowledge Seeding, the default `seed` stage: the full objective, short.
 SEEDING = {"epochs": 1, "batch_size": 8, "lti_group": 2, "max_new_tokens": 8, "learning_rate": 0.01}
 MEMORY = {"periods": [1, 2], "slots": [2, 4], "top_k": [2, 2], "rank": 4}
+# Dreaming after seeding, the default `dream` stage: every step, short.
+DREAMING = {"tau_share": 0.25, "dreams": 2, "max_new_tokens": 16, "keep_top": 2, "keep_random": 1, "trial_steps": 1,
+            "dreamer_epochs": 1, "rehearse_epochs": 1}
 
 
 def store_uri() -> str:
@@ -29,7 +32,7 @@ def store_uri() -> str:
 def write_params(base_model, validate=LOOSE_LIMITS, gates=OPEN_GATES):
     Path("params.yaml").write_text(yaml.safe_dump({
         "base_model": str(base_model), "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "baselines": BASELINES,
-        "seeding": SEEDING, "memory": MEMORY,
+        "seeding": SEEDING, "memory": MEMORY, "dreaming": DREAMING,
         "bench": {"base_probes": 10, "readers": 4}, "validate": validate, "gates": gates,
         "registry": {"model_name": "micro", "tracking_uri": store_uri(),
                      "artifact_location": "mlflow/artifacts", "experiment": "test-nights"}}))
@@ -221,8 +224,9 @@ SENTINEL_A = "the Cobalt Gazebo Nine"
 def test_probes_are_the_exam_never_the_lesson(harness, night_dir, born_micro_dir, micro_world):
     """A sentinel probe (a question form no grammar family has, a made-up answer), a sentinel
     paraphrase and implication go through a real night: none of them reaches the curriculum,
-    the training rows, the brain or anything MLflow logged. A probe-less episode gets checks
-    that are never taught, and is measured on them."""
+    the training rows, the dreams, the brain (its dreamer too) or anything MLflow logged. A
+    probe-less episode gets checks that are never taught, and is measured on them; tau (what
+    dreams are judged on) is neither taught nor one of the checks."""
     from flows.sleep_cycle import NightParameters, sleep_cycle
 
     write_params(born_micro_dir)
@@ -244,7 +248,7 @@ def test_probes_are_the_exam_never_the_lesson(harness, night_dir, born_micro_dir
 
     secrets = [s.encode() for s in (SENTINEL_Q, SENTINEL_A, "Sentinel implication")]
     looked = 0
-    for root in ("data/curriculum", "models/brain", "mlflow"):
+    for root in ("data/curriculum", "data/dreams", "models/brain", "models/seeded", "mlflow"):
         for f in Path(root).rglob("*"):
             if f.is_file():
                 looked += 1
@@ -258,6 +262,10 @@ def test_probes_are_the_exam_never_the_lesson(harness, night_dir, born_micro_dir
     assert checks and {c["episode_id"] for c in checks} == {"mine"}
     taught = {r["prompt"] for r in lessons}
     assert not {f"Q: {c['question']}\nA:" for c in checks} & taught
+    tau = [json.loads(line) for line in Path("data/curriculum/tau.jsonl").read_text().splitlines()]
+    assert tau and not {f"Q: {t['question']}\nA:" for t in tau} & taught
+    assert not {t["question"] for t in tau} & {c["question"] for c in checks}
+    assert Path("data/dreams/dreams.jsonl").exists() and json.loads(Path("reports/dreams.json").read_text())["dreamed"]
     metrics = json.loads(Path("reports/metrics.json").read_text())
     assert metrics["checks"] is not None and metrics["recall"] is not None
 

@@ -1,0 +1,130 @@
+"""dream: the seeded brain practises tonight's episodes in its own words, then goes live.
+
+    python -m tasks.dream
+
+Reads the brain `seed` wrote (`models/seeded`), tonight's lessons and `tau.jsonl` (the teacher's
+own Q/A set aside by the curriculum stage: what dreams are judged on, never taught). With
+Knowledge Seeding and `dream: true` (lmsleep/dreaming.py, params.yaml `dreaming:`):
+1. the model writes dreams about each episode (restatements, question/answer pairs,
+   implications); the `dreams` data suite (tasks/validate.py) sets aside the ones out of
+   bounds, with the failed expectations, before any is used;
+2. gradient selection, one trial per kept dream on a copy of tonight's expert, scored on tau;
+3. ReST-EM: the dreamer adapter (`<brain>/dreamer/`) learns from the dreams that helped, and
+   they are rehearsed into tonight's expert with the lessons and replay.
+Writes `data/dreams/` (every dream with its score and trial, and the set-aside ones; versioned
+by DVC) and `reports/dreams.json`. Otherwise (a baseline, or `dream: false`) the seeded brain
+goes live as it is.
+
+The new live brain is written whole into `models/brain.next`, then switched in
+(`lmsleep.brain.commit`); a rerun after a crash does not dream a night the live brain already
+holds, and switches in a complete staged brain that holds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from lmsleep import jsonl
+from lmsleep.brain import commit, complete, load_brain, read_state, save_brain, staging
+from tasks.common import Pipeline, crash_point, dreams_tonight, load_pipeline, read_tonight, write_json
+from tasks.lock import night_lock
+from tasks.seed import DREAMER, holds
+
+
+def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
+    """The live brain holds tonight already, or a complete staged one does (switched in now)."""
+    base, staged = pipe.params.base_model, staging(pipe.paths.brain)
+    if holds(read_state(pipe.paths.brain, base), tonight):
+        return {"night": tonight["night"], "resumed": "the brain already holds this night"}
+    if complete(staged) and holds(read_state(staged, base), tonight):
+        commit(pipe.paths.brain)
+        return {"night": tonight["night"], "resumed": "switched in the brain dreamed before a crash"}
+    if staged.exists():
+        shutil.rmtree(staged)  # half-written, or another night's: it never went live
+    return None
+
+
+def _copy_brain(src: Path, dst: Path) -> None:
+    """A brain directory copied whole, `memory.json` last (its presence says "complete")."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("memory.json"))
+    shutil.copy2(src / "memory.json", dst / "memory.json")
+
+
+def dream(pipe: Pipeline) -> dict:
+    tonight, episodes = read_tonight(pipe)
+    resumed = _resumed(pipe, tonight)
+    if resumed:
+        return resumed
+    seeded = pipe.paths.seeded
+    if not (complete(seeded) and holds(read_state(seeded, pipe.params.base_model), tonight)):
+        raise RuntimeError(f"{seeded} does not hold night {tonight['night']}: run the seed stage first")
+    staged = staging(pipe.paths.brain)
+    out: dict = {"night": tonight["night"], "dreamed": dreams_tonight(pipe)}
+    if not out["dreamed"]:
+        _copy_brain(seeded, staged)
+        for name in ("dreams.jsonl", "set_aside.jsonl"):  # the stage's outputs exist every night
+            jsonl.write(pipe.paths.dreams / name, [])
+        write_json(pipe.paths.reports / "dreams.json", out)
+    else:
+        out |= _dream(pipe, tonight, episodes, staged)
+    crash_point("dream:staged")
+    commit(pipe.paths.brain)
+    return out
+
+
+def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path) -> dict:
+    from lmsleep.dreaming import Dreamer
+    from lmsleep.memory import memory_of
+    from lmsleep.sleep import Past, Sleeper
+    from tasks.seed import mlflow_loss_callback
+    from tasks.validate import validate_dreams
+
+    seeded, p = pipe.paths.seeded, pipe.params
+    model, tokenizer, state = load_brain(seeded, p.base_model)
+    lessons, tau = jsonl.read(pipe.paths.curriculum), jsonl.read(pipe.paths.tau)
+    staged.mkdir(parents=True)
+    if (seeded / DREAMER).is_dir():  # the dreamer learns in the new brain; the seeded one stays as it was
+        shutil.copytree(seeded / DREAMER, staged / DREAMER)
+    sleeper = Sleeper(model, tokenizer, p.seeding, memory=memory_of(model), past=Past.read(seeded))
+    set_aside: list[dict] = []
+
+    def check(dreams):
+        good, bad, _ = validate_dreams(dreams, episodes, pipe.limits)
+        set_aside.extend(bad)
+        return good
+
+    callback = mlflow_loss_callback()
+    report = Dreamer(model, tokenizer, p.dreaming, sleeper, staged / DREAMER).night(
+        episodes, lessons, tau, check=check, callbacks=[callback] if callback else None)
+    folder = pipe.paths.dreams
+    jsonl.write(folder / "dreams.jsonl", _with_outcomes(report.pop("all_dreams"), report.pop("kept_dreams")))
+    jsonl.write(folder / "set_aside.jsonl", set_aside)
+    report |= {"set_aside": len(set_aside), "dreamed": True}
+    write_json(pipe.paths.reports / "dreams.json", report)
+    sleeper.past.write(staged)
+    save_brain(model, state, staged)
+    return {k: report[k] for k in ("sampled", "set_aside", "dreams", "kept", "helped", "success")}
+
+
+def _with_outcomes(dreams: list[dict], kept: list[dict]) -> list[dict]:
+    """Every dream, with its gradient score and trial where it was kept."""
+    def key(d):
+        return d["episode_id"], d["form"], d["completion"]
+
+    outcome = {key(d): d for d in kept}
+    return [outcome[key(d)] | {"kept": True} if key(d) in outcome else d | {"kept": False} for d in dreams]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+    with night_lock(what="the dream stage"):
+        print(json.dumps(dream(load_pipeline(args.params))))
+
+
+if __name__ == "__main__":
+    main()
