@@ -165,7 +165,9 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
                 "consolidation": p.consolidation, **{f"seeding.{k}": v for k, v in p.seeding.__dict__.items()},
                 **{f"memory.{k}": v for k, v in p.memory.__dict__.items()}})
             mlflow.log_dict(seeded, "seed.json")  # each consolidation's rows, steps, loss, seconds; memory counts
-            dreamt = timed("dream", dream.dream, pipe, tags=["gpu"],
+            from flows.dream_trials import trials_fan_out
+
+            dreamt = timed("dream", lambda q: dream.dream(q, trials_fan_out(q.trials)), pipe, tags=["gpu"],
                            log_params={"dream": p.dream, **{f"dreaming.{k}": v for k, v in p.dreaming.__dict__.items()}},
                            artifacts=(pipe.paths.reports / "dreams.json",))
             mlflow.log_dict(dreamt, "dream.json")

@@ -326,10 +326,13 @@ class Dreamer:
         return slot
 
     def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print,
-              check=None, callbacks: list | None = None) -> dict:
+              check=None, callbacks: list | None = None, run_trials=None) -> dict:
         """Tonight's dreams (after `sleeper.night`): `lessons` those seeding taught, `tau` the
         checks set aside. `check(dreams) -> dreams` may set some aside before any is used (the
-        pipeline's data suite); `callbacks` see the rehearsal's training (transformers')."""
+        pipeline's data suite); `callbacks` see the rehearsal's training (transformers');
+        `run_trials(jobs) -> outcomes` runs the trials elsewhere (the pipeline fans them out as
+        Prefect task runs), each job `{slot, dream, tau, before, steps, lr}` for `try_dream` on
+        the model as it is now (tonight's expert in `slot`)."""
         import time
 
         from lmsleep.seeding import knowledge_seeding, same_prompt_rows, seeding_rows
@@ -369,9 +372,15 @@ class Dreamer:
         times["select"] = time.time() - t0
         t0 = time.time()
         before = {eid: tau_score(self.model, self.tokenizer, tau_rows(rows)) for eid, rows in tau_of.items()}
-        for d in kept:
-            d["trial"] = try_dream(self.model, self.tokenizer, params, d, tau_rows(tau_of[d["episode_id"]]),
-                                   before[d["episode_id"]], c.trial_steps, c.trial_lr)
+        jobs = [{"slot": slot, "dream": d, "tau": tau_rows(tau_of[d["episode_id"]]), "before": before[d["episode_id"]],
+                 "steps": c.trial_steps, "lr": c.trial_lr} for d in kept]
+        if run_trials is None:  # here, one after another, on this very model
+            outcomes = [try_dream(self.model, self.tokenizer, params, j["dream"], j["tau"], j["before"], j["steps"],
+                                  j["lr"]) for j in jobs]
+        else:
+            outcomes = run_trials(jobs)
+        for d, outcome in zip(kept, outcomes, strict=True):
+            d["trial"] = outcome
         good = [d for d in kept if d["trial"]["reward"]]
         times["try"] = time.time() - t0
         progress(f"night {memory.nights}: {len(dreams)} dreams, {len(kept)} kept, {len(good)} helped")

@@ -55,6 +55,20 @@ class Registry:
 
 
 @dataclass
+class Trials:
+    """Where the dream stage's trials run (params.yaml `trials:`): each is a Prefect task run of
+    `tasks.dream.trial`, mapped over the kept dreams on this task runner."""
+
+    runner: str = "thread"  # thread: a local pool; dask: prefect-dask; ray: prefect-ray
+    workers: int = 2  # local processes (dask) or threads (thread)
+    address: str | None = None  # an existing Dask scheduler or Ray cluster to join instead
+
+    def __post_init__(self):
+        if self.runner not in ("thread", "dask", "ray"):
+            raise ValueError(f"params.yaml trials.runner must be thread, dask or ray, got {self.runner!r}")
+
+
+@dataclass
 class ValidationLimits:
     """Bounds of the data suites (params.yaml `validate:`), see tasks/validate.py."""
 
@@ -105,6 +119,7 @@ class Pipeline:
     registry: Registry = field(default_factory=Registry)
     paths: Paths = field(default_factory=Paths)
     limits: ValidationLimits = field(default_factory=ValidationLimits)
+    trials: Trials = field(default_factory=Trials)
 
 
 def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
@@ -112,7 +127,8 @@ def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
     return Pipeline(load_params(path, raw), build_section(Gates, raw.get("gates"), "gates"),
                     build_section(Registry, raw.get("registry"), "registry"),
                     build_section(Paths, raw.get("paths"), "paths"),
-                    build_section(ValidationLimits, raw.get("validate"), "validate"))
+                    build_section(ValidationLimits, raw.get("validate"), "validate"),
+                    build_section(Trials, raw.get("trials"), "trials"))
 
 
 def crash_point(name: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import threading
 from pathlib import Path
 
 from lmsleep import jsonl
@@ -32,6 +33,32 @@ from lmsleep.brain import commit, complete, load_brain, read_state, save_brain, 
 from tasks.common import Pipeline, crash_point, dreams_tonight, load_pipeline, read_tonight, write_json
 from tasks.lock import night_lock
 from tasks.seed import DREAMER, holds
+
+
+_trial_models: dict = {}
+_trial_lock = threading.Lock()
+
+
+def trial(brain: str, base_model: str, slot: int, dream: dict, tau: list[dict], before: dict, steps: int,
+          lr: float) -> dict:
+    """One dream's trial (`lmsleep.dreaming.try_dream`) wherever a task runner puts it: the
+    brain at `brain` (the seeded one) is loaded once per process and its expert in `slot` is
+    tried on and put back. Trials in one process take turns (they share that expert); a Dask or
+    Ray runner spreads them over processes and machines."""
+    import os
+
+    from lmsleep.dreaming import try_dream
+    from lmsleep.memory import memory_of
+
+    with _trial_lock:
+        key = (brain, base_model)
+        if key not in _trial_models:
+            model, tokenizer, _ = load_brain(Path(brain), base_model)
+            _trial_models.clear()  # one brain per process: last night's goes
+            _trial_models[key] = (model, tokenizer)
+        model, tokenizer = _trial_models[key]
+        params = memory_of(model).train_only(1, slot)
+        return try_dream(model, tokenizer, params, dream, tau, before, steps, lr) | {"worker": os.getpid()}
 
 
 def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
@@ -53,7 +80,9 @@ def _copy_brain(src: Path, dst: Path) -> None:
     shutil.copy2(src / "memory.json", dst / "memory.json")
 
 
-def dream(pipe: Pipeline) -> dict:
+def dream(pipe: Pipeline, fan_out=None) -> dict:
+    """`fan_out(jobs) -> outcomes` runs the trials (`trial(**job)` each) elsewhere: the flow maps
+    them as Prefect task runs; without it they run here, one after another."""
     tonight, episodes = read_tonight(pipe)
     resumed = _resumed(pipe, tonight)
     if resumed:
@@ -69,13 +98,13 @@ def dream(pipe: Pipeline) -> dict:
             jsonl.write(pipe.paths.dreams / name, [])
         write_json(pipe.paths.reports / "dreams.json", out)
     else:
-        out |= _dream(pipe, tonight, episodes, staged)
+        out |= _dream(pipe, tonight, episodes, staged, fan_out)
     crash_point("dream:staged")
     commit(pipe.paths.brain)
     return out
 
 
-def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path) -> dict:
+def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path, fan_out) -> dict:
     from lmsleep.dreaming import Dreamer
     from lmsleep.memory import memory_of
     from lmsleep.sleep import Past, Sleeper
@@ -96,9 +125,15 @@ def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path) ->
         set_aside.extend(bad)
         return good
 
+    def run_trials(jobs):  # the seeded brain on disk is the model as it is now: workers load it
+        return fan_out([{"brain": str(seeded.resolve()), "base_model": str(Path(p.base_model).resolve()), **j}
+                        for j in jobs])
+
     callback = mlflow_loss_callback()
     report = Dreamer(model, tokenizer, p.dreaming, sleeper, staged / DREAMER).night(
-        episodes, lessons, tau, check=check, callbacks=[callback] if callback else None)
+        episodes, lessons, tau, check=check, callbacks=[callback] if callback else None,
+        run_trials=run_trials if fan_out else None)
+    _trial_models.clear()  # the trials' copy of the brain, where the thread runner kept it in this process
     folder = pipe.paths.dreams
     jsonl.write(folder / "dreams.jsonl", _with_outcomes(report.pop("all_dreams"), report.pop("kept_dreams")))
     jsonl.write(folder / "set_aside.jsonl", set_aside)
