@@ -10,9 +10,10 @@ A task is (C, tau): C an episode read in context, tau the night's own held-out c
 (a share of the teacher's grounded questions and answers, set aside before anything is taught;
 never the episode's probes, which stay the exam). After the night's consolidation:
 
-1. dream: for each episode, `dreams` samples of each form, written by the model with C in
-   context (and the dreamer adapter, once it has learned), while every router also switches on
-   one random extra expert (`random_expert`):
+1. dream: for each episode, `dreams` samples of each form (an implication per qa dream and
+   bridge), written by the model with C in context (and the dreamer adapter, once it has
+   learned), while every router also switches on one random extra expert (`random_expert`; each
+   layer's router draws its own):
    - restatement: C in other words (the form birth teaches);
    - qa: a question the model asks itself about C and its open-book answer (grounded in C, never
      in a held-out question form: those are the exam's);
@@ -23,7 +24,8 @@ never the episode's probes, which stay the exam). After the night's consolidatio
    with `torch.func` (`vmap(grad(...))`: one batched pass, not a loop of backwards). Keep the
    top `keep_top` of each episode plus `keep_random` others at random (diversity);
 3. try: each kept dream trains an isolated copy of tonight's expert for `trial_steps` steps; its
-   reward is 1 if more of tau is then answered exactly than before (teacher-forced; `try_dream`). Trials are independent: the pipeline fans them out as Prefect task runs;
+   reward is 1 if more of tau is then answered exactly than before (teacher-forced; `try_dream`).
+   Trials are independent: the pipeline fans them out as Prefect task runs;
 4. learn: ReST-EM. The dreamer, a LoRA adapter of its own (PEFT, trained with TRL's SFTTrainer),
    is fine-tuned on the (prompt -> dream) pairs that earned reward 1, so tomorrow's dreams are
    better; the same dreams, beside tonight's lessons, are rehearsed into tonight's expert through
@@ -96,10 +98,11 @@ def _question(sample: str) -> str | None:
 
 
 def dream_row(form: str, prompt: str, sample: str, episode_id: str, student: str, teacher: str,
-              completion: str) -> dict:
+              completion: str, question: str | None = None) -> dict:
     """A dream: what the dreamer saw (`prompt`) and wrote (`sample`, what ReST-EM learns), and
-    the row that trains on it: the student without C, the teacher with it, the `completion`."""
-    return {"episode_id": episode_id, "form": form, "prompt": prompt, "sample": sample,
+    the row that trains on it: the student without C, the teacher with it, the `completion`;
+    `question`: the question the model asked itself about C (qa, implication)."""
+    return {"episode_id": episode_id, "form": form, "prompt": prompt, "sample": sample, "question": question,
             "student": student, "teacher": teacher, "completion": completion}
 
 
@@ -128,15 +131,29 @@ def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig
         qa = [(ep, q, a) for (ep, q), a in zip(pairs, answers, strict=True) if a and grounded(a, ep["text"])]
         if "qa" in config.forms:
             dreams += [dream_row("qa", f"{ep['text']}\n\nQ:", f" {q}\nA: {a}\n", ep["id"], closed_book_prompt(q),
-                                 open_book_prompt(ep["text"], q), f" {a}\n") for ep, q, a in qa]
+                                 open_book_prompt(ep["text"], q), f" {a}\n", q) for ep, q, a in qa]
         if "implication" in config.forms and config.bridges:
             chains = [(ep, q, a, b.format(answer=a)) for ep, q, a in qa for b in config.bridges]
-            implied = answer(model, tokenizer, [b for *_, b in chains], max_new_tokens=24)  # closed-book: its own knowledge
+            # Closed-book: what the model itself knows about the answer.
+            implied = answer(model, tokenizer, [b for *_, b in chains], max_new_tokens=24)
             for (ep, q, a, b), i in zip(chains, implied, strict=True):
                 if i:
                     dreams.append(dream_row("implication", f"{ep['text']}\n\nQ:", f" {q}\nA: {a}\n", ep["id"], "",
-                                            f"{ep['text']}\n\n", f"Q: {q}\nA: {a}\nQ: {b}\nA: {i}\n"))
-    return dreams
+                                            f"{ep['text']}\n\n", f"Q: {q}\nA: {a}\nQ: {b}\nA: {i}\n", q))
+    unique = {(d["episode_id"], d["form"], d["completion"]): d for d in dreams}  # one trial and one vote each
+    return list(unique.values())
+
+
+def judgeable(dreams: list[dict], tau: list[dict]) -> list[dict]:
+    """The dreams tau can judge: about an episode that has tau, and not asking one of its
+    questions (such a dream would be judged on what it teaches: tau taught after all, and
+    rewarded for it)."""
+    from lmsleep.evaluation import normalize
+
+    episodes = {t["episode_id"] for t in tau}
+    asked = {(t["episode_id"], normalize(t["question"])) for t in tau}
+    return [d for d in dreams if d["episode_id"] in episodes
+            and (d["episode_id"], normalize(d.get("question") or "")) not in asked]
 
 
 # -- 2. select: gradient scores ---------------------------------------------------------------------
@@ -296,9 +313,14 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
                           learning_rate=config.dreamer_lr, epochs=config.dreamer_epochs, seed=config.seed)
     start = PeftModel.from_pretrained(model, str(path), is_trainable=True) \
         if (path / "adapter_config.json").exists() else model
-    trained = train_lora(start, tokenizer, [{"prompt": d["prompt"], "completion": d["sample"]} for d in dreams], lora)
-    trained.save_pretrained(str(path))
-    trained.unload()
+    trained = start
+    try:
+        trained = train_lora(start, tokenizer, [{"prompt": d["prompt"], "completion": d["sample"]} for d in dreams],
+                             lora)
+        trained.save_pretrained(str(path))
+    finally:
+        if isinstance(trained, PeftModel):
+            trained.unload()  # the LoRA layers go, whatever happened; the base and its memory stay
     return len(dreams)
 
 
@@ -335,15 +357,15 @@ class Dreamer:
         the model as it is now (tonight's expert in `slot`)."""
         import time
 
-        from lmsleep.seeding import knowledge_seeding, same_prompt_rows, seeding_rows
+        from lmsleep.seeding import knowledge_seeding, muted, same_prompt_rows, seeding_rows
 
         c, memory = self.config, self.sleeper.memory
         rng = random.Random(f"{c.seed}-dream-{memory.nights}")
         times, t0 = {}, time.time()
         slot = self.tonight_slot()
         with dreamer_adapter(self.model, self.dreamer_dir) as dreaming_model:
-            if c.random_expert:
-                with memory.random_experts(rng) as switched:
+            if c.random_expert:  # its own draws: with or without it, the dreams sample alike
+                with memory.random_experts(random.Random(f"{c.seed}-extra-{memory.nights}")) as switched:
                     dreams = sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
             else:
                 switched, dreams = 0, sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
@@ -354,7 +376,7 @@ class Dreamer:
         tau_of: dict[str, list[dict]] = {}
         for t in tau:
             tau_of.setdefault(t["episode_id"], []).append(t)
-        dreams = [d for d in dreams if d["episode_id"] in tau_of]  # no tau, no way to judge it
+        dreams = judgeable(dreams, tau)
         params = memory.train_only(1, slot)
         names = {id(p): n for n, p in self.model.named_parameters()}
         t0 = time.time()
@@ -393,9 +415,11 @@ class Dreamer:
         if good:
             s = self.sleeper.config
             rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"} for d in good]
-            if c.rehearse_lessons and c.seeding:  # dreams only: the lessons are never taught
+            if c.rehearse_lessons and c.seeding:  # dreams only: the lessons are taught in no form
                 rows += seeding_rows(lessons, episodes)
-            replay = self.sleeper.replay(round(s.replay * len(rows)), lessons, episodes, rng)
+            with muted(memory, {1: [slot]}):  # replay is answered by the model before tonight, as in seeding
+                replay = self.sleeper.replay(round(s.replay * len(rows)), lessons if c.seeding else [], episodes, rng,
+                                             before=memory.nights)
             rows += same_prompt_rows(replay, "replay")
             rng.shuffle(rows)
             # The teacher is the model before tonight (tonight's expert muted), as in seeding: a

@@ -320,6 +320,9 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
     if not rows:
         raise ValueError("nothing to seed: no rows (the curriculum has no lessons and there is no replay)")
     if resume is not None:
+        if resume not in memory.active_slots(receiver):
+            raise ValueError(f"resume={resume}: level {receiver} has no active expert there "
+                             f"(active: {memory.active_slots(receiver)})")
         slot = resume
         for bank in memory.level(receiver):
             bank.seeding = slot

@@ -46,8 +46,10 @@ class Past:
 
     FILE = "sleeper.json"
 
-    def questions(self, level: int | None = None) -> list[str]:
-        return [q for n in self.nights if level is None or n["level"] == level for q in n["questions"]]
+    def questions(self, level: int | None = None, before: int | None = None) -> list[str]:
+        """The questions of the nights in `level` (any), and before night `before` (any)."""
+        return [q for n in self.nights if (level is None or n["level"] == level)
+                and (before is None or n["night"] < before) for q in n["questions"]]
 
     def write(self, path: str | Path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -91,13 +93,15 @@ class Sleeper:
         return questions_to_replay(generate(self.model, self.tokenizer, ["Q:"] * n, max_new_tokens=32,
                                             do_sample=True, top_k=0, temperature=self.config.replay_temperature))
 
-    def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random) -> list[dict]:
+    def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random,
+               before: int | None = None) -> list[dict]:
         """About `n` replay rows, a third from each source (earlier days, the model's own
-        questions, reading), answered by the model before tonight."""
+        questions, reading), answered by the model before tonight. `before`: earlier days are
+        the nights before that one (dreaming, after tonight joined the past, passes tonight)."""
         if n <= 0:
             return []
         third = max(1, n // 3)
-        earlier = self.past.questions()
+        earlier = self.past.questions(before=before)
         earlier = rng.sample(earlier, min(third, len(earlier)))
         own = self._own_questions(third + (third - len(earlier)), rng)  # no past yet: more of its own
         text = {ep["id"]: ep["text"] for ep in episodes}

@@ -124,11 +124,15 @@ class Pipeline:
 
 def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
     raw = read_yaml(path)
-    return Pipeline(load_params(path, raw), build_section(Gates, raw.get("gates"), "gates"),
+    pipe = Pipeline(load_params(path, raw), build_section(Gates, raw.get("gates"), "gates"),
                     build_section(Registry, raw.get("registry"), "registry"),
                     build_section(Paths, raw.get("paths"), "paths"),
                     build_section(ValidationLimits, raw.get("validate"), "validate"),
                     build_section(Trials, raw.get("trials"), "trials"))
+    if pipe.params.dream and not pipe.params.dreaming.seeding:
+        raise ValueError("params.yaml dreaming.seeding: false is the bench's dreams_only ablation; the pipeline's seed "
+                         "stage always seeds the lessons: set it back to true (or dream: false)")
+    return pipe
 
 
 def crash_point(name: str) -> None:

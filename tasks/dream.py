@@ -35,29 +35,41 @@ from tasks.lock import night_lock
 from tasks.seed import DREAMER, holds
 
 
+# The model trials run on, per process: the dream stage's own (a thread runner's trials run
+# beside it, no second copy), or, in a Dask/Ray worker, the brain loaded from disk once, keyed
+# by its memory file's state so a long-lived worker never tries tonight's dreams on last night's.
 _trial_models: dict = {}
 _trial_lock = threading.Lock()
 
 
+def _brain_key(brain: str, base_model: str) -> tuple:
+    memory = Path(brain) / "memory.safetensors"
+    return brain, base_model, memory.stat().st_mtime_ns, memory.stat().st_size
+
+
 def trial(brain: str, base_model: str, slot: int, dream: dict, tau: list[dict], before: dict, steps: int,
           lr: float) -> dict:
-    """One dream's trial (`lmsleep.dreaming.try_dream`) wherever a task runner puts it: the
-    brain at `brain` (the seeded one) is loaded once per process and its expert in `slot` is
-    tried on and put back. Trials in one process take turns (they share that expert); a Dask or
-    Ray runner spreads them over processes and machines."""
+    """One dream's trial (`lmsleep.dreaming.try_dream`) wherever a task runner puts it, on the
+    brain at `brain` (the seeded one, as the dream stage has it); its expert in `slot` is tried
+    on and put back. Trials in one process take turns (they share that expert); a Dask or Ray
+    runner spreads them over processes and machines."""
     import os
 
     from lmsleep.dreaming import try_dream
     from lmsleep.memory import memory_of
 
     with _trial_lock:
-        key = (brain, base_model)
+        key = _brain_key(brain, base_model)
         if key not in _trial_models:
             model, tokenizer, _ = load_brain(Path(brain), base_model)
-            _trial_models.clear()  # one brain per process: last night's goes
+            _trial_models.clear()  # one brain per process
             _trial_models[key] = (model, tokenizer)
         model, tokenizer = _trial_models[key]
-        params = memory_of(model).train_only(1, slot)
+        memory = memory_of(model)
+        if slot not in memory.active_slots(1):
+            raise RuntimeError(f"the brain at {brain} has no active level-1 expert in slot {slot}: the trials must "
+                               "run on the brain the dream stage holds")
+        params = memory.train_only(1, slot)
         return try_dream(model, tokenizer, params, dream, tau, before, steps, lr) | {"worker": os.getpid()}
 
 
@@ -65,18 +77,46 @@ def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
     """The live brain holds tonight already, or a complete staged one does (switched in now)."""
     base, staged = pipe.params.base_model, staging(pipe.paths.brain)
     if holds(read_state(pipe.paths.brain, base), tonight):
+        _restore_outputs(pipe)
         return {"night": tonight["night"], "resumed": "the brain already holds this night"}
     if complete(staged) and holds(read_state(staged, base), tonight):
         commit(pipe.paths.brain)
+        _restore_outputs(pipe)
         return {"night": tonight["night"], "resumed": "switched in the brain dreamed before a crash"}
     if staged.exists():
         shutil.rmtree(staged)  # half-written, or another night's: it never went live
     return None
 
 
-def _copy_brain(src: Path, dst: Path) -> None:
+OUTPUTS = "dreams"  # inside the brain: the night's dream outputs, restored if a rerun finds them gone
+
+
+def _write_outputs(pipe: Pipeline, staged: Path, dreams: list[dict], set_aside: list[dict], report: dict) -> None:
+    """`data/dreams/`, `reports/dreams.json`, and the same inside the staged brain (a resumed
+    night finds them there after `dvc repro` cleared the stage's outputs)."""
+    for folder in (pipe.paths.dreams, staged / OUTPUTS):
+        jsonl.write(folder / "dreams.jsonl", dreams)
+        jsonl.write(folder / "set_aside.jsonl", set_aside)
+    write_json(staged / OUTPUTS / "dreams.json", report)
+    write_json(pipe.paths.reports / "dreams.json", report)
+
+
+def _restore_outputs(pipe: Pipeline) -> None:
+    kept = pipe.paths.brain / OUTPUTS
+    if not kept.is_dir():
+        return
+    for name in ("dreams.jsonl", "set_aside.jsonl"):
+        if not (pipe.paths.dreams / name).exists():
+            pipe.paths.dreams.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(kept / name, pipe.paths.dreams / name)
+    if not (pipe.paths.reports / "dreams.json").exists():
+        pipe.paths.reports.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kept / "dreams.json", pipe.paths.reports / "dreams.json")
+
+
+def _copy_brain(src: Path, dst: Path, ignore: str) -> None:
     """A brain directory copied whole, `memory.json` last (its presence says "complete")."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("memory.json"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("memory.json", ignore))
     shutil.copy2(src / "memory.json", dst / "memory.json")
 
 
@@ -93,10 +133,8 @@ def dream(pipe: Pipeline, fan_out=None) -> dict:
     staged = staging(pipe.paths.brain)
     out: dict = {"night": tonight["night"], "dreamed": dreams_tonight(pipe)}
     if not out["dreamed"]:
-        _copy_brain(seeded, staged)
-        for name in ("dreams.jsonl", "set_aside.jsonl"):  # the stage's outputs exist every night
-            jsonl.write(pipe.paths.dreams / name, [])
-        write_json(pipe.paths.reports / "dreams.json", out)
+        _copy_brain(seeded, staged, ignore=OUTPUTS)
+        _write_outputs(pipe, staged, [], [], out)  # the stage's outputs exist every night
     else:
         out |= _dream(pipe, tonight, episodes, staged, fan_out)
     crash_point("dream:staged")
@@ -125,20 +163,25 @@ def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path, fa
         set_aside.extend(bad)
         return good
 
+    brain, base = str(seeded.resolve()), str(Path(p.base_model).resolve())
+
     def run_trials(jobs):  # the seeded brain on disk is the model as it is now: workers load it
-        return fan_out([{"brain": str(seeded.resolve()), "base_model": str(Path(p.base_model).resolve()), **j}
-                        for j in jobs])
+        return fan_out([{"brain": brain, "base_model": base, **j} for j in jobs])
+
+    with _trial_lock:
+        _trial_models.clear()
+        _trial_models[_brain_key(brain, base)] = (model, tokenizer)  # this process's trials use it
 
     callback = mlflow_loss_callback()
-    report = Dreamer(model, tokenizer, p.dreaming, sleeper, staged / DREAMER).night(
-        episodes, lessons, tau, check=check, callbacks=[callback] if callback else None,
-        run_trials=run_trials if fan_out else None)
-    _trial_models.clear()  # the trials' copy of the brain, where the thread runner kept it in this process
-    folder = pipe.paths.dreams
-    jsonl.write(folder / "dreams.jsonl", _with_outcomes(report.pop("all_dreams"), report.pop("kept_dreams")))
-    jsonl.write(folder / "set_aside.jsonl", set_aside)
+    try:
+        report = Dreamer(model, tokenizer, p.dreaming, sleeper, staged / DREAMER).night(
+            episodes, lessons, tau, check=check, callbacks=[callback] if callback else None,
+            run_trials=run_trials if fan_out else None)
+    finally:
+        _trial_models.clear()
+    dreams = _with_outcomes(report.pop("all_dreams"), report.pop("kept_dreams"))
     report |= {"set_aside": len(set_aside), "dreamed": True}
-    write_json(pipe.paths.reports / "dreams.json", report)
+    _write_outputs(pipe, staged, dreams, set_aside, report)
     sleeper.past.write(staged)
     save_brain(model, state, staged)
     return {k: report[k] for k in ("sampled", "set_aside", "dreams", "kept", "helped", "success")}

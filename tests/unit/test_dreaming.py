@@ -3,8 +3,8 @@ import random
 import pytest
 import torch
 
-from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, dreamer_adapter, gradient_scores, sample_dreams, select,
-                              tau_rows, tau_score, train_dreamer, try_dream)
+from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, dreamer_adapter, gradient_scores, judgeable, sample_dreams,
+                              select, tau_rows, tau_score, train_dreamer, try_dream)
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.sleep import Sleeper
@@ -73,7 +73,6 @@ def test_a_trial_trains_a_copy_of_the_expert_and_puts_it_back(micro):
     before = tau_score(model, tokenizer, tau)
     trial = try_dream(model, tokenizer, params, DREAMS[0], tau, before, steps=4, lr=0.05)
     assert trial["after"]["loss"] < before["loss"]  # tau's own question: it moves tau's way
-    assert trial["reward"] == int(trial["after"]["exact"] > before["exact"])
     assert all(torch.equal(p, s) for p, s in zip(params, saved))
     assert tau_score(model, tokenizer, tau) == before
 
@@ -109,10 +108,19 @@ def test_dreams_never_read_the_probes(micro):
     model, tokenizer = micro
     config = DreamingConfig(dreams=3, max_new_tokens=12)
     dreams = sample_dreams(model, tokenizer, [EPISODE], config, random.Random(0))
+    assert dreams  # restatements at least: a random model writes something
     text = str(dreams)
     for secret in ("Sentinel", "Qwibblefrotz", "Flumpington", "zorb"):
         assert secret not in text
     assert all(d["teacher"].startswith(EPISODE["text"]) for d in dreams)
+
+
+def test_only_dreams_tau_can_judge_go_on_and_none_that_asks_taus_own_question():
+    dreams = [{"episode_id": "ep-1", "question": "where does ada vell work?", "form": "qa"},  # tau's, normalized
+              {"episode_id": "ep-1", "question": "Where does Ada Vell live?", "form": "qa"},
+              {"episode_id": "ep-1", "question": None, "form": "restatement"},
+              {"episode_id": "ep-2", "question": None, "form": "restatement"}]  # no tau for it
+    assert [d["question"] for d in judgeable(dreams, TAU)] == ["Where does Ada Vell live?", None]
 
 
 def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
@@ -163,7 +171,9 @@ def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro
     dreamer = Dreamer(model, tokenizer, config, sleeper, tmp_path / "dreamer")
     report = dreamer.night([EPISODE], lessons, TAU, progress=lambda *_: None)
     assert dreamer.tonight_slot() == slot  # dreams go into the expert seeding made tonight
-    assert report["kept"] <= report["dreams"] and report["helped"] <= report["kept"]
+    assert 0 < report["dreams"] and report["kept"] <= report["dreams"] and report["helped"] <= report["kept"]
+    assert not any("lora" in name for name, _ in model.named_modules())  # the dreamer is unloaded
+    assert all(bank.extra is None for layer in sleeper.memory.banks for bank in layer)
     assert sum(f["dreams"] for f in report["by_form"].values()) == report["dreams"]
     assert set(report["seconds"]) == {"dream", "select", "try", "learn", "rehearse"}
     assert (report["rehearsal"] is not None) == (report["helped"] > 0)

@@ -26,6 +26,15 @@ def test_replay_draws_on_earlier_days_own_questions_and_reading(micro):
     assert "Sentinel" not in str(rows) and "Qwibblefrotz" not in str(rows)
 
 
+def test_replay_after_tonight_joined_the_past_draws_on_earlier_days_only(micro):
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig())
+    sleeper.past.nights += [{"night": 1, "level": 1, "questions": ["Where does Bo Tarn live?"]},
+                            {"night": 2, "level": 1, "questions": ["Where does Ada Vell work?"]}]  # tonight's
+    prompts = [r["prompt"] for r in sleeper.replay(30, [], [EPISODE], random.Random(0), before=2)]
+    assert "Q: Where does Bo Tarn live?\nA:" in prompts and "Q: Where does Ada Vell work?\nA:" not in prompts
+
+
 @pytest.mark.slow
 def test_nights_follow_the_schedule_and_the_brain_round_trips(micro, micro_dir, tmp_path):
     """Three real nights with periods [1, 2]: level 1 goes up into level 2 on night 2."""
