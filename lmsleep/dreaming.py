@@ -72,6 +72,9 @@ class DreamingConfig:
     # Rehearse tonight's lessons beside the dreams: trained on dreams alone, the expert drifts off
     # what seeding just taught it (day 0: recall 0.19 -> 0.08 after dreams alone).
     rehearse_lessons: bool = True
+    # Learning to imitate in the rehearsal too (when seeding has it on). PAPER.md says the dreams
+    # are rehearsed into the new memory, not with which objective.
+    rehearse_lti: bool = True
     # Switches for the ablations.
     selection: bool = True  # False: keep keep_top + keep_random dreams at random
     random_expert: bool = True  # False: dream with the routers' own top-k only
@@ -425,7 +428,8 @@ class Dreamer:
             # The teacher is the model before tonight (tonight's expert muted), as in seeding: a
             # teacher that is the expert being trained chases itself (day 0, 4 epochs: recall 0.19 -> 0.0).
             rehearsed = knowledge_seeding(self.model, self.tokenizer, memory, rows,
-                                          replace(s, epochs=c.rehearse_epochs), reward=self.sleeper.reward,
+                                          replace(s, epochs=c.rehearse_epochs, lti=s.lti and c.rehearse_lti),
+                                          reward=self.sleeper.reward,
                                           resume=slot, callbacks=callbacks)
         times["rehearse"] = time.time() - t0
         by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
