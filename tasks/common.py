@@ -135,6 +135,19 @@ def load_pipeline(path: str | Path = "params.yaml") -> Pipeline:
     return pipe
 
 
+def stage_cli(stage, doc: str, argv: list[str] | None = None) -> dict:
+    """`python -m tasks.<stage>`, what dvc.yaml runs: `--params`, the night lock, the stage."""
+    import argparse
+
+    from tasks.lock import night_lock
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+    with night_lock(what=f"the {stage.__name__} stage"):
+        return stage(load_pipeline(args.params))
+
+
 def crash_point(name: str) -> None:
     """Fault injection for the crash tests: with LMSLEEP_CRASH_AT=<name> this process dies here
     by SIGKILL (no cleanup, no exception handler runs), as it would in a power cut."""

@@ -22,7 +22,6 @@ holds, and switches in a complete staged brain that holds it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import threading
@@ -30,8 +29,7 @@ from pathlib import Path
 
 from lmsleep import jsonl
 from lmsleep.brain import commit, complete, load_brain, read_state, save_brain, staging
-from tasks.common import Pipeline, crash_point, dreams_tonight, load_pipeline, read_tonight, write_json
-from tasks.lock import night_lock
+from tasks.common import Pipeline, crash_point, dreams_tonight, read_tonight, stage_cli, write_json
 from tasks.seed import DREAMER, holds
 
 
@@ -197,12 +195,7 @@ def _with_outcomes(dreams: list[dict], kept: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = ap.parse_args(argv)
-    with night_lock(what="the dream stage"):
-        print(json.dumps(dream(load_pipeline(args.params))))
-
+    print(json.dumps(stage_cli(dream, __doc__, argv)))
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,6 @@ base population, in train and in held-out forms) with their `*_before`; `reading
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from lmsleep import evaluation as ev
 from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.brain import MemoryState, load_brain
 from lmsleep.world import World
-from tasks.common import Pipeline, crash_point, load_pipeline, read_tonight, write_json
-from tasks.lock import night_lock
+from tasks.common import Pipeline, crash_point, read_tonight, stage_cli, write_json
 
 
 def kept_probes(pipe: Pipeline, state: MemoryState, before_night: int) -> dict[str, list[dict]]:
@@ -65,12 +63,7 @@ def evaluate(pipe: Pipeline) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = ap.parse_args(argv)
-    with night_lock(what="the evaluate stage"):
-        print(json.dumps(evaluate(load_pipeline(args.params)), indent=2))
-
+    print(json.dumps(stage_cli(evaluate, __doc__, argv), indent=2))
 
 if __name__ == "__main__":
     main()

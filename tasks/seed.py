@@ -16,17 +16,14 @@ a night the live brain or the seeded one (or its complete staged copy) already h
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
-from pathlib import Path
 
 from lmsleep import jsonl
 from lmsleep.brain import commit, complete, load_brain, read_state, save_brain, staging
 from lmsleep.memory import memory_of
-from tasks.common import Pipeline, crash_point, load_pipeline, read_tonight
-from tasks.lock import night_lock
+from tasks.common import Pipeline, crash_point, read_tonight, stage_cli
 
 BASELINES = ("context_distillation", "sft_text")
 DREAMER = "dreamer"  # the dreamer's adapter, inside the brain directory (lmsleep/dreaming.py)
@@ -151,12 +148,7 @@ def seed(pipe: Pipeline) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = ap.parse_args(argv)
-    with night_lock(what="the seed stage"):
-        print(json.dumps(seed(load_pipeline(args.params))))
-
+    print(json.dumps(stage_cli(seed, __doc__, argv)))
 
 if __name__ == "__main__":
     main()
