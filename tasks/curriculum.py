@@ -25,6 +25,8 @@ the measuring stick and the gates.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 from pathlib import Path
 
 from lmsleep import jsonl
@@ -84,6 +86,9 @@ def curriculum(pipe: Pipeline) -> dict:
                **{f"{k}_before": ev.accuracy(model, tokenizer, v)
                   for k, v in kept_probes(pipe, state, state.nights).items()},
                "reading_before": ev.open_book(model, tokenizer, readers(pipe))}
+    # What tonight teaches and judges by, hashed: a night trained before a crash is resumed only
+    # from the same curriculum (tasks/seed.py `holds`).
+    tonight["curriculum"] = hashlib.sha256(json.dumps([lessons, checks, tau], sort_keys=True).encode()).hexdigest()[:16]
     folder = pipe.paths.curriculum.parent
     for name, rows in ((pipe.paths.curriculum.name, lessons), ("dropped.jsonl", dropped + too_long),
                        ("checks.jsonl", checks), (pipe.paths.tau.name, tau)):

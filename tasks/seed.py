@@ -71,9 +71,14 @@ def _check_memory(memory, wanted) -> None:
 
 
 def holds(state, tonight: dict) -> bool:
-    """Whether a brain's state already holds tonight's night (trained, counted)."""
-    return (state.nights == tonight["night"] + 1 and bool(state.history)
-            and state.history[-1]["episodes"] == tonight["episodes"])
+    """Whether a brain's state already holds tonight's night (trained, counted) from tonight's
+    curriculum: a curriculum written again after a crash with other params (other lessons, another
+    tau) is another night's, and is trained anew (brains from before the hash: episodes alone)."""
+    if not (state.nights == tonight["night"] + 1 and state.history
+            and state.history[-1]["episodes"] == tonight["episodes"]):
+        return False
+    trained, written = state.history[-1].get("curriculum"), tonight.get("curriculum")
+    return trained is None or written is None or trained == written
 
 
 def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
@@ -130,7 +135,8 @@ def seed(pipe: Pipeline) -> dict:
             model = sft_text(model, tokenizer, episodes, pipe.params.baselines)
     seconds = time.time() - t0
     state.nights += 1
-    state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": method})
+    state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": method,
+                          "curriculum": tonight.get("curriculum")})
     # The seeded brain is written whole (memory.json last), then switched in as models/seeded:
     # a crash before the switch leaves it staged (`_resumed`). The live brain waits for `dream`.
     staged = staging(pipe.paths.seeded)
