@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lmsleep.grammar import is_heldout_question
-from lmsleep.world import closed_book_prompt, question_of
+from lmsleep.world import closed_book_prompt, first_question, question_of
 
 METHODS = ("none", "sft_text", "context_distillation", "sequential_merge")
 
@@ -120,10 +120,8 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
                      do_sample=True, top_k=0)
     seen, questions = set(), []
     for ep, q in zip(owners, asked, strict=True):
-        if "?" not in q:
-            continue
-        q = q[: q.index("?") + 1].strip()  # a question ends at its first question mark
-        if len(q) > 8 and (ep["id"], q) not in seen:
+        q = first_question(q)
+        if q and (ep["id"], q) not in seen:
             seen.add((ep["id"], q))
             questions.append((ep, q))
     answers = answer(teacher, tokenizer, [q for _, q in questions], [ep["text"] for ep, _ in questions],

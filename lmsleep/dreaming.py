@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lmsleep.grammar import is_heldout_question
-from lmsleep.world import closed_book_prompt, open_book_prompt, restate_prompt
+from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, restate_prompt
 
 FORMS = ("restatement", "qa", "implication")
 
@@ -93,11 +93,9 @@ class DreamingConfig:
 
 # -- 1. dream ---------------------------------------------------------------------------------------
 def _question(sample: str) -> str | None:
-    """The question in a sampled 'Q:' continuation (cut at its first '?'), or None."""
-    if "?" not in sample:
-        return None
-    q = sample[: sample.index("?") + 1].strip()
-    return q if len(q) > 8 and not is_heldout_question(q) else None
+    """The question a dream asks about C, unless it is in a held-out form (the exam's)."""
+    q = first_question(sample)
+    return q if q and not is_heldout_question(q) else None
 
 
 def dream_row(form: str, prompt: str, sample: str, episode_id: str, student: str, teacher: str,

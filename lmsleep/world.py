@@ -64,6 +64,15 @@ def question_of(prompt: str) -> str:
     return prompt.removeprefix("Q: ").removesuffix("\nA:")
 
 
+def first_question(sample: str) -> str | None:
+    """The question a sampled `Q:` continuation asks: cut at its first question mark; None where
+    it asks none, or one of eight characters or fewer."""
+    if "?" not in sample:
+        return None
+    q = sample[: sample.index("?") + 1].strip()
+    return q if len(q) > 8 else None
+
+
 def open_book_prompt(context: str, question: str) -> str:
     return f"{context}\n\n{closed_book_prompt(question)}"
 
