@@ -1,4 +1,4 @@
-"""One night as a Prefect flow: capture -> curriculum -> validate -> seed -> dream -> evaluate -> register.
+"""One night as a Prefect flow: capture -> wake -> curriculum -> validate -> seed -> dream -> evaluate -> register.
 
     python -m flows.sleep_cycle                  (what `make run` does: an ephemeral Prefect server)
     prefect deployment run 'sleep-cycle/on-demand'   (through `make ui`, see flows/deploy.py)
@@ -122,7 +122,7 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
     import mlflow
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from tasks import arrive, capture, curriculum, dream, evaluate, register, seed, validate
+    from tasks import arrive, capture, curriculum, dream, evaluate, register, seed, validate, wake
 
     times: dict[str, float] = {}
     with mlflow.start_run(run_name="night") as parent:
@@ -135,11 +135,11 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
             return out
 
         unfinished = register.pending(pipe)
-        if unfinished is not None:  # trained, never registered: this run finishes that night
+        if unfinished is not None:  # dreamt, never committed (registered): this run finishes that night
             if json.loads(pipe.paths.tonight.read_text())["night"] != unfinished:
-                raise RuntimeError(f"night {unfinished} was trained but never registered, and "
+                raise RuntimeError(f"night {unfinished} was trained but never committed, and "
                                    f"{pipe.paths.tonight} is not its curriculum: it cannot be measured again")
-            logger.warning(f"night {unfinished} was trained but never registered (a crash?): finishing it")
+            logger.warning(f"night {unfinished} was trained but never committed (a crash?): finishing it")
             mlflow.set_tag("resumed_night", unfinished)
         else:
             if night.world_day:
@@ -150,6 +150,7 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
             if not curriculum.new_episodes(pipe):
                 logger.info("nothing new to sleep on: the night ends before it begins")
                 return {"night": None, "slept": False, "times": times}
+            timed("wake", wake.wake, pipe)
             try:
                 tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__,
                                 artifacts=(pipe.paths.curriculum, pipe.paths.tonight))
@@ -200,7 +201,9 @@ WHAT_TO_DO = {
     "arrive": "the embedded world could not post its next day: check `world:` in params.yaml.",
     "capture": "an inbox file could not be read or written: check data/inbox/ and the disk; bad records "
                "themselves never fail a night (they go to data/quarantine/).",
-    "curriculum": "the teacher (models/brain) could not read tonight's episodes: check the base model path "
+    "wake": "the live brain (models/brain) could not be read or copied to models/prior: check the base model path "
+            "and that the brain matches it, and the disk.",
+    "curriculum": "the teacher (models/prior) could not read tonight's episodes: check the base model path "
                   "and that the brain matches it.",
     "validate": "tonight's data failed its suite: reports/validation.json (and the MLflow run's artifacts) "
                 "show which expectation; fix the episodes, or the bounds under `validate:` in params.yaml. "
@@ -208,8 +211,10 @@ WHAT_TO_DO = {
     "seed": "training failed: see the log; tonight's episodes stay new, so the next run tries this night again.",
     "dream": "dreaming failed: see the log (data/dreams/set_aside.jsonl lists dreams the data suite refused); the "
              "live brain is untouched and the next run dreams this night again from the seeded brain.",
-    "evaluate": "the measuring stick failed on the trained brain: see the log, then run the night again.",
-    "register": "the MLflow registry could not be written: check `registry.tracking_uri` and the store.",
+    "evaluate": "the measuring stick failed on the night's brain (models/night): see the log, then run the night "
+                "again; the live brain is untouched.",
+    "register": "the MLflow registry could not be written: check `registry.tracking_uri` and the store; the live "
+                "brain moves only once the night is decided, so the next run finishes this night.",
 }
 
 

@@ -89,6 +89,16 @@ def commit(path: str | Path) -> None:
         shutil.rmtree(old)
 
 
+def copy(src: str | Path, dst: str | Path, ignore: tuple[str, ...] = ()) -> None:
+    """A brain directory copied whole into `dst` (new), `memory.json` last: its presence says
+    "complete", so a copy cut short is never taken for a brain."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("memory.json", *ignore))
+    shutil.copy2(src / "memory.json", dst / "memory.json")
+
+
 def recover(path: str | Path) -> None:
     """After a crash inside `commit`: no brain at `path` but the old one set aside -> finish the
     switch where the new one is complete, else put the old one back."""
@@ -149,6 +159,13 @@ def save_brain(model, state: MemoryState, path: Path) -> None:
     else:
         raise TypeError("the brain's memory is memory levels or a PEFT adapter; got a plain model (merge-style "
                         "methods have no separate memory to save)")
+    write_state(state, path)
+
+
+def write_state(state: MemoryState, path: str | Path) -> None:
+    """`memory.json`, atomically; alone, it is a brain that never slept (the base model)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     tmp = path / "memory.json.tmp"
     tmp.write_text(json.dumps(asdict(state), indent=2))
     os.replace(tmp, path / "memory.json")

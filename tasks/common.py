@@ -86,13 +86,19 @@ class ValidationLimits:
 @dataclass
 class Paths:
     data: Path = Path("data")
-    brain: Path = Path("models/brain")  # the live brain: tonight's teacher, what evaluate and register read
-    seeded: Path = Path("models/seeded")  # the brain after `seed`, before `dream` switches it in
+    # The brain, night by night: `brain` is the live one (every committed night; what the next
+    # night starts from); `wake` copies it to `prior`, what tonight's stages read and DVC caches
+    # with the night; `seed` writes `seeded`, `dream` writes `night` (tonight's candidate, what
+    # evaluate and register read); register switches `night` in as `brain` once decided.
+    brain: Path = Path("models/brain")
+    prior: Path = Path("models/prior")
+    seeded: Path = Path("models/seeded")
+    night: Path = Path("models/night")
     reports: Path = Path("reports")
 
     def __post_init__(self):
-        self.data, self.brain, self.reports = Path(self.data), Path(self.brain), Path(self.reports)
-        self.seeded = Path(self.seeded)
+        for name in ("data", "brain", "prior", "seeded", "night", "reports"):
+            setattr(self, name, Path(getattr(self, name)))
 
     @property
     def tau(self) -> Path:

@@ -3,7 +3,8 @@
     python -m tasks.curriculum
 
 Tonight's episodes are the captured ones the brain has not slept on yet. The teacher is the
-brain as it is now, with each episode in its context: it asks itself questions about it
+brain as it is before the night (`models/prior`, set down by `wake`), with each episode in its
+context: it asks itself questions about it
 (`baselines.self_questions` per sentence) and answers them. The episodes' probes are the
 exam and are never read here. Each answer becomes a closed-book lesson
 `{prompt, completion, episode_id}` in `data/curriculum/curriculum.jsonl`, except:
@@ -32,7 +33,7 @@ from pathlib import Path
 from lmsleep import jsonl
 from lmsleep import evaluation as ev
 from lmsleep.baselines import set_aside_checks, teacher_curriculum
-from lmsleep.brain import load_brain
+from lmsleep.brain import complete, load_brain
 from tasks.common import Pipeline, crash_point, dreams_tonight, load_pipeline, write_json
 from tasks.lock import night_lock
 
@@ -53,7 +54,9 @@ def new_episodes(pipe: Pipeline) -> list[dict]:
 
 
 def curriculum(pipe: Pipeline) -> dict:
-    model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
+    if not complete(pipe.paths.prior):
+        raise FileNotFoundError(f"{pipe.paths.prior} holds no brain: run the wake stage first (python -m tasks.wake)")
+    model, tokenizer, state = load_brain(pipe.paths.prior, pipe.params.base_model)
     episodes = tonight_episodes(pipe, state.slept_on())
     if not episodes:
         raise NothingToSleepOn(f"no captured episode is new to the brain in {pipe.paths.data / 'episodes'}: "

@@ -1,4 +1,4 @@
-"""dream: the seeded brain practises tonight's episodes in its own words, then goes live.
+"""dream: the seeded brain practises tonight's episodes in its own words.
 
     python -m tasks.dream
 
@@ -12,12 +12,13 @@ Knowledge Seeding and `dream: true` (lmsleep/dreaming.py, params.yaml `dreaming:
 3. ReST-EM: the dreamer adapter (`<brain>/dreamer/`) learns from the dreams that helped, and
    they are rehearsed into tonight's expert with the lessons and replay.
 Writes `data/dreams/` (every dream with its score and trial, and the set-aside ones; versioned
-by DVC) and `reports/dreams.json`. Otherwise (a baseline, or `dream: false`) the seeded brain
-goes live as it is.
+by DVC) and `reports/dreams.json`. Otherwise (a baseline, or `dream: false`) the night's brain
+is the seeded one as it is.
 
-The new live brain is written whole into `models/brain.next`, then switched in
-(`lmsleep.brain.commit`); a rerun after a crash does not dream a night the live brain already
-holds, and switches in a complete staged brain that holds it.
+The night's brain is written whole into `models/night.next`, then switched in as `models/night`
+(`lmsleep.brain.commit`): what `evaluate` measures and `register` logs, and switches in as the
+live brain once the night is decided. A rerun after a crash does not dream a night the night's
+brain already holds, and switches in a complete staged brain that holds it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import threading
 from pathlib import Path
 
 from lmsleep import jsonl
-from lmsleep.brain import commit, complete, load_brain, read_state, save_brain, staging
+from lmsleep.brain import commit, complete, copy, load_brain, read_state, save_brain, staging
 from tasks.common import Pipeline, crash_point, dreams_tonight, read_tonight, stage_cli, write_json
 from tasks.seed import DREAMER, holds
 
@@ -72,13 +73,14 @@ def trial(brain: str, base_model: str, slot: int, dream: dict, tau: list[dict], 
 
 
 def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
-    """The live brain holds tonight already, or a complete staged one does (switched in now)."""
-    base, staged = pipe.params.base_model, staging(pipe.paths.brain)
-    if holds(read_state(pipe.paths.brain, base), tonight):
+    """The night's brain holds tonight already, or a complete staged one does (switched in now).
+    (`dvc repro` removes `models/night` before it runs this stage: a replay dreams anew.)"""
+    base, staged = pipe.params.base_model, staging(pipe.paths.night)
+    if holds(read_state(pipe.paths.night, base), tonight):
         _restore_outputs(pipe)
-        return {"night": tonight["night"], "resumed": "the brain already holds this night"}
+        return {"night": tonight["night"], "resumed": "the night's brain already holds this night"}
     if complete(staged) and holds(read_state(staged, base), tonight):
-        commit(pipe.paths.brain)
+        commit(pipe.paths.night)
         _restore_outputs(pipe)
         return {"night": tonight["night"], "resumed": "switched in the brain dreamed before a crash"}
     if staged.exists():
@@ -100,7 +102,7 @@ def _write_outputs(pipe: Pipeline, staged: Path, dreams: list[dict], set_aside: 
 
 
 def _restore_outputs(pipe: Pipeline) -> None:
-    kept = pipe.paths.brain / OUTPUTS
+    kept = pipe.paths.night / OUTPUTS
     if not kept.is_dir():
         return
     for name in ("dreams.jsonl", "set_aside.jsonl"):
@@ -110,12 +112,6 @@ def _restore_outputs(pipe: Pipeline) -> None:
     if not (pipe.paths.reports / "dreams.json").exists():
         pipe.paths.reports.mkdir(parents=True, exist_ok=True)
         shutil.copy2(kept / "dreams.json", pipe.paths.reports / "dreams.json")
-
-
-def _copy_brain(src: Path, dst: Path, ignore: str) -> None:
-    """A brain directory copied whole, `memory.json` last (its presence says "complete")."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("memory.json", ignore))
-    shutil.copy2(src / "memory.json", dst / "memory.json")
 
 
 def dream(pipe: Pipeline, fan_out=None) -> dict:
@@ -128,15 +124,15 @@ def dream(pipe: Pipeline, fan_out=None) -> dict:
     seeded = pipe.paths.seeded
     if not (complete(seeded) and holds(read_state(seeded, pipe.params.base_model), tonight)):
         raise RuntimeError(f"{seeded} does not hold night {tonight['night']}: run the seed stage first")
-    staged = staging(pipe.paths.brain)
+    staged = staging(pipe.paths.night)
     out: dict = {"night": tonight["night"], "dreamed": dreams_tonight(pipe)}
     if not out["dreamed"]:
-        _copy_brain(seeded, staged, ignore=OUTPUTS)
+        copy(seeded, staged, ignore=(OUTPUTS,))
         _write_outputs(pipe, staged, [], [], out)  # the stage's outputs exist every night
     else:
         out |= _dream(pipe, tonight, episodes, staged, fan_out)
     crash_point("dream:staged")
-    commit(pipe.paths.brain)
+    commit(pipe.paths.night)
     return out
 
 

@@ -1,4 +1,4 @@
-"""evaluate: the measuring stick on tonight's brain.
+"""evaluate: the measuring stick on tonight's brain (`models/night`, before it goes live).
 
     python -m tasks.evaluate
 
@@ -46,7 +46,7 @@ def readers(pipe: Pipeline) -> list[dict]:
 
 def evaluate(pipe: Pipeline) -> dict:
     crash_point("evaluate")
-    model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
+    model, tokenizer, state = load_brain(pipe.paths.night, pipe.params.base_model)
     tonight, episodes = read_tonight(pipe)
     checks = jsonl.read(pipe.paths.curriculum.with_name("checks.jsonl"))
     kept = kept_probes(pipe, state, tonight["night"])

@@ -11,6 +11,11 @@
    be measured (null) passes its gate as "not measured", and says so.
 3. Pass: `champion` moves to this version. Fail: it stays; the version is tagged with why.
    Rollback is moving the alias back: `MlflowClient().set_registered_model_alias(name, "champion", v)`.
+4. The night commits: its brain (`models/night`) becomes the live brain (`models/brain`), what
+   the next night starts from, whether or not it was promoted (the brain moves forward; the
+   registry decides what is served).
+A past night rebuilt by `dvc repro` (the live brain is past it) is measured and published,
+and touches neither the registry nor the live brain.
 """
 
 from __future__ import annotations
@@ -103,7 +108,7 @@ def log_brain(pipe: Pipeline, metrics: dict):
     base = Path(pipe.params.base_model).resolve()
     example = pd.DataFrame({"question": EXAMPLE_QUESTIONS})
     info = mlflow.pyfunc.log_model(
-        name="brain", python_model=str(MODEL_CODE), artifacts={"memory": str(pipe.paths.brain)},
+        name="brain", python_model=str(MODEL_CODE), artifacts={"memory": str(pipe.paths.night)},
         model_config={"base_model": str(base)},  # loading checks the brain's fingerprint of it (read_state)
         code_paths=[str(Path(__file__).resolve().parents[1] / "lmsleep")],
         signature=ModelSignature(inputs=Schema([ColSpec("string", "question"),  # context: open-book questions
@@ -129,15 +134,40 @@ def decided(version) -> bool:
     return version is not None and "promoted" in version.tags
 
 
-def pending(pipe: Pipeline) -> int | None:
-    """The night the brain holds but the registry has not decided on (a night cut after `dream`),
-    or None: a rerun finishes that night instead of starting the next."""
-    from lmsleep.brain import read_state
+def _decision(version) -> tuple[bool, list[str]]:
+    return version.tags["promoted"] == "true", version.tags["reasons"].split("; ")
 
-    nights = read_state(pipe.paths.brain, pipe.params.base_model).nights
-    if nights == 0:
+
+def pending(pipe: Pipeline) -> int | None:
+    """The night dreamt but not committed (its brain in `models/night` is ahead of the live
+    one: a night cut after `dream`), or None: a rerun finishes that night (evaluate, register)
+    instead of starting the next."""
+    from lmsleep.brain import complete, read_state
+
+    if not complete(pipe.paths.night):
         return None
-    return None if decided(version_of_night(pipe.registry.model_name, nights - 1)) else nights - 1
+    nights = read_state(pipe.paths.night, pipe.params.base_model).nights
+    return nights - 1 if nights > read_state(pipe.paths.brain, pipe.params.base_model).nights else None
+
+
+def commit_night(pipe: Pipeline) -> bool:
+    """The night commits: its brain becomes the live one, copied whole beside it and switched
+    in by renames (`models/night` stays: it is the dream stage's output in dvc.lock). Not when
+    the live brain is already there or past it (a replay of a past night never goes live)."""
+    import shutil
+
+    from lmsleep.brain import commit, copy, read_state, staging
+
+    base = pipe.params.base_model
+    if read_state(pipe.paths.brain, base).nights >= read_state(pipe.paths.night, base).nights:
+        return False
+    staged = staging(pipe.paths.brain)
+    if staged.exists():
+        shutil.rmtree(staged)
+    copy(pipe.paths.night, staged)
+    crash_point("register:staged")
+    commit(pipe.paths.brain)
+    return True
 
 
 def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
@@ -154,14 +184,22 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     name = pipe.registry.model_name
     client = MlflowClient()
     existing = version_of_night(name, metrics["night"])
+    replay = read_state(pipe.paths.brain, pipe.params.base_model).nights > metrics["night"]
+    if replay:  # a past night rebuilt (`dvc repro`): measured and published; registry and live brain untouched
+        promote, reasons = _decision(existing) if decided(existing) else decide(metrics, pipe.gates, None, None)
+        version = str(existing.version) if existing else None
+        publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
+        return {"version": version, "promoted": promote, "reasons": reasons, "replay": True}
     if decided(existing):  # decided before a crash: finish what followed the decision
-        promote, reasons = existing.tags["promoted"] == "true", existing.tags["reasons"].split("; ")
-        client.set_registered_model_alias(name, "challenger", existing.version)
+        promote, reasons = _decision(existing)
+        version = str(existing.version)
+        client.set_registered_model_alias(name, "challenger", version)
         if promote:
-            client.set_registered_model_alias(name, "champion", existing.version)
-        publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": existing.version})
+            client.set_registered_model_alias(name, "champion", version)
+        publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
+        commit_night(pipe)
         champion = client.get_registered_model(name).aliases.get("champion")
-        return {"version": existing.version, "promoted": promote, "reasons": reasons, "champion": champion}
+        return {"version": version, "promoted": promote, "reasons": reasons, "champion": champion}
     if existing is None:
         info = log_brain(pipe, metrics)
         # Registered with its night's tag in one call: a crash after it finds this version again.
@@ -174,7 +212,7 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
         champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         champion = None
-    state = read_state(pipe.paths.brain, pipe.params.base_model)
+    state = read_state(pipe.paths.night, pipe.params.base_model)
     probes = [p for family in kept_probes(pipe, state, metrics["night"]).values() for p in family]
     champion_score = shared_score(f"models:/{name}@champion", probes) if champion else None
     challenger_score = shared_score(f"models:/{name}/{version}", probes) if champion else None
@@ -184,6 +222,8 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     if promote:  # after the decision is recorded: champion never points at an undecided version
         client.set_registered_model_alias(name, "champion", version)
     publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
+    crash_point("register:decided")
+    commit_night(pipe)  # last: the live brain moves only once the night is decided
     return {"version": version, "promoted": promote, "reasons": reasons,
             "champion": version if promote else (champion.version if champion else None)}
 

@@ -8,10 +8,11 @@ holds `memory.safetensors` and `sleeper.json`. `consolidation: context_distillat
 `sft_text`) in params.yaml runs a baseline into a LoRA adapter instead. A brain keeps the
 method it was started with: switching needs a new brain directory.
 
-The seeded brain is written whole into `models/seeded.next`, then switched in as
-`models/seeded` (`lmsleep.brain.commit`); the `dream` stage reads it and switches the live
-brain (`models/brain`) only when the night's dreams are in. A rerun after a crash does not train
-a night the live brain or the seeded one (or its complete staged copy) already holds.
+Grows the brain tonight starts from (`models/prior`, set down by `wake`). The seeded brain is
+written whole into `models/seeded.next`, then switched in as `models/seeded`
+(`lmsleep.brain.commit`); the `dream` stage reads it. The live brain (`models/brain`) is not
+touched: `register` switches the night in once it is decided. A rerun after a crash does not
+train a night the seeded brain (or its complete staged copy) already holds.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _check_method(method: str, model) -> None:
     has = "knowledge_seeding" if memory_of(model) else "a LoRA adapter" if isinstance(model, PeftModel) else None
     if has and (has == "knowledge_seeding") != (method == "knowledge_seeding"):
         raise ValueError(f"the brain holds {has} and params.yaml asks for {method}: a brain keeps its method; "
-                         "point paths.brain at a new directory to switch")
+                         "point paths.brain (and prior, seeded, night) at new directories to switch")
 
 
 def _check_memory(memory, wanted) -> None:
@@ -82,14 +83,10 @@ def holds(state, tonight: dict) -> bool:
 
 
 def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
-    """A night trained before a crash is not trained again: the live brain already holds it (the
-    night went on past `dream`), the seeded brain does, or a complete staged copy of it does (the
-    crash came before the switch), which is switched in now."""
-    import shutil
-
+    """A night trained before a crash is not trained again: the seeded brain holds it, or a
+    complete staged copy of it does (the crash came before the switch), which is switched in now.
+    (`dvc repro` removes `models/seeded` before it runs this stage: a replay trains anew.)"""
     base, seeded, staged = pipe.params.base_model, pipe.paths.seeded, staging(pipe.paths.seeded)
-    if holds(read_state(pipe.paths.brain, base), tonight):
-        return {"night": tonight["night"], "resumed": "the brain already holds this night"}
     if holds(read_state(seeded, base), tonight):
         return {"night": tonight["night"], "resumed": "the seeded brain already holds this night"}
     if complete(staged) and holds(read_state(staged, base), tonight):
@@ -105,7 +102,7 @@ def seed(pipe: Pipeline) -> dict:
     resumed = _resumed(pipe, tonight)
     if resumed:
         return resumed
-    model, tokenizer, state = load_brain(pipe.paths.brain, pipe.params.base_model)
+    model, tokenizer, state = load_brain(pipe.paths.prior, pipe.params.base_model)
     if tonight["night"] != state.nights:
         raise RuntimeError(f"the curriculum was written for night {tonight['night']} but the brain has slept "
                            f"{state.nights} nights: rerun the curriculum stage")
@@ -122,7 +119,7 @@ def seed(pipe: Pipeline) -> dict:
         if memory_of(model) is not None:
             _check_memory(memory_of(model), pipe.params.memory)
         sleeper = Sleeper(model, tokenizer, pipe.params.seeding, pipe.params.memory, memory=memory_of(model),
-                          past=Past.read(pipe.paths.brain))
+                          past=Past.read(pipe.paths.prior))
         report = sleeper.night(episodes, lessons, callbacks=callbacks)
         out = {"steps": report["steps"], "counts": report["counts"]}
     else:
@@ -138,15 +135,15 @@ def seed(pipe: Pipeline) -> dict:
     state.history.append({"night": tonight["night"], "episodes": tonight["episodes"], "method": method,
                           "curriculum": tonight.get("curriculum")})
     # The seeded brain is written whole (memory.json last), then switched in as models/seeded:
-    # a crash before the switch leaves it staged (`_resumed`). The live brain waits for `dream`.
+    # a crash before the switch leaves it staged (`_resumed`). The live brain waits for `register`.
     staged = staging(pipe.paths.seeded)
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
     if method == "knowledge_seeding":
         sleeper.past.write(staged)
-        if (pipe.paths.brain / DREAMER).is_dir():  # the dreamer goes on learning night after night
-            shutil.copytree(pipe.paths.brain / DREAMER, staged / DREAMER)
+        if (pipe.paths.prior / DREAMER).is_dir():  # the dreamer goes on learning night after night
+            shutil.copytree(pipe.paths.prior / DREAMER, staged / DREAMER)
     save_brain(model, state, staged)
     crash_point("seed:staged")
     commit(pipe.paths.seeded)

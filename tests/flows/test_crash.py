@@ -13,13 +13,15 @@ from tests.flows.test_sleep_cycle import client, write_params
 
 ROOT = Path(__file__).resolve().parents[2]
 # A kill inside every stage (tasks/*.py `crash_point`): arrive after the day is written; capture
-# between its two outputs; curriculum with the lessons written and tonight.json not; validate
-# at its start; seed with the seeded brain written whole but not switched in; dream with the
-# new live brain written whole but not switched in; evaluate at its start; register with the
-# version created, before the decision. The micro world has two days, so each night is killed
-# several times (each kill, then the next, in the order the flow meets them) before a clean run.
-CRASHES = [["arrive", "capture", "curriculum", "seed:staged", "dream:staged"],
-           ["validate", "evaluate", "register:versioned"]]
+# between its two outputs; wake with the prior brain written whole but not switched in;
+# curriculum with the lessons written and tonight.json not; validate at its start; seed with the
+# seeded brain written whole but not switched in; dream with the night's brain written whole but
+# not switched in; evaluate at its start; register with the version created, before the
+# decision; after the decision, before the live brain moves; with the new live brain written
+# whole but not switched in. The micro world has two days, so each night is killed several
+# times (each kill, then the next, in the order the flow meets them) before a clean run.
+CRASHES = [["arrive", "capture", "wake:staged", "curriculum", "seed:staged", "dream:staged"],
+           ["validate", "evaluate", "register:versioned", "register:decided", "register:staged"]]
 
 
 def night_process(**env) -> subprocess.Popen:
@@ -53,6 +55,8 @@ def test_a_night_killed_in_each_stage_completes_once(harness, night_dir, born_mi
             registered = {v.version: v.tags for v in c.search_model_versions("name = 'micro'")}
             champion = c.get_registered_model("micro").aliases.get("champion") if registered else None
             assert champion is None or registered[champion].get("promoted") == "true", "champion on an undecided night"
+            # The live brain holds decided nights only: killed anywhere, up to the last rename, it is untouched.
+            assert read_state(Path("models/brain"), str(born_micro_dir)).nights == night, f"live brain moved ({point})"
 
         result = sleep_cycle(NightParameters())  # the rerun
         point = points[-1]
@@ -65,8 +69,9 @@ def test_a_night_killed_in_each_stage_completes_once(harness, night_dir, born_mi
             run = f"runs:/{result['mlflow_run']}"
             assert mlflow.artifacts.load_dict(f"{run}/seed.json")["resumed"] == "the seeded brain already holds this night"
             assert "switched in" in mlflow.artifacts.load_dict(f"{run}/dream.json")["resumed"]
-    for leftover in ("models/brain.next", "models/brain.old", "models/seeded.next", "models/seeded.old"):
-        assert not Path(leftover).exists(), leftover
+    for brain in ("brain", "prior", "seeded", "night"):
+        for leftover in (f"models/{brain}.next", f"models/{brain}.old"):
+            assert not Path(leftover).exists(), leftover
 
 
 def test_two_nights_at_once_one_is_refused_and_the_other_completes(harness, night_dir, born_micro_dir):

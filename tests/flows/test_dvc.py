@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def run(*cmd, cwd):
+def run(*cmd, cwd, stdout_only=False):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
+    return done.stdout if stdout_only else done.stdout + done.stderr
 
 
 @pytest.fixture
@@ -45,30 +45,62 @@ def repo(tmp_path):
     return tmp_path
 
 
-def test_dvc_repro_runs_a_night_then_does_nothing(repo):
+def git_commit(repo, message: str) -> str:
+    run("git", "add", "dvc.lock", "reports/metrics.json", "reports/nights.json", cwd=repo)
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", message, cwd=repo)
+    return run("git", "rev-parse", "HEAD", cwd=repo).strip()
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_nights_by_dvc_and_prefect_are_recorded_and_each_rebuilds_from_its_dvc_lock(repo, harness, monkeypatch):
+    from mlflow import MlflowClient
+
+    # Night 0 by `dvc repro`: every stage runs, then a second repro does nothing.
     out = run("dvc", "repro", cwd=repo)
-    for stage in ("birth", "arrive", "capture", "curriculum", "validate", "seed", "dream", "evaluate", "register"):
+    for stage in ("birth", "arrive", "capture", "wake", "curriculum", "validate", "seed", "dream", "evaluate",
+                  "register"):
         assert f"Running stage '{stage}'" in out
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    assert metrics["night"] == 0 and metrics["promoted"] is True
-    assert json.loads((repo / "models" / "brain" / "memory.json").read_text())["nights"] == 1
+    metrics = {0: read(repo / "reports" / "metrics.json")}
+    assert metrics[0]["night"] == 0 and metrics[0]["promoted"] is True
+    assert read(repo / "models" / "brain" / "memory.json")["nights"] == 1  # committed by register
     assert not (repo / "mlruns").exists(), "artifacts go to registry.artifact_location"
-    again = run("dvc", "repro", cwd=repo)
-    assert "Running stage" not in again
+    assert "Running stage" not in run("dvc", "repro", cwd=repo)
     assert "up to date" in run("dvc", "status", cwd=repo)
-    shown = run("dvc", "metrics", "show", "--json", cwd=repo)
-    assert "recall" in shown and "paraphrase" in shown
-    plots = run("dvc", "plots", "show", "--json", cwd=repo)
-    assert "nights.json" in plots
+    assert "recall" in run("dvc", "metrics", "show", "--json", cwd=repo)
+    assert "nights.json" in run("dvc", "plots", "show", "--json", cwd=repo)
+    revs = {0: git_commit(repo, "night 0")}
 
-
-def test_a_night_from_prefect_leaves_dvc_status_clean(repo, harness, monkeypatch):
-    run("dvc", "repro", cwd=repo)  # night 0 by DVC
+    # Night 1 by Prefect, recorded in dvc.lock: status clean, repro does nothing.
     monkeypatch.chdir(repo)
     monkeypatch.syspath_prepend(str(repo))
     from flows.sleep_cycle import NightParameters, sleep_cycle
 
-    summary = sleep_cycle(NightParameters())  # night 1 by Prefect, recorded in dvc.lock
-    assert summary["night"] == 1
+    assert sleep_cycle(NightParameters())["night"] == 1
+    metrics[1] = read(repo / "reports" / "metrics.json")
     assert "up to date" in run("dvc", "status", cwd=repo)
     assert "Running stage" not in run("dvc", "repro", cwd=repo)
+    revs[1] = git_commit(repo, "night 1")
+
+    live = (repo / "models" / "brain" / "memory.json").read_text()
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    champion = client.get_registered_model("micro").aliases["champion"]
+    # Each past night, rebuilt from its dvc.lock (README, Lineage): the brain it started from is
+    # restored from DVC's cache, and every stage from the curriculum on runs again.
+    for night in (0, 1):
+        run("git", "checkout", revs[night], "--", "dvc.lock", cwd=repo)
+        run("dvc", "checkout", "--force", cwd=repo)
+        assert read(repo / "models" / "prior" / "memory.json")["nights"] == night
+        out = run("dvc", "repro", "--force", "--downstream", "curriculum", cwd=repo)
+        for stage in ("curriculum", "seed", "dream", "evaluate", "register"):
+            assert f"Running stage '{stage}'" in out, stage
+        assert read(repo / "reports" / "metrics.json") == metrics[night], f"night {night} rebuilt differently"
+        changed = json.loads(run("dvc", "status", "--json", cwd=repo, stdout_only=True))
+        for stage in ("curriculum", "seed", "dream"):  # the same lessons, the same brains, byte for byte
+            assert stage not in changed, changed
+        # A replay touches neither the live brain nor the registry.
+        assert (repo / "models" / "brain" / "memory.json").read_text() == live
+        assert client.get_registered_model("micro").aliases["champion"] == champion
+        assert len(client.search_model_versions("name = 'micro'")) == 2

@@ -248,7 +248,8 @@ def test_probes_are_the_exam_never_the_lesson(harness, night_dir, born_micro_dir
 
     secrets = [s.encode() for s in (SENTINEL_Q, SENTINEL_A, "Sentinel implication")]
     looked = 0
-    for root in ("data/curriculum", "data/dreams", "models/brain", "models/seeded", "mlflow"):
+    for root in ("data/curriculum", "data/dreams", "models/brain", "models/prior", "models/seeded", "models/night",
+                 "mlflow"):
         for f in Path(root).rglob("*"):
             if f.is_file():
                 looked += 1

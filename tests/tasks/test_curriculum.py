@@ -15,6 +15,7 @@ def test_an_episode_too_long_for_the_model_is_set_aside_with_its_reason(tmp_path
 
     from tasks.common import load_pipeline
     from tasks.curriculum import NothingToSleepOn, curriculum
+    from tasks.wake import wake
 
     monkeypatch.chdir(tmp_path)
     write_params(born_micro_dir)
@@ -22,6 +23,7 @@ def test_an_episode_too_long_for_the_model_is_set_aside_with_its_reason(tmp_path
     long = {"id": "long", **GOOD, "text": "Ada Vell works for Morrow Labs. " * limit}
     short = {"id": "short", **GOOD, "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel."}
     jsonl.write(Path("data/episodes/inbox.jsonl"), [long, short])
+    wake(load_pipeline("params.yaml"))  # the brain before the night: none yet
     tonight = curriculum(load_pipeline("params.yaml"))
     assert tonight["episodes"] == ["short"] and tonight["too_long"] == ["long"]
     (reason,) = [r["reason"] for r in jsonl.read("data/curriculum/dropped.jsonl") if r["episode_id"] == "long"]
