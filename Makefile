@@ -23,7 +23,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PREFECT_UI_API := http://127.0.0.1:4200/api
 
-.PHONY: help install run birth bench bench-seeding bench-scale day ui serve repro metrics plots test clean
+.PHONY: help install run birth bench bench-seeding bench-scale day ui serve repro replay metrics plots test clean
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
@@ -75,9 +75,14 @@ ui: models/base/config.json  ## Prefect UI :4200 + MLflow UI :5000 + the deploym
 serve: $(STAMP)  ## the champion over HTTP on 127.0.0.1:5001 (mlflow models serve)
 	$(PY) -m flows.serve
 
-# Replays the pipeline's stages that are out of date (dvc.yaml), and shows what they measured.
+# Runs the pipeline's stages that are out of date (dvc.yaml), and shows what they measured.
 repro: $(STAMP)  ## dvc repro
 	dvc repro
+
+# Rebuilds a past night from the dvc.lock its commit recorded, compares, comes back (README, Lineage).
+replay: $(STAMP)  ## rebuild a past night: make replay REV=<git commit of that night>
+	@test -n "$(REV)" || { echo "usage: make replay REV=<git commit whose dvc.lock recorded the night>"; exit 2; }
+	$(PY) -m flows.replay $(REV)
 
 metrics: $(STAMP)  ## dvc metrics show
 	dvc metrics show

@@ -135,8 +135,11 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
             return out
 
         unfinished = register.pending(pipe)
-        if unfinished is not None:  # dreamt, never committed (registered): this run finishes that night
-            if json.loads(pipe.paths.tonight.read_text())["night"] != unfinished:
+        if unfinished is not None:  # dreamt, never committed: this run finishes that night
+            from lmsleep.brain import read_state
+
+            if not seed.holds(read_state(pipe.paths.night, pipe.params.base_model),
+                              json.loads(pipe.paths.tonight.read_text())):
                 raise RuntimeError(f"night {unfinished} was trained but never committed, and "
                                    f"{pipe.paths.tonight} is not its curriculum: it cannot be measured again")
             logger.warning(f"night {unfinished} was trained but never committed (a crash?): finishing it")
@@ -173,14 +176,18 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
                            artifacts=(pipe.paths.reports / "dreams.json",))
             mlflow.log_dict(dreamt, "dream.json")
         metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
-        decision = timed("register", lambda p: register.register(p, metrics), pipe, log_params=pipe.gates.__dict__,
-                         artifacts=(pipe.paths.reports / "metrics.json",))
+        decision = timed("register", lambda p: register.register(p, metrics, commit=False), pipe,
+                         log_params=pipe.gates.__dict__, artifacts=(pipe.paths.reports / "metrics.json",))
         mlflow.log_artifact(night.params_file)  # the params this night actually read
         if Path(night.params_file).resolve() == Path("params.yaml").resolve():
             logger.info(f"lineage: {_dvc_commit()}")
         else:  # dvc.yaml's stages read params.yaml: recording this night there would stamp the wrong params
             logger.warning(f"lineage: not recorded in dvc.lock (this night read {night.params_file}, dvc.yaml reads "
                            "params.yaml); its params file is logged with the MLflow run")
+        # The night commits last, once it is decided and in dvc.lock: a kill before this line
+        # leaves it pending, and the next run finishes it (records it again, then switches it in).
+        stage[0] = "register"
+        decision["committed"] = register.commit_night(pipe)
         mlflow.set_tag("dvc_lock_after", _dvc_lock_hash())
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
         mlflow.log_dict({"times": times, "decision": decision}, "night.json")

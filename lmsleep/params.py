@@ -42,7 +42,7 @@ class Params:
     # What the pipeline's `seed` stage runs: knowledge_seeding, or a baseline (context_distillation, sft_text).
     consolidation: str = "knowledge_seeding"
     # Whether the pipeline's `dream` stage dreams after Knowledge Seeding (`dreaming:`); false, or
-    # a baseline consolidation: the seeded brain goes live as it is.
+    # a baseline consolidation: tonight's brain (models/night) is the seeded one as it is.
     dream: bool = True
 
 

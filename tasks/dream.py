@@ -84,7 +84,7 @@ def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
         _restore_outputs(pipe)
         return {"night": tonight["night"], "resumed": "switched in the brain dreamed before a crash"}
     if staged.exists():
-        shutil.rmtree(staged)  # half-written, or another night's: it never went live
+        shutil.rmtree(staged)  # half-written, or another night's: it was never switched in
     return None
 
 

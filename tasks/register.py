@@ -138,41 +138,67 @@ def _decision(version) -> tuple[bool, list[str]]:
     return version.tags["promoted"] == "true", version.tags["reasons"].split("; ")
 
 
-def pending(pipe: Pipeline) -> int | None:
-    """The night dreamt but not committed (its brain in `models/night` is ahead of the live
-    one: a night cut after `dream`), or None: a rerun finishes that night (evaluate, register)
-    instead of starting the next."""
-    from lmsleep.brain import complete, read_state
+def later_nights(name: str, night: int) -> bool:
+    """Whether the registry holds a version of a night after `night`."""
+    from mlflow import MlflowClient
 
+    return any(int(v.tags.get("night", -1)) > night for v in MlflowClient().search_model_versions(f"name = '{name}'"))
+
+
+class LiveBrainBehind(RuntimeError):
+    pass
+
+
+def pending(pipe: Pipeline) -> int | None:
+    """The night dreamt but not committed (`models/night` one night ahead of the live brain: a
+    night cut after `dream`), or None: a rerun finishes that night (evaluate, register) instead
+    of starting the next. A night's brain further ahead, or behind nights the registry already
+    holds, means the live brain is missing or old (a new machine, a deleted directory): that is
+    refused, never guessed."""
+    from lmsleep.brain import complete, read_state, recover
+
+    recover(pipe.paths.night)  # a switch of models/night cut in the middle is finished first
     if not complete(pipe.paths.night):
         return None
-    nights = read_state(pipe.paths.night, pipe.params.base_model).nights
-    return nights - 1 if nights > read_state(pipe.paths.brain, pipe.params.base_model).nights else None
+    base = pipe.params.base_model
+    ahead, live = read_state(pipe.paths.night, base).nights, read_state(pipe.paths.brain, base).nights
+    if ahead <= live:
+        return None
+    if ahead == live + 1 and not later_nights(pipe.registry.model_name, ahead - 1):
+        return ahead - 1
+    raise LiveBrainBehind(
+        f"{pipe.paths.night} holds {ahead} nights, the live brain {pipe.paths.brain} {live}, and the registry "
+        f"{'holds later nights' if ahead == live + 1 else 'cannot fill the gap'}: the live brain is missing or old. "
+        f"If {pipe.paths.night} is the last committed night (`dvc pull` on a new machine), copy it to "
+        f"{pipe.paths.brain}; otherwise restore {pipe.paths.brain} from where it was kept")
 
 
 def commit_night(pipe: Pipeline) -> bool:
     """The night commits: its brain becomes the live one, copied whole beside it and switched
-    in by renames (`models/night` stays: it is the dream stage's output in dvc.lock). Not when
-    the live brain is already there or past it (a replay of a past night never goes live)."""
+    in by renames (`models/night` stays: it is the dream stage's output in dvc.lock). Only one
+    night forward: never a replay of a past night, never twice."""
     import shutil
 
     from lmsleep.brain import commit, copy, read_state, staging
+    from tasks.dream import OUTPUTS
 
     base = pipe.params.base_model
-    if read_state(pipe.paths.brain, base).nights >= read_state(pipe.paths.night, base).nights:
+    if read_state(pipe.paths.night, base).nights != read_state(pipe.paths.brain, base).nights + 1:
         return False
     staged = staging(pipe.paths.brain)
     if staged.exists():
         shutil.rmtree(staged)
-    copy(pipe.paths.night, staged)
+    copy(pipe.paths.night, staged, ignore=(OUTPUTS,))  # the dream stage's own record stays with it
     crash_point("register:staged")
     commit(pipe.paths.brain)
     return True
 
 
-def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
+def register(pipe: Pipeline, metrics: dict | None = None, commit: bool = True) -> dict:
     """Once per night: a rerun after a crash finds the night's version (tagged `night` when it is
-    created) and goes on from there; `champion` moves only after the decision."""
+    created) and goes on from there; `champion` moves only after the decision, the live brain
+    last (`commit_night`; the flow passes `commit=False` and commits after `dvc commit`, so a
+    night is in dvc.lock before it goes live)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -184,9 +210,15 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
     name = pipe.registry.model_name
     client = MlflowClient()
     existing = version_of_night(name, metrics["night"])
-    replay = read_state(pipe.paths.brain, pipe.params.base_model).nights > metrics["night"]
-    if replay:  # a past night rebuilt (`dvc repro`): measured and published; registry and live brain untouched
-        promote, reasons = _decision(existing) if decided(existing) else decide(metrics, pipe.gates, None, None)
+    # A past night rebuilt (`dvc repro`, flows/replay.py): the live brain is not where this
+    # night starts, or the registry has moved past it. Measured and published; the registry and
+    # the live brain are untouched.
+    live = read_state(pipe.paths.brain, pipe.params.base_model).nights
+    if live != metrics["night"] or later_nights(name, metrics["night"]):
+        if decided(existing):
+            promote, reasons = _decision(existing)
+        else:
+            promote, reasons = None, [f"replay: the registry holds no decision on night {metrics['night']}"]
         version = str(existing.version) if existing else None
         publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
         return {"version": version, "promoted": promote, "reasons": reasons, "replay": True}
@@ -197,7 +229,8 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
         if promote:
             client.set_registered_model_alias(name, "champion", version)
         publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
-        commit_night(pipe)
+        if commit:
+            commit_night(pipe)
         champion = client.get_registered_model(name).aliases.get("champion")
         return {"version": version, "promoted": promote, "reasons": reasons, "champion": champion}
     if existing is None:
@@ -223,7 +256,8 @@ def register(pipe: Pipeline, metrics: dict | None = None) -> dict:
         client.set_registered_model_alias(name, "champion", version)
     publish(pipe, {**metrics, "promoted": promote, "reasons": reasons, "version": version})
     crash_point("register:decided")
-    commit_night(pipe)  # last: the live brain moves only once the night is decided
+    if commit:
+        commit_night(pipe)  # last: the live brain moves only once the night is decided
     return {"version": version, "promoted": promote, "reasons": reasons,
             "champion": version if promote else (champion.version if champion else None)}
 

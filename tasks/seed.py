@@ -93,7 +93,7 @@ def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:
         commit(seeded)
         return {"night": tonight["night"], "resumed": "switched in the brain trained before a crash"}
     if staged.exists():
-        shutil.rmtree(staged)  # half-written, or another night's: it never went live
+        shutil.rmtree(staged)  # half-written, or another night's: it was never switched in
     return None
 
 

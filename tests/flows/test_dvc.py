@@ -46,7 +46,7 @@ def repo(tmp_path):
 
 
 def git_commit(repo, message: str) -> str:
-    run("git", "add", "dvc.lock", "reports/metrics.json", "reports/nights.json", cwd=repo)
+    run("git", "add", "dvc.yaml", "params.yaml", "dvc.lock", "reports/metrics.json", "reports/nights.json", cwd=repo)
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", message, cwd=repo)
     return run("git", "rev-parse", "HEAD", cwd=repo).strip()
 
@@ -87,20 +87,25 @@ def test_nights_by_dvc_and_prefect_are_recorded_and_each_rebuilds_from_its_dvc_l
     live = (repo / "models" / "brain" / "memory.json").read_text()
     client = MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
     champion = client.get_registered_model("micro").aliases["champion"]
+    from flows.replay import replay
+
     # Each past night, rebuilt from its dvc.lock (README, Lineage): the brain it started from is
     # restored from DVC's cache, and every stage from the curriculum on runs again.
     for night in (0, 1):
-        run("git", "checkout", revs[night], "--", "dvc.lock", cwd=repo)
-        run("dvc", "checkout", "--force", cwd=repo)
-        assert read(repo / "models" / "prior" / "memory.json")["nights"] == night
-        out = run("dvc", "repro", "--force", "--downstream", "curriculum", cwd=repo)
-        for stage in ("curriculum", "seed", "dream", "evaluate", "register"):
-            assert f"Running stage '{stage}'" in out, stage
-        assert read(repo / "reports" / "metrics.json") == metrics[night], f"night {night} rebuilt differently"
-        changed = json.loads(run("dvc", "status", "--json", cwd=repo, stdout_only=True))
-        for stage in ("curriculum", "seed", "dream"):  # the same lessons, the same brains, byte for byte
-            assert stage not in changed, changed
-        # A replay touches neither the live brain nor the registry.
+        out = replay(revs[night])
+        assert out["night"] == night and out["rebuilt"]["night"] == night
+        assert out["differ"] == [], f"night {night} rebuilt differently: {out['differ']}"
+        assert out["recorded"] == metrics[night]
+        assert out["changed"] == [], "the same lessons, the same brains, byte for byte"
+        # A replay touches neither the live brain nor the registry, and leaves today as it was.
         assert (repo / "models" / "brain" / "memory.json").read_text() == live
         assert client.get_registered_model("micro").aliases["champion"] == champion
         assert len(client.search_model_versions("name = 'micro'")) == 2
+        assert read(repo / "reports" / "metrics.json") == metrics[1]
+        assert "up to date" in run("dvc", "status", cwd=repo)
+
+    with pytest.raises(RuntimeError, match="no wake stage"):  # a night recorded before the brain was kept
+        lock = (repo / "dvc.lock").read_text()
+        (repo / "dvc.lock").write_text(lock.replace("\n  wake:", "\n  woke:"))
+        git_commit(repo, "an old record")
+        replay("HEAD")

@@ -4,9 +4,11 @@ night dreamt but not committed is the one a rerun finishes."""
 
 import json
 
+import pytest
+
 from lmsleep.brain import MemoryState, read_state, write_state
 from tasks.common import Paths, Pipeline
-from tasks.register import commit_night, pending
+from tasks.register import LiveBrainBehind, commit_night, pending
 from tasks.wake import wake
 
 
@@ -41,7 +43,15 @@ def test_wake_sets_down_an_empty_brain_first_then_the_live_one(tmp_path, micro_d
     assert not (tmp_path / "prior.next").exists() and not (pipe.paths.prior / "junk").exists()
 
 
-def test_the_night_goes_live_only_forward_and_a_rerun_finishes_it(tmp_path, micro_dir):
+@pytest.fixture
+def registry(tmp_path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return mlflow.MlflowClient()
+
+
+def test_the_night_goes_live_only_forward_and_a_rerun_finishes_it(tmp_path, micro_dir, registry):
     pipe = pipeline(tmp_path, micro_dir)
     assert pending(pipe) is None  # nothing dreamt
     brain(pipe.paths.brain, micro_dir, 1, extra="night 0")
@@ -56,3 +66,16 @@ def test_the_night_goes_live_only_forward_and_a_rerun_finishes_it(tmp_path, micr
     assert pending(pipe) is None and commit_night(pipe) is False
     assert (pipe.paths.brain / "memory.safetensors").read_text() == "night 1", "a replay never goes live"
     assert MemoryState(**json.loads((pipe.paths.brain / "memory.json").read_text())).nights == 2
+
+
+def test_a_missing_or_old_live_brain_is_refused_not_guessed(tmp_path, micro_dir, registry):
+    pipe = pipeline(tmp_path, micro_dir)
+    brain(pipe.paths.night, micro_dir, 3)  # e.g. `dvc pull` on a new machine: no live brain here
+    with pytest.raises(LiveBrainBehind, match="cannot fill the gap"):
+        pending(pipe)
+    brain(pipe.paths.brain, micro_dir, 2)
+    assert pending(pipe) == 2  # one night ahead, nothing later registered: a night to finish
+    registry.create_registered_model(pipe.registry.model_name)
+    registry.create_model_version(pipe.registry.model_name, source=str(tmp_path), tags={"night": "4"})
+    with pytest.raises(LiveBrainBehind, match="holds later nights"):  # an old checkout beside a newer registry
+        pending(pipe)
