@@ -83,7 +83,8 @@ def train_lora(model, tokenizer, rows: list[dict], config: BaselineConfig, callb
             learning_rate=config.learning_rate, lr_scheduler_type="constant",
             logging_strategy="steps" if callbacks else "no", logging_steps=config.logging_steps,
             save_strategy="no", report_to="none", max_length=config.max_length, seed=config.seed,
-            data_seed=config.seed, gradient_checkpointing=False, bf16=config.bf16)  # accelerate picks the device
+            data_seed=config.seed, gradient_checkpointing=False, bf16=config.bf16,  # accelerate picks the device
+            disable_tqdm=False)  # a progress bar even with transformers' logging at ERROR (lmsleep.logs)
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
             peft_config=None if isinstance(model, PeftModel) else _lora(config, model), callbacks=callbacks)
