@@ -108,6 +108,11 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
         if night.model_name:
             pipe.registry.model_name = night.model_name
         with night_lock(what="a night (the sleep-cycle flow)"):
+            from flows.replay import AWAY
+
+            if AWAY.exists():  # today's record is set aside: a night now would be recorded over a past one
+                raise RuntimeError(f"a replay was cut short ({AWAY}/ holds today's reports): "
+                                   "python -m flows.replay --restore, then run the night")
             pipe.registry.activate()
             return _night(night, pipe, stage, logger)
     except Exception as e:
@@ -178,12 +183,16 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
         metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
         decision = timed("register", lambda p: register.register(p, metrics, commit=False), pipe,
                          log_params=pipe.gates.__dict__, artifacts=(pipe.paths.reports / "metrics.json",))
+        if decision.get("replay"):  # `pending` refuses a live brain behind the registry: this is a bug
+            raise RuntimeError(f"register took night {metrics['night']} for a past night: the live brain was not "
+                               "committed; see the log")
         mlflow.log_artifact(night.params_file)  # the params this night actually read
-        if Path(night.params_file).resolve() == Path("params.yaml").resolve():
+        if Path(night.params_file).resolve() == Path("params.yaml").resolve() and not (night.tracking_uri
+                                                                                     or night.model_name):
             logger.info(f"lineage: {_dvc_commit()}")
         else:  # dvc.yaml's stages read params.yaml: recording this night there would stamp the wrong params
-            logger.warning(f"lineage: not recorded in dvc.lock (this night read {night.params_file}, dvc.yaml reads "
-                           "params.yaml); its params file is logged with the MLflow run")
+            logger.warning(f"lineage: not recorded in dvc.lock (this night read {night.params_file} and the run "
+                           "form's registry settings, dvc.yaml reads params.yaml); they are logged with the MLflow run")
         # The night commits last, once it is decided and in dvc.lock: a kill before this line
         # leaves it pending, and the next run finishes it (records it again, then switches it in).
         stage[0] = "register"

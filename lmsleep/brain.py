@@ -155,11 +155,23 @@ def save_brain(model, state: MemoryState, path: Path) -> None:
     if memory_of(model) is not None:
         memory_of(model).save(path)
     elif isinstance(model, PeftModel):
-        model.save_pretrained(path)
+        save_adapter(model, path)
     else:
         raise TypeError("the brain's memory is memory levels or a PEFT adapter; got a plain model (merge-style "
                         "methods have no separate memory to save)")
     write_state(state, path)
+
+
+def save_adapter(model, path: str | Path) -> None:
+    """A PEFT adapter saved so the same training writes the same bytes: PEFT keeps
+    `target_modules` as a set and writes it in the order of Python's string hashing, which
+    changes from process to process; sorted, a night rebuilt from its dvc.lock matches it."""
+    model.save_pretrained(str(path))
+    for config in Path(path).rglob("adapter_config.json"):
+        raw = json.loads(config.read_text())
+        raw = {k: sorted(v) if k in ("target_modules", "modules_to_save") and isinstance(v, list) else v
+               for k, v in raw.items()}
+        config.write_text(json.dumps(raw, indent=2, sort_keys=True))
 
 
 def write_state(state: MemoryState, path: str | Path) -> None:

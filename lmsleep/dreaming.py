@@ -306,6 +306,7 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
     from peft import PeftModel
 
     from lmsleep.baselines import BaselineConfig, train_lora
+    from lmsleep.brain import save_adapter
 
     if not dreams:
         return 0
@@ -318,7 +319,7 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
     try:
         trained = train_lora(start, tokenizer, [{"prompt": d["prompt"], "completion": d["sample"]} for d in dreams],
                              lora)
-        trained.save_pretrained(str(path))
+        save_adapter(trained, path)
     finally:
         if isinstance(trained, PeftModel):
             trained.unload()  # the LoRA layers go, whatever happened; the base and its memory stay

@@ -97,7 +97,8 @@ def _write_outputs(pipe: Pipeline, staged: Path, dreams: list[dict], set_aside: 
     for folder in (pipe.paths.dreams, staged / OUTPUTS):
         jsonl.write(folder / "dreams.jsonl", dreams)
         jsonl.write(folder / "set_aside.jsonl", set_aside)
-    write_json(staged / OUTPUTS / "dreams.json", report)
+    # The brain keeps the report without its clock: a night rebuilt from its dvc.lock is the same bytes.
+    write_json(staged / OUTPUTS / "dreams.json", {k: v for k, v in report.items() if k != "seconds"})
     write_json(pipe.paths.reports / "dreams.json", report)
 
 
@@ -186,7 +187,10 @@ def _with_outcomes(dreams: list[dict], kept: list[dict]) -> list[dict]:
     def key(d):
         return d["episode_id"], d["form"], d["completion"]
 
-    outcome = {key(d): d for d in kept}
+    def without_worker(d):  # which process ran the trial (its pid) stays out: the same night, the same data
+        return d | {"trial": {k: v for k, v in d["trial"].items() if k != "worker"}} if "trial" in d else d
+
+    outcome = {key(d): without_worker(d) for d in kept}
     return [outcome[key(d)] | {"kept": True} if key(d) in outcome else d | {"kept": False} for d in dreams]
 
 

@@ -13,9 +13,11 @@
    Rollback is moving the alias back: `MlflowClient().set_registered_model_alias(name, "champion", v)`.
 4. The night commits: its brain (`models/night`) becomes the live brain (`models/brain`), what
    the next night starts from, whether or not it was promoted (the brain moves forward; the
-   registry decides what is served).
-A past night rebuilt by `dvc repro` (the live brain is past it) is measured and published,
-and touches neither the registry nor the live brain.
+   registry decides what is served). Here as the stage's last step; the flow does it itself,
+   after `dvc commit` has recorded the night (`register(..., commit=False)`).
+A past night rebuilt (`make replay`, or `dvc repro` after a code change: the live brain is not
+where the night starts, or the registry holds a later night) is measured and published, and
+touches neither the registry nor the live brain.
 """
 
 from __future__ import annotations
@@ -152,25 +154,23 @@ class LiveBrainBehind(RuntimeError):
 def pending(pipe: Pipeline) -> int | None:
     """The night dreamt but not committed (`models/night` one night ahead of the live brain: a
     night cut after `dream`), or None: a rerun finishes that night (evaluate, register) instead
-    of starting the next. A night's brain further ahead, or behind nights the registry already
-    holds, means the live brain is missing or old (a new machine, a deleted directory): that is
-    refused, never guessed."""
+    of starting the next. A live brain that is missing or old (a new machine, a deleted
+    directory: the registry or the night's brain is past it) is refused, never guessed."""
     from lmsleep.brain import complete, read_state, recover
 
     recover(pipe.paths.night)  # a switch of models/night cut in the middle is finished first
-    if not complete(pipe.paths.night):
-        return None
-    base = pipe.params.base_model
-    ahead, live = read_state(pipe.paths.night, base).nights, read_state(pipe.paths.brain, base).nights
-    if ahead <= live:
-        return None
-    if ahead == live + 1 and not later_nights(pipe.registry.model_name, ahead - 1):
-        return ahead - 1
-    raise LiveBrainBehind(
-        f"{pipe.paths.night} holds {ahead} nights, the live brain {pipe.paths.brain} {live}, and the registry "
-        f"{'holds later nights' if ahead == live + 1 else 'cannot fill the gap'}: the live brain is missing or old. "
-        f"If {pipe.paths.night} is the last committed night (`dvc pull` on a new machine), copy it to "
-        f"{pipe.paths.brain}; otherwise restore {pipe.paths.brain} from where it was kept")
+    base, name = pipe.params.base_model, pipe.registry.model_name
+    live = read_state(pipe.paths.brain, base).nights
+    ahead = read_state(pipe.paths.night, base).nights if complete(pipe.paths.night) else 0
+    if ahead == live + 1 and not later_nights(name, live):
+        return live
+    if ahead > live + 1 or later_nights(name, live - 1):
+        raise LiveBrainBehind(
+            f"the live brain {pipe.paths.brain} holds {live} nights, but {pipe.paths.night} holds {ahead} and the "
+            f"registry '{name}' holds later nights than it: the live brain is missing or old. If {pipe.paths.night} "
+            f"is the last committed night (`dvc pull` on a new machine), copy it to {pipe.paths.brain}; otherwise "
+            f"restore {pipe.paths.brain} from where it was kept")
+    return None
 
 
 def commit_night(pipe: Pipeline) -> bool:
@@ -198,7 +198,7 @@ def register(pipe: Pipeline, metrics: dict | None = None, commit: bool = True) -
     """Once per night: a rerun after a crash finds the night's version (tagged `night` when it is
     created) and goes on from there; `champion` moves only after the decision, the live brain
     last (`commit_night`; the flow passes `commit=False` and commits after `dvc commit`, so a
-    night is in dvc.lock before it goes live)."""
+    night is in dvc.lock before it goes live). A past night rebuilt returns `replay: True`."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException

@@ -25,8 +25,11 @@ from tasks.common import Pipeline, crash_point, stage_cli
 
 
 def wake(pipe: Pipeline) -> dict:
-    live, prior = pipe.paths.brain, pipe.paths.prior
+    live, prior, night = pipe.paths.brain, pipe.paths.prior, pipe.paths.night
     state = read_state(live, pipe.params.base_model)  # finishes a switch a crash cut (`recover`)
+    if complete(night) and read_state(night, pipe.params.base_model).nights > state.nights:
+        raise RuntimeError(f"{night} holds a night the live brain does not (a night cut before it committed): "
+                           "finish it with `make run` before a new night starts")
     staged = staging(prior)
     if staged.exists():
         shutil.rmtree(staged)

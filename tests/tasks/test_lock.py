@@ -40,3 +40,22 @@ def test_a_second_night_is_refused_naming_the_holder_until_it_dies(tmp_path, mon
         holder.wait()
     with night_lock():  # the kernel dropped the dead holder's lock: no stale lock to clear
         pass
+
+
+def test_commands_a_holder_starts_run_under_its_lock_and_no_one_else_does(tmp_path, monkeypatch):
+    from tasks.lock import HELD_BY
+
+    monkeypatch.chdir(tmp_path)
+    holder = hold_lock(tmp_path)
+    try:
+        monkeypatch.setenv(HELD_BY, str(holder.pid))  # as flows/replay.py sets it for `dvc repro`'s stages
+        with night_lock():
+            pass
+        monkeypatch.setenv(HELD_BY, str(os.getpid()))  # naming a process that does not hold it changes nothing
+        with pytest.raises(NightInProgress):
+            with night_lock():
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert f"pid {holder.pid} " in (tmp_path / ".lmsleep-night.lock").read_text(), "the holder's note stays its own"

@@ -47,8 +47,10 @@ def test_wake_sets_down_an_empty_brain_first_then_the_live_one(tmp_path, micro_d
 def registry(tmp_path):
     import mlflow
 
+    before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return mlflow.MlflowClient()
+    yield mlflow.MlflowClient()
+    mlflow.set_tracking_uri(before)
 
 
 def test_the_night_goes_live_only_forward_and_a_rerun_finishes_it(tmp_path, micro_dir, registry):
@@ -70,12 +72,23 @@ def test_the_night_goes_live_only_forward_and_a_rerun_finishes_it(tmp_path, micr
 
 def test_a_missing_or_old_live_brain_is_refused_not_guessed(tmp_path, micro_dir, registry):
     pipe = pipeline(tmp_path, micro_dir)
-    brain(pipe.paths.night, micro_dir, 3)  # e.g. `dvc pull` on a new machine: no live brain here
-    with pytest.raises(LiveBrainBehind, match="cannot fill the gap"):
+    registry.create_registered_model(pipe.registry.model_name)
+    registry.create_model_version(pipe.registry.model_name, source=str(tmp_path), tags={"night": "0"})
+    with pytest.raises(LiveBrainBehind, match="missing or old"):  # night 0 registered, no live brain here
+        pending(pipe)
+    brain(pipe.paths.night, micro_dir, 3)  # e.g. `dvc pull` on a new machine: three nights, no live brain
+    with pytest.raises(LiveBrainBehind, match="holds 0 nights, but .* holds 3"):
         pending(pipe)
     brain(pipe.paths.brain, micro_dir, 2)
     assert pending(pipe) == 2  # one night ahead, nothing later registered: a night to finish
-    registry.create_registered_model(pipe.registry.model_name)
     registry.create_model_version(pipe.registry.model_name, source=str(tmp_path), tags={"night": "4"})
-    with pytest.raises(LiveBrainBehind, match="holds later nights"):  # an old checkout beside a newer registry
+    with pytest.raises(LiveBrainBehind):  # an old checkout beside a newer registry
         pending(pipe)
+
+
+def test_wake_refuses_while_a_night_waits_to_commit(tmp_path, micro_dir):
+    pipe = pipeline(tmp_path, micro_dir)
+    brain(pipe.paths.brain, micro_dir, 1)
+    brain(pipe.paths.night, micro_dir, 2)
+    with pytest.raises(RuntimeError, match="finish it with `make run`"):
+        wake(pipe)

@@ -58,3 +58,25 @@ def test_the_fingerprint_reads_the_weight_bytes_not_their_size(tmp_path):
     os.utime(weights, ns=(1, 1))
     _fingerprint.cache_clear()  # the in-process memo is keyed on name, size and mtime: all equal here
     assert fingerprint(tmp_path) != before
+
+
+def test_an_adapter_is_saved_as_the_same_bytes_in_every_process(tmp_path, micro_dir):
+    """PEFT writes `target_modules` in string-hash order, which PYTHONHASHSEED changes per process:
+    a night rebuilt from its dvc.lock must write the adapter it recorded, byte for byte."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, torch\nfrom transformers import AutoModelForCausalLM\nfrom peft import LoraConfig, get_peft_model\n"
+            "from lmsleep.brain import save_adapter\ntorch.manual_seed(0)\n"
+            "model = AutoModelForCausalLM.from_pretrained(sys.argv[1])\n"
+            "save_adapter(get_peft_model(model, LoraConfig(r=2, target_modules='all-linear')), sys.argv[2])")
+    root = str(Path(__file__).resolve().parents[2])
+    for seed in ("1", "2", "3"):
+        subprocess.run([sys.executable, "-c", code, str(micro_dir), str(tmp_path / seed)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": root})
+    saved = [(tmp_path / seed / "adapter_config.json").read_bytes() for seed in ("1", "2", "3")]
+    assert saved[0] == saved[1] == saved[2]
+    modules = json.loads(saved[0])["target_modules"]
+    assert len(modules) > 2 and modules == sorted(modules)
