@@ -140,11 +140,12 @@ def _decision(version) -> tuple[bool, list[str]]:
     return version.tags["promoted"] == "true", version.tags["reasons"].split("; ")
 
 
-def later_nights(name: str, night: int) -> bool:
-    """Whether the registry holds a version of a night after `night`."""
+def last_registered(name: str) -> int:
+    """The latest night the registry holds a version of (-1: none)."""
     from mlflow import MlflowClient
 
-    return any(int(v.tags.get("night", -1)) > night for v in MlflowClient().search_model_versions(f"name = '{name}'"))
+    return max((int(v.tags.get("night", -1)) for v in MlflowClient().search_model_versions(f"name = '{name}'")),
+               default=-1)
 
 
 class LiveBrainBehind(RuntimeError):
@@ -162,9 +163,10 @@ def pending(pipe: Pipeline) -> int | None:
     base, name = pipe.params.base_model, pipe.registry.model_name
     live = read_state(pipe.paths.brain, base).nights
     ahead = read_state(pipe.paths.night, base).nights if complete(pipe.paths.night) else 0
-    if ahead == live + 1 and not later_nights(name, live):
+    last = last_registered(name)
+    if ahead == live + 1 and last <= live:
         return live
-    if ahead > live + 1 or later_nights(name, live - 1):
+    if ahead > live + 1 or last >= live:
         raise LiveBrainBehind(
             f"the live brain {pipe.paths.brain} holds {live} nights, but {pipe.paths.night} holds {ahead} and the "
             f"registry '{name}' holds later nights than it: the live brain is missing or old. If {pipe.paths.night} "
@@ -214,7 +216,7 @@ def register(pipe: Pipeline, metrics: dict | None = None, commit: bool = True) -
     # night starts, or the registry has moved past it. Measured and published; the registry and
     # the live brain are untouched.
     live = read_state(pipe.paths.brain, pipe.params.base_model).nights
-    if live != metrics["night"] or later_nights(name, metrics["night"]):
+    if live != metrics["night"] or last_registered(name) > metrics["night"]:
         if decided(existing):
             promote, reasons = _decision(existing)
         else:
