@@ -23,7 +23,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PREFECT_UI_API := http://127.0.0.1:4200/api
 
-.PHONY: help install run birth bench bench-seeding bench-scale day ui serve repro replay metrics plots test clean
+.PHONY: help install run birth birth-check bench bench-queue bench-seeding bench-scale day ui serve repro replay metrics plots test clean
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
@@ -41,7 +41,12 @@ $(STAMP): pyproject.toml
 models/base/config.json: | $(STAMP)
 	$(PY) -m lmsleep.birth
 
-birth: models/base/config.json  ## the embedded default's birth (~30 min on 2 cores)
+birth: models/base/config.json  ## the embedded default's birth (~13-18 min on 2 cores)
+
+# Does this machine make the model reports/birth.json describes? Births to its canary step (40)
+# in a scratch directory and compares the weights' hash; exit 1 if not (README, Birth).
+birth-check: $(STAMP)  ## does this machine make the recorded born model? (1-2 min)
+	$(PY) -m lmsleep.birth --check
 
 # One night as the Prefect flow (ephemeral Prefect server, SQLite MLflow under mlflow/), after
 # birth on the first run. Each run is the next night.
@@ -52,8 +57,25 @@ run: models/base/config.json  ## one night as the Prefect flow (the next day of 
 	  PREFECT_API_URL=$(PREFECT_UI_API) $(PY) -m flows.sleep_cycle; \
 	else $(PY) -m flows.sleep_cycle; fi
 
-bench: models/base/config.json  ## the continual-learning benchmark (bench: in params.yaml)
+bench: models/base/config.json  ## the continual-learning benchmark (bench: in params.yaml; <= 30 min)
 	$(PY) -m lmsleep.bench
+
+# The full table: one queued DVC experiment per method (bench/dvc.yaml), JOBS at a time, each
+# over bench.seeds x bench.days; hours on 2 cores. Follow with `dvc queue status`, compare with
+# `dvc exp show --only-changed` (README, "The full table as DVC experiments").
+QUEUE ?= sleep knowledge_seeding dreams_only sleep_no_selection sleep_no_random_expert sft_text none
+JOBS ?= 2
+QUEUED := $(shell date +%m%d-%H%M)
+bench-queue: models/base/config.json  ## the full table as queued DVC experiments (QUEUE=..., JOBS=2)
+	@# The born model into dvc.lock and the DVC cache: each experiment checks it out from there
+	@# (-C dvc.lock: a lock git does not track yet goes with the experiment all the same).
+	dvc commit --force --quiet birth
+	@for m in $(QUEUE); do \
+	  dvc exp run --queue -s bench/dvc.yaml:bench -C dvc.lock -n bench-$$m-$(QUEUED) \
+	    -S "bench.methods=[$$m]" -S bench.workers=1 -S birth.threads=1 || exit 1; \
+	done
+	dvc queue start -j $(JOBS)
+	@echo "follow: dvc queue status (dvc queue logs <name>); compare: dvc exp show --only-changed"
 
 # Knowledge Seeding's step against TRL's GKD step, and its memory after 100 nights.
 bench-seeding: models/base/config.json  ## a seeding step vs TRL's GKD step; memory after 100 nights

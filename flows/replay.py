@@ -88,7 +88,8 @@ def _refuse_unless_safe(rev: str) -> tuple[dict, str]:
     if _run("git", "status", "--porcelain", "--untracked-files=no", "--", *RECORD, quiet=True).strip():
         raise ReplayRefused(f"uncommitted changes to {' or '.join(RECORD)}: commit them first (a replay puts "
                             "today's record back from git)")
-    unrecorded = json.loads(_run("dvc", "status", "--json", quiet=True) or "{}")
+    # The night's pipeline only: bench/dvc.yaml's stage is not a night's (it runs as experiments).
+    unrecorded = json.loads(_run("dvc", "status", "dvc.yaml", "--json", quiet=True) or "{}")
     if unrecorded:
         raise ReplayRefused(f"the workspace holds what dvc.lock does not record ({', '.join(unrecorded)}: a night "
                             "run with another params file?): `dvc commit` it and commit dvc.lock first, or it "
@@ -103,7 +104,7 @@ def restore() -> None:
     if (AWAY / "reports").is_dir():
         shutil.rmtree("reports", ignore_errors=True)
         shutil.copytree(AWAY / "reports", "reports")
-    _run("dvc", "checkout", "--force")
+    _run("dvc", "checkout", "--force", "dvc.yaml")
     shutil.rmtree(AWAY)
 
 
@@ -120,7 +121,7 @@ def replay(rev: str) -> dict:
             shutil.copytree("reports", AWAY / "reports")  # tracked or not (evaluation.json is DVC's, uncached)
         try:
             _run("git", "checkout", rev, "--", *RECORD)
-            _run("dvc", "checkout", "--force")
+            _run("dvc", "checkout", "--force", "dvc.yaml")
             _run("dvc", "repro", "--force", "--downstream", "curriculum")
             rebuilt = json.loads(Path("reports/metrics.json").read_text())
             outs = _outs(Path("dvc.lock").read_text())  # dvc repro wrote the rebuilt outputs' hashes here

@@ -52,7 +52,8 @@ def _dvc_commit() -> str:
     if not (Path("dvc.yaml").exists() and Path(".dvc").is_dir()):
         return "no DVC repo here"
     dvc = Path(sys.executable).with_name("dvc")
-    done = subprocess.run([str(dvc), "commit", "--force", "--quiet"], capture_output=True, text=True)
+    # dvc.yaml: the night's stages only (bench/dvc.yaml's outputs exist only in its experiments).
+    done = subprocess.run([str(dvc), "commit", "--force", "--quiet", "dvc.yaml"], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dvc commit failed: {done.stderr.strip() or done.stdout.strip()}")
     return "committed"

@@ -195,6 +195,13 @@ def table(methods: dict[str, dict], born: dict, n_seeds: int) -> str:
     return "\n".join(lines)
 
 
+def summary(methods: dict[str, dict]) -> dict:
+    """The table's columns, mean and spread, flat per method: `reports/bench/summary.json`, the
+    metrics file `dvc exp show` puts side by side across queued experiments."""
+    return {name: {k: m[key] for col, _ in COLUMNS for k, key in ((col, col), (f"{col}_std", f"{col}_std"))}
+            for name, m in methods.items()}
+
+
 def heatmaps(m: dict, title: str, path: Path) -> None:
     import matplotlib
 
@@ -322,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"days": n_days, "seeds": seeds, "world_seed": params.world.seed, "minutes": minutes,
               "workers": b.workers, "born": born, "methods": results}
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
+    (args.out / "summary.json").write_text(json.dumps(summary(results), indent=2))
     for name, m in results.items():
         heatmaps(m["seeds"][0], name, args.out / f"bench_R_{name}.png")
     print()
@@ -330,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
              for k in ("ceilings", "consolidation", "measuring")}
     print(f"\n{minutes:.1f} min on {b.workers} worker(s); process-minutes: "
           + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
-          + f"\nwrote {args.out / 'bench.json'} and {len(results)} heatmaps")
+          + f"\nwrote {args.out / 'bench.json'}, {args.out / 'summary.json'} and {len(results)} heatmaps")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Birth: pre-train the embedded default model from scratch on the base world.
 
-    python -m lmsleep.birth --out models/base            (make birth; ~35 min on 2 CPU cores)
+    python -m lmsleep.birth --out models/base   (make birth; 13-18 min on 2 CPU cores)
+    python -m lmsleep.birth --check             (make birth-check: does this machine make the recorded model?)
 
 The born model is the teacher every night distils from, so it must (1) read facts about
 strangers out of its context, also from notes about six people at once and in wordings it was
@@ -27,9 +28,14 @@ Steps:
    compute goes to padding and none to attention across documents. (Packing documents into
    long rows was measured slower on 2 cores: attention over 1,024-token rows costs more than
    the ~7% padding this leaves.)
-4. The schedule is step-bound (`steps`, cosine): the same model on every machine. A clock cap
-   (`minutes`) is opt-in; when it cuts, it says so loudly and birth.json records
-   `clock_capped: true`.
+4. The schedule is step-bound (`steps`, cosine) and the arithmetic deterministic
+   (`torch.use_deterministic_algorithms`: compiled, the embedding's backward otherwise sums with
+   atomic adds, and no two births were the same bytes, measured). A clock cap (`minutes`) is
+   opt-in; when it cuts, it says so loudly and birth.json records `clock_capped: true`.
+   Another CPU kind rounds differently (its kernels use other instructions), so birth.json keeps
+   a *canary*: a hash of the weights after `canary_step` steps. A birth that misses the recorded
+   canary says so at that step, and `--check` answers "does this machine make the recorded model?"
+   in a minute or two.
 5. A checkpoint every few minutes; a rerun resumes from it. The model is saved with
    `save_pretrained` (safetensors) and measured into `reports/birth.json`, with the steps done,
    tokens/s, and the share of the CPU's measured bf16 matmul peak that birth achieved.
@@ -93,7 +99,8 @@ class BirthConfig:
     # ~1M tokens in a measured pair of runs).
     answer_weight: float = 3.0
     single_person_until: float = 0.4
-    threads: int = 2
+    threads: int = 2  # fixed, not the machine's core count: a parallel reduction's order depends on it
+    canary_step: int = 40  # the weights' hash at this step goes into birth.json (see `--check`)
     checkpoint_minutes: float = 2.0
     tokenizer_docs: int = 20000  # sampled documents the BPE is trained on (covers every syllable)
     seed: int = 0
@@ -320,11 +327,54 @@ def flops_per_token(model, seq_ctx: float) -> float:
     return 6 * params + 6 * c.num_hidden_layers * c.hidden_size * seq_ctx
 
 
+def weights_md5(model) -> str:
+    """A hash of every parameter's bytes, in name order: equal hashes, the same model."""
+    import hashlib
+
+    h = hashlib.md5()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def numerics() -> dict:
+    """What the born model's bytes depend on besides the params: torch, its CPU kernels, the CPU."""
+    import torch
+
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_name()}
+
+
+def recorded_canary(report: Path | None, config: BirthConfig, world_config: WorldConfig) -> dict | None:
+    """The canary of the birth recorded in `report`, when that birth had these params (else None)."""
+    if report is None or not report.exists():
+        return None
+    old = json.loads(report.read_text())
+    if old.get("config") != json.loads(json.dumps(asdict(config))) or old.get("world") != json.loads(
+            json.dumps(asdict(world_config))) or not old.get("canary"):
+        return None
+    return {**old["canary"], "numerics": old.get("numerics")}
+
+
 # -- training -------------------------------------------------------------------------------------
-def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None) -> dict:
+def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None,
+          expect_canary: dict | None = None, stop_at: int | None = None) -> dict:
     """Train (or resume) the born model into `out`; returns the facts of the run.
 
-    `on_step(step)` is called after every optimizer step (tests use it to interrupt)."""
+    `on_step(step)` is called after every optimizer step (tests use it to interrupt).
+    `expect_canary` (a recorded birth's canary) is compared at `canary_step`: a mismatch is said
+    loudly and recorded (`reproduces: false`). `stop_at` ends after that many steps (`--check`)."""
+    import torch
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(config, world, out, log, on_step, expect_canary, stop_at)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(config: BirthConfig, world: World, out: Path, log, on_step, expect_canary, stop_at) -> dict:
     import torch
     from safetensors.torch import load_model, save_model
     from tqdm.auto import tqdm
@@ -343,11 +393,13 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
                             weight_decay=config.weight_decay)
     step, elapsed, tokens, ctx_sum = 0, 0.0, 0, 0.0  # ctx_sum: summed causal context, for FLOPs
+    canary = None  # {"step", "md5"}, taken at config.canary_step
     if (ckpt / "state.json").exists():
         state = json.loads((ckpt / "state.json").read_text())
         load_model(model, ckpt / "model.safetensors")
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
         step, elapsed, tokens, ctx_sum = state["step"], state["elapsed"], state["tokens"], state["ctx_sum"]
+        canary = state.get("canary")
         log(f"birth: resuming from step {step} ({elapsed / 60:.1f} min already spent)")
     budget = config.minutes * 60 if config.minutes else math.inf
     n_params = sum(p.numel() for p in model.parameters())
@@ -358,7 +410,7 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
         save_model(model, str(ckpt / "model.safetensors"))
         torch.save(opt.state_dict(), ckpt / "optimizer.pt")
         (ckpt / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "tokens": tokens,
-                                                     "ctx_sum": ctx_sum}))
+                                                     "ctx_sum": ctx_sum, "canary": canary}))
 
     forward = torch.compile(model) if config.compile else model
     model.train()
@@ -366,7 +418,8 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
     bar = tqdm(total=config.steps, initial=step, desc="birth", unit="step")
     progress = max(step / config.steps, elapsed / budget)
     window_tokens, window_t = 0, time.time()
-    while progress < 1.0:
+    last = min(config.steps, stop_at or config.steps)
+    while progress < 1.0 and step < last:
         micro = step_batches(config, world, tokenizer, step)
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, step, config)
@@ -405,12 +458,20 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
             bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}",
                             tok_s=f"{window_tokens / max(1e-9, time.time() - window_t):.0f}")
             window_tokens, window_t = 0, time.time()
+        if step == min(config.canary_step, config.steps):  # before a checkpoint: resumed, it is kept
+            canary = {"step": step, "md5": weights_md5(model)}
+            if expect_canary and expect_canary["step"] == step and expect_canary["md5"] != canary["md5"]:
+                log(f"WARNING: at step {step} this birth's weights differ from the recorded birth's (born with "
+                    f"{expect_canary.get('numerics')}, here {numerics()}): this machine will make another model "
+                    "than the one reports/birth.json describes. Compare figures only between models born alike.")
         if time.time() - last_ckpt >= config.checkpoint_minutes * 60:
             save_checkpoint()
             last_ckpt = time.time()
         if on_step is not None:
             on_step(step)
     bar.close()
+    if stop_at is not None and step < config.steps:  # a check, not a birth: nothing to save
+        return {"steps": step, "canary": canary}
     clock_capped = step < config.steps
     if clock_capped:
         log(f"WARNING: birth stopped by its clock cap (birth.minutes={config.minutes}) at step {step} of "
@@ -424,7 +485,9 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None)
     shutil.rmtree(ckpt)  # born: the resume state (twice the model's size) has served its purpose
     tps = tokens / max(elapsed, 1e-9)
     fpt = flops_per_token(model, ctx_sum / max(tokens, 1))
-    return {"steps": step, "minutes": elapsed / 60, "params": n_params, "tokens": tokens,
+    reproduces = None if not expect_canary or not canary else expect_canary["md5"] == canary["md5"]
+    return {"steps": step, "canary": canary, "reproduces": reproduces, "weights_md5": weights_md5(model),
+            "minutes": elapsed / 60, "params": n_params, "tokens": tokens,
             "tokens_per_second": tps, "clock_capped": clock_capped, "compiled": forward is not model, "flops_per_token": fpt,
             "achieved_flops": tps * fpt}
 
@@ -501,11 +564,12 @@ def birth(config: BirthConfig, world_config: WorldConfig, out: Path, report: Pat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     world = World(world_config)
-    facts = train(config, world, out, log=log)
+    expected = recorded_canary(report, config, world_config)  # read before this birth overwrites it
+    facts = train(config, world, out, log=log, expect_canary=expected)
     peaks = {d: matmul_peak(config.threads, dtype=d) for d in ("bfloat16", "float32")}
     peak = peaks["bfloat16" if config.bf16 else "float32"]
     facts |= {"matmul_peak_bf16_flops": peaks["bfloat16"], "matmul_peak_fp32_flops": peaks["float32"],
-              "mfu": facts["achieved_flops"] / peak, "cpu": cpu_name()}
+              "mfu": facts["achieved_flops"] / peak, "cpu": cpu_name(), "numerics": numerics()}
     log(f"birth: {facts['steps']} steps in {facts['minutes']:.1f} min, {facts['tokens_per_second']:.0f} tokens/s, "
         f"{facts['achieved_flops'] / 1e9:.1f} GFLOP/s = {facts['mfu']:.0%} of this CPU's measured "
         f"{'bf16' if config.bf16 else 'fp32'} matmul peak (bf16 {peaks['bfloat16'] / 1e9:.1f}, "
@@ -520,9 +584,28 @@ def birth(config: BirthConfig, world_config: WorldConfig, out: Path, report: Pat
     return result
 
 
+def check(config: BirthConfig, world_config: WorldConfig, report: Path, log=print) -> bool:
+    """Does this machine make the model `report` describes? Runs birth to the recorded canary
+    step in a scratch directory and compares the weights' hash (a minute or two)."""
+    import tempfile
+
+    expected = recorded_canary(report, config, world_config)
+    if expected is None:
+        raise SystemExit(f"{report} records no canary for these params (born with other params, or before "
+                         "canaries were recorded): nothing to check against")
+    with tempfile.TemporaryDirectory(prefix="lmsleep-birth-check-") as tmp:
+        got = train(config, World(world_config), Path(tmp), log=log, stop_at=expected["step"])["canary"]
+    same = got == {"step": expected["step"], "md5": expected["md5"]}
+    log(f"birth check: step {expected['step']} weights {got['md5']}, recorded {expected['md5']}: "
+        + ("this machine makes the recorded model" if same else
+           f"this machine makes ANOTHER model (recorded on {expected.get('numerics')}, here {numerics()})"))
+    return same
+
+
 REPORTED = ("open_book", "open_book_heldout", "open_book_multi", "open_book_implication", "open_book_heldout_bio",
             "closed_book_base", "closed_book_base_heldout", "closed_book_unseen", "closed_book_headquarters",
-            "restatement", "minutes", "steps", "tokens_per_second", "mfu", "compiled", "clock_capped", "params")
+            "restatement", "minutes", "steps", "tokens_per_second", "mfu", "compiled", "clock_capped", "params",
+            "reproduces")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -532,6 +615,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--minutes", type=float, help="cap birth at this many minutes (a weaker model if it cuts)")
     ap.add_argument("--steps", type=int, help="override birth.steps")
+    ap.add_argument("--check", action="store_true",
+                    help="only check that this machine makes the model --report describes (exit 1 if not)")
     args = ap.parse_args(argv)
     from lmsleep.logs import quiet_libraries
     from lmsleep.params import load_params
@@ -543,6 +628,8 @@ def main(argv: list[str] | None = None) -> None:
         config.minutes = args.minutes
     if args.steps is not None:
         config.steps = args.steps
+    if args.check:
+        raise SystemExit(0 if check(config, world_config, args.report) else 1)
     result = birth(config, world_config, args.out, args.report)
     print(json.dumps({k: result[k] for k in REPORTED}, indent=2))
 

@@ -180,3 +180,45 @@ def test_birth_lowers_the_loss(tmp_path, micro_world):
         before = untrained(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
         after = trained(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
     assert after < before - 0.5, (before, after)
+
+
+def test_compiled_birth_is_the_same_bytes_twice(tmp_path, micro_world):
+    """torch.compile's backward sums the embedding's gradient with atomic adds unless torch is in
+    deterministic mode: without it no two compiled births were alike (measured)."""
+    import dataclasses
+
+    config = dataclasses.replace(MICRO_BIRTH, compile=True, steps=4)
+    a = train(config, micro_world, tmp_path / "a", log=lambda *_: None)
+    b = train(config, micro_world, tmp_path / "b", log=lambda *_: None)
+    assert a["compiled"] and b["compiled"]
+    assert a["weights_md5"] == b["weights_md5"]
+
+
+def test_the_canary_tells_a_machine_that_makes_another_model(tmp_path, micro_world):
+    """birth.json keeps the weights' hash at `canary_step`; `check` reruns birth to that step and
+    compares; a birth that misses the recorded canary says so at that step."""
+    import dataclasses
+    import json
+
+    from lmsleep.birth import birth, check
+
+    config = dataclasses.replace(MICRO_BIRTH, canary_step=3)
+    report = tmp_path / "birth.json"
+    born = birth(config, micro_world.config, tmp_path / "base", report, log=lambda *_: None)
+    assert born["canary"]["step"] == 3 and born["reproduces"] is None
+    assert set(born["numerics"]) == {"torch", "cpu_capability", "cpu"}
+    assert check(config, micro_world.config, report, log=lambda *_: None)
+
+    recorded = json.loads(report.read_text())
+    recorded["canary"]["md5"] = "0" * 32  # as if born on a machine that rounds differently
+    report.write_text(json.dumps(recorded))
+    assert not check(config, micro_world.config, report, log=lambda *_: None)
+    messages = []
+    again = train(config, micro_world, tmp_path / "again", log=messages.append,
+                  expect_canary={"step": 3, "md5": "0" * 32})
+    assert again["reproduces"] is False
+    assert any("WARNING: at step 3" in m for m in messages)
+
+    other = dataclasses.replace(config, lr=config.lr / 2)  # other params: nothing to compare with
+    with pytest.raises(SystemExit, match="no canary for these params"):
+        check(other, micro_world.config, report)

@@ -47,7 +47,9 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     from lmsleep import bench
 
     params = write_params(tmp_path / "params.yaml", micro_dir,
-                          bench={"days": 2, "seeds": [0, 1], "base_probes": 10, "readers": 4, "workers": 2})
+                          bench={"days": 2, "seeds": [0, 1], "base_probes": 10, "readers": 4, "workers": 2,
+                                 "methods": ["none", "sft_text", "context_distillation", "sequential_merge",
+                                             "knowledge_seeding", "sleep"]})
     bench.main(["--params", str(params), "--out", str(tmp_path / "reports")])
     report = json.loads((tmp_path / "reports" / "bench.json").read_text())
     assert report["days"] == 2 and report["world_seed"] == MICRO_WORLD.seed and report["seeds"] == [0, 1]
@@ -68,6 +70,9 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     sleep = report["methods"]["sleep"]["seeds"][0]
     assert len(sleep["dream_success"]) == 2 and {"dreams", "kept", "helped", "quality"} <= set(sleep["nights"][0]["dreams"])
     assert "all_dreams" not in sleep["nights"][0]["dreams"]  # texts are not kept in the report
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())  # what `dvc exp show` compares
+    assert summary.keys() == report["methods"].keys()
+    assert all(summary[n][k] == m[k] for n, m in report["methods"].items() for k in ("recall", "recall_std", "reading"))
     out = capsys.readouterr().out
     assert "paraphr" in out and "implic" in out and "sequential_merge" in out
 
