@@ -45,7 +45,7 @@ birth: models/base/config.json  ## the embedded default's birth (~13-18 min on 2
 
 # Does this machine make the model reports/birth.json describes? Births to its canary step (40)
 # in a scratch directory and compares the weights' hash; exit 1 if not (README, Birth).
-birth-check: $(STAMP)  ## does this machine make the recorded born model? (1-2 min)
+birth-check: $(STAMP)  ## does this machine make the recorded born model? (2-3 min)
 	$(PY) -m lmsleep.birth --check
 
 # One night as the Prefect flow (ephemeral Prefect server, SQLite MLflow under mlflow/), after
@@ -65,14 +65,14 @@ bench: models/base/config.json  ## the continual-learning benchmark (bench: in p
 # `dvc exp show --only-changed` (README, "The full table as DVC experiments").
 QUEUE ?= sleep knowledge_seeding dreams_only sleep_no_selection sleep_no_random_expert sft_text none
 JOBS ?= 2
-QUEUED := $(shell date +%m%d-%H%M)
+QUEUED ?= $(shell date +%Y%m%d-%H%M%S)
 bench-queue: models/base/config.json  ## the full table as queued DVC experiments (QUEUE=..., JOBS=2)
 	@# The born model into dvc.lock and the DVC cache: each experiment checks it out from there
 	@# (-C dvc.lock: a lock git does not track yet goes with the experiment all the same).
 	dvc commit --force --quiet birth
 	@for m in $(QUEUE); do \
 	  dvc exp run --queue -s bench/dvc.yaml:bench -C dvc.lock -n bench-$$m-$(QUEUED) \
-	    -S "bench.methods=[$$m]" -S bench.workers=1 -S birth.threads=1 || exit 1; \
+	    -S "bench.methods=[$$m]" -S bench.workers=1 -S bench.threads=1 || exit 1; \
 	done
 	dvc queue start -j $(JOBS)
 	@echo "follow: dvc queue status (dvc queue logs <name>); compare: dvc exp show --only-changed"
@@ -106,8 +106,8 @@ replay: $(STAMP)  ## rebuild a past night: make replay REV=<git commit of that n
 	@test -n "$(REV)" || { echo "usage: make replay REV=<git commit whose dvc.lock recorded the night>"; exit 2; }
 	$(PY) -m flows.replay $(REV)
 
-metrics: $(STAMP)  ## dvc metrics show
-	dvc metrics show
+metrics: $(STAMP)  ## dvc metrics show (the night's and birth's; the bench's: dvc exp show)
+	dvc metrics show reports/metrics.json reports/birth.json
 
 plots: $(STAMP)  ## dvc plots show (reports/nights.json -> dvc_plots/index.html)
 	dvc plots show

@@ -52,7 +52,8 @@ class BaselineConfig:
     seed: int = 0
 
 
-def _lora(config: BaselineConfig, model):
+def lora_config(config: BaselineConfig, model):
+    """A LoRA on `config.target_modules` that `model` has (a clear error when it has none)."""
     from peft import LoraConfig
 
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
@@ -87,7 +88,7 @@ def train_lora(model, tokenizer, rows: list[dict], config: BaselineConfig, callb
             disable_tqdm=False)  # a progress bar even with transformers' logging at ERROR (lmsleep.logs)
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-            peft_config=None if isinstance(model, PeftModel) else _lora(config, model), callbacks=callbacks)
+            peft_config=None if isinstance(model, PeftModel) else lora_config(config, model), callbacks=callbacks)
         trainer.train()
     model = trainer.model
     model.eval()

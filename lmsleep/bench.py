@@ -26,8 +26,9 @@ A seed changes what the teacher asks itself and the order of training; the world
 model stay fixed. `none` trains nothing and decodes greedily, so it runs once and stands for
 every seed. (method, seed) runs are independent and go to `bench.workers` processes.
 
-Prints one table (mean and spread over seeds) and writes `reports/bench.json` and R-matrix
-heatmaps (`reports/bench_R_<method>.png`, recall and paraphrase side by side, seed 0).
+Prints one table (mean and spread over seeds) and writes `reports/bench.json`, the table's
+columns in `reports/bench_summary.json`, and R-matrix heatmaps (`reports/bench_R_<method>.png`,
+recall and paraphrase side by side, seed 0).
 """
 
 from __future__ import annotations
@@ -196,10 +197,11 @@ def table(methods: dict[str, dict], born: dict, n_seeds: int) -> str:
 
 
 def summary(methods: dict[str, dict]) -> dict:
-    """The table's columns, mean and spread, flat per method: `reports/bench/summary.json`, the
-    metrics file `dvc exp show` puts side by side across queued experiments."""
-    return {name: {k: m[key] for col, _ in COLUMNS for k, key in ((col, col), (f"{col}_std", f"{col}_std"))}
-            for name, m in methods.items()}
+    """The table's columns, mean and spread (`bench_summary.json`): per method, or flat when the
+    run has one method, as each queued DVC experiment does (bench/dvc.yaml), so that
+    `dvc exp show` lines the experiments up in the same columns."""
+    rows = {name: {k: m[k] for col, _ in COLUMNS for k in (col, f"{col}_std")} for name, m in methods.items()}
+    return next(iter(rows.values())) if len(rows) == 1 else rows
 
 
 def heatmaps(m: dict, title: str, path: Path) -> None:
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     if n_days > params.world.days:
         raise SystemExit(f"bench.days={n_days} exceeds the stream's world.days={params.world.days}")
     t_start = time.time()
-    torch.set_num_threads(params.birth.threads)
+    torch.set_num_threads(b.threads)
     world = World(params.world)
     tokenizer = AutoTokenizer.from_pretrained(params.base_model)
     born_model = AutoModelForCausalLM.from_pretrained(params.base_model)
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
             **{family: ev.closed_book(born_model, tokenizer, days, key) for family, key in ev.FAMILY_KEYS.items()}}
     common = {"base_model": params.base_model, "world_config": params.world, "n_days": n_days,
               "config": params.baselines, "n_base": b.base_probes, "n_readers": b.readers,
-              "threads": max(1, params.birth.threads // b.workers)}
+              "threads": max(1, b.threads // b.workers)}
     configs = {m: method_configs(m, params) for m in methods}
     jobs = [(m, s, {**common, **configs[m]}) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
     jobs.sort(key=lambda job: "seeding" not in job[2])  # the longest runs (Knowledge Seeding) first: less idle at the end
@@ -329,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"days": n_days, "seeds": seeds, "world_seed": params.world.seed, "minutes": minutes,
               "workers": b.workers, "born": born, "methods": results}
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
-    (args.out / "summary.json").write_text(json.dumps(summary(results), indent=2))
+    (args.out / "bench_summary.json").write_text(json.dumps(summary(results), indent=2))
     for name, m in results.items():
         heatmaps(m["seeds"][0], name, args.out / f"bench_R_{name}.png")
     print()
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
              for k in ("ceilings", "consolidation", "measuring")}
     print(f"\n{minutes:.1f} min on {b.workers} worker(s); process-minutes: "
           + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
-          + f"\nwrote {args.out / 'bench.json'}, {args.out / 'summary.json'} and {len(results)} heatmaps")
+          + f"\nwrote {args.out / 'bench.json'}, {args.out / 'bench_summary.json'} and {len(results)} heatmaps")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lmsleep.grammar import ATTRIBUTES
@@ -345,13 +345,21 @@ def numerics() -> dict:
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_name()}
 
 
+# Knobs that do not change the weights up to the canary step.
+_CLOCK = ("minutes", "checkpoint_minutes")
+
+
 def recorded_canary(report: Path | None, config: BirthConfig, world_config: WorldConfig) -> dict | None:
     """The canary of the birth recorded in `report`, when that birth had these params (else None)."""
     if report is None or not report.exists():
         return None
     old = json.loads(report.read_text())
-    if old.get("config") != json.loads(json.dumps(asdict(config))) or old.get("world") != json.loads(
-            json.dumps(asdict(world_config))) or not old.get("canary"):
+
+    def schedule(c: dict) -> dict:
+        return {k: v for k, v in c.items() if k not in _CLOCK}
+
+    if schedule(old.get("config") or {}) != schedule(json.loads(json.dumps(asdict(config)))) or old.get(
+            "world") != json.loads(json.dumps(asdict(world_config))) or not old.get("canary"):
         return None
     return {**old["canary"], "numerics": old.get("numerics")}
 
@@ -366,12 +374,12 @@ def train(config: BirthConfig, world: World, out: Path, log=print, on_step=None,
     loudly and recorded (`reproduces: false`). `stop_at` ends after that many steps (`--check`)."""
     import torch
 
-    deterministic = torch.are_deterministic_algorithms_enabled()
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True)
     try:
         return _train(config, world, out, log, on_step, expect_canary, stop_at)
     finally:
-        torch.use_deterministic_algorithms(deterministic)
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def _train(config: BirthConfig, world: World, out: Path, log, on_step, expect_canary, stop_at) -> dict:
@@ -418,7 +426,7 @@ def _train(config: BirthConfig, world: World, out: Path, log, on_step, expect_ca
     bar = tqdm(total=config.steps, initial=step, desc="birth", unit="step")
     progress = max(step / config.steps, elapsed / budget)
     window_tokens, window_t = 0, time.time()
-    last = min(config.steps, stop_at or config.steps)
+    last = config.steps if stop_at is None else min(config.steps, stop_at)
     while progress < 1.0 and step < last:
         micro = step_batches(config, world, tokenizer, step)
         for g in opt.param_groups:
@@ -458,7 +466,9 @@ def _train(config: BirthConfig, world: World, out: Path, log, on_step, expect_ca
             bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}",
                             tok_s=f"{window_tokens / max(1e-9, time.time() - window_t):.0f}")
             window_tokens, window_t = 0, time.time()
-        if step == min(config.canary_step, config.steps):  # before a checkpoint: resumed, it is kept
+        # Before a checkpoint (a resumed birth keeps it). Not under a clock cap: the learning rate
+        # then follows the clock, and the weights with it.
+        if step == min(config.canary_step, config.steps) and not config.minutes:
             canary = {"step": step, "md5": weights_md5(model)}
             if expect_canary and expect_canary["step"] == step and expect_canary["md5"] != canary["md5"]:
                 log(f"WARNING: at step {step} this birth's weights differ from the recorded birth's (born with "
@@ -593,8 +603,11 @@ def check(config: BirthConfig, world_config: WorldConfig, report: Path, log=prin
     if expected is None:
         raise SystemExit(f"{report} records no canary for these params (born with other params, or before "
                          "canaries were recorded): nothing to check against")
+    config = replace(config, minutes=None)  # the canary is the schedule's, never the clock's
     with tempfile.TemporaryDirectory(prefix="lmsleep-birth-check-") as tmp:
         got = train(config, World(world_config), Path(tmp), log=log, stop_at=expected["step"])["canary"]
+    if got is None:
+        raise SystemExit(f"birth stopped before step {expected['step']}: nothing to compare")
     same = got == {"step": expected["step"], "md5": expected["md5"]}
     log(f"birth check: step {expected['step']} weights {got['md5']}, recorded {expected['md5']}: "
         + ("this machine makes the recorded model" if same else

@@ -303,9 +303,9 @@ class dreamer_adapter:
 def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config: DreamingConfig) -> int:
     """ReST-EM's M-step: SFT of the dreamer adapter (at `path`; created on its first night) on
     the (prompt -> sample) pairs of the dreams that earned reward 1. Returns the rows trained."""
-    from peft import PeftModel
+    from peft import PeftModel, get_peft_model
 
-    from lmsleep.baselines import BaselineConfig, train_lora
+    from lmsleep.baselines import BaselineConfig, lora_config, train_lora
     from lmsleep.brain import save_adapter
 
     if not dreams:
@@ -313,16 +313,16 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
     path = Path(path)
     lora = BaselineConfig(lora_r=config.dreamer_rank, lora_alpha=2 * config.dreamer_rank,
                           learning_rate=config.dreamer_lr, epochs=config.dreamer_epochs, seed=config.seed)
+    # Wrapped here, not by TRL: a training that fails after TRL injected the LoRA layers would
+    # leave them in the model, with nothing holding the wrapper that can unload them.
     start = PeftModel.from_pretrained(model, str(path), is_trainable=True) \
-        if (path / "adapter_config.json").exists() else model
-    trained = start
+        if (path / "adapter_config.json").exists() else get_peft_model(model, lora_config(lora, model))
     try:
         trained = train_lora(start, tokenizer, [{"prompt": d["prompt"], "completion": d["sample"]} for d in dreams],
                              lora)
         save_adapter(trained, path)
     finally:
-        if isinstance(trained, PeftModel):
-            trained.unload()  # the LoRA layers go, whatever happened; the base and its memory stay
+        start.unload()  # the LoRA layers go, whatever happened; the base and its memory stay
     return len(dreams)
 
 

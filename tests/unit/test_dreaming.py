@@ -153,6 +153,27 @@ def test_the_dreamer_learns_on_its_own_adapter_and_leaves_the_model_as_it_was(mi
     assert memory_is_attached(model, memory)
 
 
+def test_a_dreamer_training_that_fails_leaves_no_lora_layers_behind(micro, tmp_path, monkeypatch):
+    """A first night's ReST-EM that crashes mid-training (an interrupt, out of memory) must not
+    leave the dreamer's LoRA layers inside the model that later stages consolidate into."""
+    from trl import SFTTrainer
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=2))
+
+    def crash(self, *args, **kwargs):  # after TRL has built the trainer around the adapter
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SFTTrainer, "train", crash)
+    good = [{"prompt": EPISODE["text"] + "\n\nQ:", "sample": " Where does Ada Vell work?\nA: Morrow Labs\n"}] * 4
+    with pytest.raises(KeyboardInterrupt):
+        train_dreamer(model, tokenizer, good, tmp_path / "dreamer",
+                      DreamingConfig(dreamer_rank=2, dreamer_epochs=1, dreamer_lr=0.05))
+    assert not any("lora" in name for name, _ in model.named_modules())
+    assert not (tmp_path / "dreamer" / "adapter_config.json").exists()
+    assert memory_is_attached(model, memory)
+
+
 def memory_is_attached(model, memory):
     from lmsleep.memory import memory_of
 

@@ -70,7 +70,7 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     sleep = report["methods"]["sleep"]["seeds"][0]
     assert len(sleep["dream_success"]) == 2 and {"dreams", "kept", "helped", "quality"} <= set(sleep["nights"][0]["dreams"])
     assert "all_dreams" not in sleep["nights"][0]["dreams"]  # texts are not kept in the report
-    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())  # what `dvc exp show` compares
+    summary = json.loads((tmp_path / "reports" / "bench_summary.json").read_text())  # the table's columns
     assert summary.keys() == report["methods"].keys()
     assert all(summary[n][k] == m[k] for n, m in report["methods"].items() for k in ("recall", "recall_std", "reading"))
     out = capsys.readouterr().out
