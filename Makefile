@@ -45,7 +45,7 @@ birth: models/base/config.json  ## the embedded default's birth (~13-18 min on 2
 
 # Does this machine make the model reports/birth.json describes? Births to its canary step (40)
 # in a scratch directory and compares the weights' hash; exit 1 if not (README, Birth).
-birth-check: $(STAMP)  ## does this machine make the recorded born model? (2-3 min)
+birth-check: $(STAMP)  ## does this machine make the recorded born model? (1-3 min)
 	$(PY) -m lmsleep.birth --check
 
 # One night as the Prefect flow (ephemeral Prefect server, SQLite MLflow under mlflow/), after

@@ -423,10 +423,10 @@ def _train(config: BirthConfig, world: World, out: Path, log, on_step, expect_ca
     forward = torch.compile(model) if config.compile else model
     model.train()
     t_start, last_ckpt = time.time() - elapsed, time.time()
-    bar = tqdm(total=config.steps, initial=step, desc="birth", unit="step")
+    last = config.steps if stop_at is None else min(config.steps, stop_at)
+    bar = tqdm(total=last, initial=step, desc="birth" if stop_at is None else "birth check", unit="step")
     progress = max(step / config.steps, elapsed / budget)
     window_tokens, window_t = 0, time.time()
-    last = config.steps if stop_at is None else min(config.steps, stop_at)
     while progress < 1.0 and step < last:
         micro = step_batches(config, world, tokenizer, step)
         for g in opt.param_groups:
