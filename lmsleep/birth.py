@@ -35,7 +35,7 @@ Steps:
    Another CPU kind rounds differently (its kernels use other instructions), so birth.json keeps
    a *canary*: a hash of the weights after `canary_step` steps. A birth that misses the recorded
    canary says so at that step, and `--check` answers "does this machine make the recorded model?"
-   in a minute or two.
+   in one to three minutes.
 5. A checkpoint every few minutes; a rerun resumes from it. The model is saved with
    `save_pretrained` (safetensors) and measured into `reports/birth.json`, with the steps done,
    tokens/s, and the share of the CPU's measured bf16 matmul peak that birth achieved.
