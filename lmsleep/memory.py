@@ -243,13 +243,14 @@ class Memory:
     @contextmanager
     def random_experts(self, rng):
         """While dreaming (PAPER.md section 4), every router also switches on one random extra
-        expert of its level, mixing unrelated knowledge into the dream. Yields how many of the
-        routers that changed anything: none where a level's active experts all fit in its top-k
-        (every one of them is on already)."""
+        expert of its level, mixing unrelated knowledge into the dream: one of an earlier night,
+        never tonight's own. Yields how many of the routers that changed anything: none where a
+        level's active experts all fit in its top-k (every one of them is on already)."""
         changed = 0
         banks = [bank for layer in self.banks for bank in layer]
         for bank in banks:
-            idx = [i for i in bank.active_slots() if i != bank.seeding]
+            born = bank.born.tolist()
+            idx = [i for i in bank.active_slots() if i != bank.seeding and born[i] != self.nights]
             if idx:
                 bank.extra = rng.choice(idx)
                 changed += len(idx) > bank.top_k

@@ -87,19 +87,26 @@ def test_random_experts_switch_on_one_more_expert_per_router(micro):
     model, tokenizer = micro
     memory = Memory.attach(model, MemoryConfig(slots=[4, 4], top_k=[1, 1], rank=2))
     torch.manual_seed(0)
-    for _ in range(3):
+    for night in range(4):  # three earlier nights' experts, and tonight's (night 3)
+        memory.nights = night
         slot = memory.expand(1)
         with torch.no_grad():
             for bank in memory.level(1):
                 bank.B[slot].normal_(0, 0.5)
         memory.settle(1)
     ids = tokenizer(["Ada Vell works for Morrow Labs."], return_tensors="pt")
+    extras = set()
     with torch.no_grad():
         plain = model(**ids).logits
         with memory.random_experts(random.Random(0)) as switched:
             dreaming = model(**ids).logits
+            extras = {bank.extra for bank in memory.level(1)}
         after = model(**ids).logits
-    assert switched == len(memory.level(1))  # 3 active, top-1: every level-1 router changes
+    for seed in range(1, 20):  # many draws: tonight's own expert is never among them
+        with memory.random_experts(random.Random(seed)):
+            extras |= {bank.extra for bank in memory.level(1)}
+    assert switched == len(memory.level(1))  # 4 active, top-1: every level-1 router changes
+    assert extras == {0, 1, 2} and slot == 3
     assert not torch.allclose(plain, dreaming) and torch.equal(plain, after)
     assert all(bank.extra is None for bank in memory.level(1))
 
