@@ -68,6 +68,9 @@ class SeedingConfig:
     # about what it knows (on the born model, 0.5: 99% of them about people of its base world,
     # 1.0: 61%; a count made with the world's list, which nothing in training reads).
     replay_temperature: float = 0.5
+    # Share of those own questions begun with the first words of one of tonight's questions (the
+    # model completes them with people it knows): the old asked in tonight's forms.
+    replay_matched: float = 0.0
     # Rows where the teacher continues an episode's sentences from the text before (the student
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
     # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).

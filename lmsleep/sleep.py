@@ -81,17 +81,45 @@ class Sleeper:
         answers = generate(self.model, self.tokenizer, prompts, max_new_tokens=self.config.max_new_tokens)
         return [{"prompt": p, "completion": f" {a.strip()}\n"} for p, a in zip(prompts, answers) if a.strip()]
 
-    def _own_questions(self, n: int, rng: random.Random) -> list[str]:
-        """Questions the model asks itself with nothing in context (about what it already knows)."""
+    def _own_questions(self, n: int, rng: random.Random, starts: list[str] = (),
+                       tonight: set[str] = frozenset()) -> list[str]:
+        """Questions the model asks itself with nothing in context (about what it already knows):
+        `n` from nothing ("Q:"), and one more after each of `starts` (the first words of tonight's
+        own questions). None about what tonight's episodes name (`tonight`: their capitalized
+        words): tonight changes those, the model before would answer them with what it was."""
         import torch
 
         from lmsleep.evaluation import generate
 
-        if n <= 0:
+        prompts = ["Q:"] * max(n, 0) + [f"Q: {s}" for s in starts]
+        if not prompts:
             return []
         torch.manual_seed(rng.randrange(2**31))
-        return questions_to_replay(generate(self.model, self.tokenizer, ["Q:"] * n, max_new_tokens=32,
-                                            do_sample=True, top_k=0, temperature=self.config.replay_temperature))
+        asked = generate(self.model, self.tokenizer, prompts, max_new_tokens=32, do_sample=True, top_k=0,
+                         temperature=self.config.replay_temperature)
+        asked = [f"{p.removeprefix('Q:').strip()} {a.strip()}".strip() if p != "Q:" else a
+                 for p, a in zip(prompts, asked)]
+        return questions_to_replay(asked, tonight)
+
+    @staticmethod
+    def _tonight_names(episodes: list[dict]) -> set[str]:
+        """The capitalized words of tonight's episodes: whom and what they name."""
+        return set().union(*(_names(ep["text"]) for ep in episodes))
+
+    @staticmethod
+    def _matched_starts(lessons: list[dict], n: int, rng: random.Random, tonight: set[str]) -> list[str]:
+        """The words before the first name (a word of `tonight`) of `n` of tonight's own questions:
+        the model completes them with people it knows, so the replay asks about the old in the
+        very forms tonight's lessons ask about the new. A night's expert otherwise learns the form
+        ("born where? -> tonight's city") and answers it for everyone (README, Knowledge Seeding)."""
+        starts = set()
+        for r in lessons:
+            words = question_of(r["prompt"]).split()
+            cut = next((i for i, w in enumerate(words) if _names(w) & tonight), 0)
+            if cut:  # a question that opens with the name has no start of its own
+                starts.add(" ".join(words[:cut]))
+        starts = sorted(starts)
+        return [rng.choice(starts) for _ in range(n)] if starts else []
 
     def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random,
                before: int | None = None) -> list[dict]:
@@ -103,7 +131,10 @@ class Sleeper:
         third = max(1, n // 3)
         earlier = self.past.questions(before=before)
         earlier = rng.sample(earlier, min(third, len(earlier)))
-        own = self._own_questions(third + (third - len(earlier)), rng)  # no past yet: more of its own
+        wanted = third + (third - len(earlier))  # no past yet: more of its own
+        matched = round(wanted * self.config.replay_matched)
+        tonight = self._tonight_names(episodes)
+        own = self._own_questions(wanted - matched, rng, self._matched_starts(lessons, matched, rng, tonight), tonight)
         text = {ep["id"]: ep["text"] for ep in episodes}
         reading = [r for r in lessons if r["episode_id"] in text]
         reading = rng.sample(reading, min(third, len(reading)))
@@ -170,8 +201,18 @@ class Sleeper:
         return report
 
 
-def questions_to_replay(asked: list[str]) -> list[str]:
+def _names(text: str, first: bool = True) -> set[str]:
+    """The capitalized words of a text (roughly, the names it mentions); `first=False` leaves
+    out a question's first word, capitalized whatever it is."""
+    import re
+
+    words = re.findall(r"[A-Za-z][\w-]*", text)
+    return {w for w in (words if first else words[1:]) if w[0].isupper()}
+
+
+def questions_to_replay(asked: list[str], tonight: set[str] = frozenset()) -> list[str]:
     """The questions in the model's free samples (cut at the first '?'), unique, sorted; one in
-    a held-out form is the exam's form, and is never trained on."""
+    a held-out form is the exam's form, and is never trained on; one naming a word of `tonight`
+    (tonight's episodes' names) asks about what tonight changes."""
     asked = {q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8}
-    return sorted(q for q in asked if not is_heldout_question(q))
+    return sorted(q for q in asked if not is_heldout_question(q) and not _names(q, first=False) & tonight)

@@ -62,3 +62,34 @@ def test_own_questions_in_held_out_forms_are_never_replayed():
     train = question_forms("employer", "train")[0].format(n="Ana van Drosk")
     kept = questions_to_replay([f" {heldout} Morrow", f" {train} Morrow Labs", " no question here", f" {train}"])
     assert kept == [train]
+
+
+def test_own_questions_about_what_tonight_names_are_never_replayed():
+    """Tonight changes them: the model before would hold the student to the old answer."""
+    tonight = Sleeper._tonight_names([EPISODE])
+    assert {"Ada", "Vell", "Morrow", "Kestrel"} <= tonight
+    kept = questions_to_replay([" Where does Ada Vell work? x", " Where does Bo Tarn work?",
+                                " Who moved to Kestrel?", " Hey, where does Bo Tarn live?"], tonight)
+    assert kept == ["Hey, where does Bo Tarn live?", "Where does Bo Tarn work?"]  # "Hey" opens it: not a name
+
+
+def test_matched_replay_asks_in_tonight_s_forms_from_the_words_before_the_name():
+    lessons = LESSONS + [{"prompt": "Q: Ada Vell's employer is what?\nA:", "completion": " Morrow Labs\n",
+                          "episode_id": "ep-1"}]  # opens with the name: no start of its own
+    starts = Sleeper._matched_starts(lessons, 20, random.Random(0), Sleeper._tonight_names([EPISODE]))
+    assert len(starts) == 20 and set(starts) == {"Where does"}
+    assert Sleeper._matched_starts([], 5, random.Random(0), set()) == []
+
+
+def test_matched_replay_prompts_the_model_with_those_starts(micro, monkeypatch):
+    """The own questions of a matched replay are the model's completions of tonight's starts."""
+    import lmsleep.evaluation as ev
+
+    model, tokenizer = micro
+    config = SeedingConfig(**{**FAST.__dict__, "replay_matched": 1.0})
+    sleeper = Sleeper(model, tokenizer, config, MemoryConfig())
+    asked = []
+    real = ev.generate
+    monkeypatch.setattr(ev, "generate", lambda m, t, prompts, **kw: asked.append(list(prompts)) or real(m, t, prompts, **kw))
+    sleeper.replay(9, LESSONS, [EPISODE], random.Random(0))
+    assert asked[0] and set(asked[0]) == {"Q: Where does"}  # the own questions' prompts, all matched
