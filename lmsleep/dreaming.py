@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lmsleep.grammar import is_heldout_question
-from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, restate_prompt
+from lmsleep.world import closed_book_prompt, first_question, open_book_prompt
 
 FORMS = ("restatement", "qa", "implication")
 
@@ -59,6 +59,11 @@ class DreamingConfig:
     # Closed-book questions about a qa dream's answer: what it implies with what the model knows.
     # World-specific (the embedded world's companies have headquarters); [] turns the form off.
     bridges: list[str] = field(default_factory=lambda: ["Where is {answer} based?"])
+    # What dreams are sampled from, the episode in place of {context}: the cues birth teaches the
+    # born model (restatement after `world.RESTATE_CUE`, questions after "Q:"). A user's model
+    # dreams after the cues it knows; a cue it never learned yields dreams the GX suite refuses.
+    prompts: dict[str, str] = field(default_factory=lambda: {"restatement": "{context}\n\nIn other words:",
+                                                              "qa": "{context}\n\nQ:"})
     tau_share: float = 0.25  # of each episode's lessons, set aside as tau (never taught)
     keep_top: int = 4  # dreams kept per episode by gradient score
     keep_random: int = 2  # and at random, for diversity
@@ -87,8 +92,17 @@ class DreamingConfig:
             raise ValueError(f"dreaming.forms must be a non-empty subset of {list(FORMS)}, got {self.forms}")
         if not 0.0 < self.tau_share < 1.0:
             raise ValueError(f"dreaming.tau_share must lie in (0, 1), got {self.tau_share}")
+        if set(self.prompts) != {"restatement", "qa"} or not all("{context}" in t for t in self.prompts.values()):
+            raise ValueError("dreaming.prompts needs a template for restatement and for qa (qa's questions also "
+                             f"start the implications), each with {{context}} where the episode goes; got {self.prompts}")
         if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
             raise ValueError("dreaming needs dreams >= 1, keep_top + keep_random >= 1 and trial_steps >= 1")
+
+
+    def prompt(self, form: str, context: str) -> str:
+        """The prompt a dream of `form` is sampled from (a replace, not `str.format`: an episode's
+        own braces stay as they are)."""
+        return self.prompts[form].replace("{context}", context)
 
 
 # -- 1. dream ---------------------------------------------------------------------------------------
@@ -118,7 +132,7 @@ def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig
     m, dreams = config.dreams, []
     sample = dict(do_sample=True, top_k=0, temperature=config.temperature)
     if "restatement" in config.forms:
-        prompts = [restate_prompt(ep["text"]) for ep in episodes for _ in range(m)]
+        prompts = [config.prompt("restatement", ep["text"]) for ep in episodes for _ in range(m)]
         texts = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, **sample)
         for ep, p, t in zip([ep for ep in episodes for _ in range(m)], prompts, texts, strict=True):
             t = t.split("Q:")[0].strip()
@@ -126,12 +140,13 @@ def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig
                 dreams.append(dream_row("restatement", p, f" {t}\n", ep["id"], "", p, f" {t}\n"))
     if {"qa", "implication"} & set(config.forms):
         owners = [ep for ep in episodes for _ in range(m)]
-        asked = generate(model, tokenizer, [f"{ep['text']}\n\nQ:" for ep in owners], max_new_tokens=40, **sample)
+        asked = generate(model, tokenizer, [config.prompt("qa", ep["text"]) for ep in owners], max_new_tokens=40,
+                         **sample)
         pairs = [(ep, q) for ep, q in zip(owners, map(_question, asked), strict=True) if q]
         answers = answer(model, tokenizer, [q for _, q in pairs], [ep["text"] for ep, _ in pairs], max_new_tokens=24)
         qa = [(ep, q, a) for (ep, q), a in zip(pairs, answers, strict=True) if a and grounded(a, ep["text"])]
         if "qa" in config.forms:
-            dreams += [dream_row("qa", f"{ep['text']}\n\nQ:", f" {q}\nA: {a}\n", ep["id"], closed_book_prompt(q),
+            dreams += [dream_row("qa", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n", ep["id"], closed_book_prompt(q),
                                  open_book_prompt(ep["text"], q), f" {a}\n", q) for ep, q, a in qa]
         if "implication" in config.forms and config.bridges:
             chains = [(ep, q, a, b.format(answer=a)) for ep, q, a in qa for b in config.bridges]
@@ -139,7 +154,8 @@ def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig
             implied = answer(model, tokenizer, [b for *_, b in chains], max_new_tokens=24)
             for (ep, q, a, b), i in zip(chains, implied, strict=True):
                 if i:
-                    dreams.append(dream_row("implication", f"{ep['text']}\n\nQ:", f" {q}\nA: {a}\n", ep["id"], "",
+                    dreams.append(dream_row("implication", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n",
+                                            ep["id"], "",
                                             f"{ep['text']}\n\n", f"Q: {q}\nA: {a}\nQ: {b}\nA: {i}\n", q))
     unique = {(d["episode_id"], d["form"], d["completion"]): d for d in dreams}  # one trial and one vote each
     return list(unique.values())

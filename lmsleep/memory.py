@@ -103,7 +103,10 @@ class ExpertBank(nn.Module):
         for j, i in enumerate(idx):
             # Dense, masked: a gather of the picked tokens needs their count on the host (a
             # sync per expert on a GPU); at rank r an expert costs ~4dr per token, little.
-            gate = gates[:, j:j + 1] if everyone or j in seats else gates[:, j:j + 1] * picked[:, j:j + 1]
+            if i == self.extra:  # switched on: fully open, whatever its router says
+                gate = 1.0
+            else:
+                gate = gates[:, j:j + 1] if everyone or j in seats else gates[:, j:j + 1] * picked[:, j:j + 1]
             out = out + gate * ((flat @ self.A[i]) @ self.B[i])
         return out.reshape(x.shape)
 
@@ -244,8 +247,10 @@ class Memory:
     def random_experts(self, rng):
         """While dreaming (PAPER.md section 4), every router also switches on one random extra
         expert of its level, mixing unrelated knowledge into the dream: one of an earlier night,
-        never tonight's own. Yields how many of the routers that changed anything: none where a
-        level's active experts all fit in its top-k (every one of them is on already)."""
+        never tonight's own, seated whatever the top-k and with its gate fully open (1, not its
+        router's sigmoid: where a level's experts all fit in its top-k, every one is on already,
+        and a seat alone would change nothing, as it did at the defaults before). Yields how
+        many routers switched one on (a level with no earlier night's expert has none to)."""
         changed = 0
         banks = [bank for layer in self.banks for bank in layer]
         for bank in banks:
@@ -253,7 +258,7 @@ class Memory:
             idx = [i for i in bank.active_slots() if i != bank.seeding and born[i] != self.nights]
             if idx:
                 bank.extra = rng.choice(idx)
-                changed += len(idx) > bank.top_k
+                changed += 1
         try:
             yield changed
         finally:

@@ -15,7 +15,12 @@ still overwrite what the model says about anything. So the student also sees, wi
 prompt as the teacher and the teacher's (greedy) answer:
 - earlier days: the questions earlier nights' teachers asked themselves, closed-book;
 - the base world: questions the model asks itself with nothing in context, closed-book (its own
-  free samples: what it knows, in its own words; never the stick's base probes);
+  samples: what it knows, in its own words; never the stick's base probes). Half of them
+  (`replay_matched`) it begins with the words before the name in one of tonight's questions
+  ("Where was ..."), so the old is asked in tonight's very forms: without that, a night's
+  expert learned the form, not the person, and answered tonight's city for everyone (day 0:
+  23 of 29 base answers lost were now one of tonight's values). None names what tonight's
+  episodes name: tonight changes those;
 - reading: tonight's questions with their episode in context (open-book on texts it reads now).
 An upward consolidation (level l -> l+1) has no context: its rows are the questions of the
 nights the sender level holds, answered by the model before, plus the same replay.
@@ -34,7 +39,7 @@ from lmsleep.grammar import is_heldout_question
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.schedule import plan
 from lmsleep.seeding import SeedingConfig, knowledge_seeding, same_prompt_rows, seeding_rows
-from lmsleep.world import closed_book_prompt, open_book_prompt, question_of
+from lmsleep.world import closed_book_prompt, first_question, names, open_book_prompt, question_of
 
 
 @dataclass
@@ -104,7 +109,7 @@ class Sleeper:
     @staticmethod
     def _tonight_names(episodes: list[dict]) -> set[str]:
         """The capitalized words of tonight's episodes: whom and what they name."""
-        return set().union(*(_names(ep["text"]) for ep in episodes))
+        return set().union(*(names(ep["text"]) for ep in episodes))
 
     @staticmethod
     def _matched_starts(lessons: list[dict], n: int, rng: random.Random, tonight: set[str]) -> list[str]:
@@ -115,7 +120,7 @@ class Sleeper:
         starts = set()
         for r in lessons:
             words = question_of(r["prompt"]).split()
-            cut = next((i for i, w in enumerate(words) if _names(w) & tonight), 0)
+            cut = next((i for i, w in enumerate(words) if names(w) & tonight), 0)
             if cut:  # a question that opens with the name has no start of its own
                 starts.add(" ".join(words[:cut]))
         starts = sorted(starts)
@@ -201,18 +206,9 @@ class Sleeper:
         return report
 
 
-def _names(text: str, first: bool = True) -> set[str]:
-    """The capitalized words of a text (roughly, the names it mentions); `first=False` leaves
-    out a question's first word, capitalized whatever it is."""
-    import re
-
-    words = re.findall(r"[A-Za-z][\w-]*", text)
-    return {w for w in (words if first else words[1:]) if w[0].isupper()}
-
-
 def questions_to_replay(asked: list[str], tonight: set[str] = frozenset()) -> list[str]:
-    """The questions in the model's free samples (cut at the first '?'), unique, sorted; one in
+    """The questions in the model's free samples (`first_question`), unique, sorted; one in
     a held-out form is the exam's form, and is never trained on; one naming a word of `tonight`
     (tonight's episodes' names) asks about what tonight changes."""
-    asked = {q[: q.index("?") + 1].strip() for q in asked if "?" in q and len(q.strip()) > 8}
-    return sorted(q for q in asked if not is_heldout_question(q) and not _names(q, first=False) & tonight)
+    asked = {q for q in map(first_question, asked) if q}
+    return sorted(q for q in asked if not is_heldout_question(q) and not names(q, first=False) & tonight)

@@ -83,9 +83,10 @@ def test_a_dream_helps_only_where_more_of_tau_is_answered_exactly():
     assert not beats({"exact": 0.0, "loss": 0.1}, {"exact": 0.5, "loss": 1.0})
 
 
-def test_random_experts_switch_on_one_more_expert_per_router(micro):
+@pytest.mark.parametrize("top_k", [1, 4])  # 4: every active expert is picked already (the defaults' case)
+def test_random_experts_switch_on_one_more_expert_per_router(micro, top_k):
     model, tokenizer = micro
-    memory = Memory.attach(model, MemoryConfig(slots=[4, 4], top_k=[1, 1], rank=2))
+    memory = Memory.attach(model, MemoryConfig(slots=[4, 4], top_k=[top_k, top_k], rank=2))
     torch.manual_seed(0)
     for night in range(4):  # three earlier nights' experts, and tonight's (night 3)
         memory.nights = night
@@ -105,7 +106,7 @@ def test_random_experts_switch_on_one_more_expert_per_router(micro):
     for seed in range(1, 20):  # many draws: tonight's own expert is never among them
         with memory.random_experts(random.Random(seed)):
             extras |= {bank.extra for bank in memory.level(1)}
-    assert switched == len(memory.level(1))  # 4 active, top-1: every level-1 router changes
+    assert switched == len(memory.level(1))  # every level-1 router switches one on
     assert extras == {0, 1, 2} and slot == 3
     assert not torch.allclose(plain, dreaming) and torch.equal(plain, after)
     assert all(bank.extra is None for bank in memory.level(1))
@@ -219,3 +220,16 @@ def test_dreams_only_gets_its_own_new_expert(micro):
     dreamer = Dreamer(model, tokenizer, DreamingConfig(seeding=False), sleeper, None)
     slot = dreamer.tonight_slot()
     assert sleeper.memory.active_slots(1) == [slot] and dreamer.tonight_slot() == slot
+
+
+def test_dream_prompts_are_params_and_default_to_the_cues_birth_teaches():
+    from lmsleep.params import load_params
+    from lmsleep.world import open_book_prompt, restate_prompt
+
+    config = load_params("params.yaml").dreaming
+    assert config.prompt("restatement", "Ada {x} Vell.") == restate_prompt("Ada {x} Vell.")  # braces kept
+    assert open_book_prompt("C.", "Where?").startswith(config.prompt("qa", "C."))
+    with pytest.raises(ValueError, match="context"):
+        DreamingConfig(prompts={"restatement": "In other words:", "qa": "{context}Q:"})
+    with pytest.raises(ValueError, match="qa"):
+        DreamingConfig(prompts={"restatement": "{context}"})
