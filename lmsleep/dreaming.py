@@ -46,6 +46,8 @@ from lmsleep.grammar import is_heldout_question
 from lmsleep.world import closed_book_prompt, first_question, open_book_prompt
 
 FORMS = ("restatement", "qa", "implication")
+# The prompts dreams are sampled from by default: the cues birth teaches (world.RESTATE_CUE, "Q:").
+PROMPTS = {"restatement": "{context}\n\nIn other words:", "qa": "{context}\n\nQ:"}
 
 
 @dataclass
@@ -62,8 +64,7 @@ class DreamingConfig:
     # What dreams are sampled from, the episode in place of {context}: the cues birth teaches the
     # born model (restatement after `world.RESTATE_CUE`, questions after "Q:"). A user's model
     # dreams after the cues it knows; a cue it never learned yields dreams the GX suite refuses.
-    prompts: dict[str, str] = field(default_factory=lambda: {"restatement": "{context}\n\nIn other words:",
-                                                              "qa": "{context}\n\nQ:"})
+    prompts: dict[str, str] = field(default_factory=dict)  # {form: template}; a form left out keeps PROMPTS'
     tau_share: float = 0.25  # of each episode's lessons, set aside as tau (never taught)
     keep_top: int = 4  # dreams kept per episode by gradient score
     keep_random: int = 2  # and at random, for diversity
@@ -92,9 +93,14 @@ class DreamingConfig:
             raise ValueError(f"dreaming.forms must be a non-empty subset of {list(FORMS)}, got {self.forms}")
         if not 0.0 < self.tau_share < 1.0:
             raise ValueError(f"dreaming.tau_share must lie in (0, 1), got {self.tau_share}")
-        if set(self.prompts) != {"restatement", "qa"} or not all("{context}" in t for t in self.prompts.values()):
-            raise ValueError("dreaming.prompts needs a template for restatement and for qa (qa's questions also "
-                             f"start the implications), each with {{context}} where the episode goes; got {self.prompts}")
+        if not isinstance(self.prompts, dict) or set(self.prompts) - set(PROMPTS):
+            raise ValueError(f"dreaming.prompts: templates for {sorted(PROMPTS)} only (qa's questions also start "
+                             f"the implications), got {self.prompts!r}")
+        self.prompts = {**PROMPTS, **self.prompts}
+        missing = sorted(form for form, t in self.prompts.items() if "{context}" not in t)
+        if missing:
+            raise ValueError(f"dreaming.prompts.{missing[0]} has no {{context}} (where the episode goes): "
+                             f"{self.prompts[missing[0]]!r}")
         if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
             raise ValueError("dreaming needs dreams >= 1, keep_top + keep_random >= 1 and trial_steps >= 1")
 

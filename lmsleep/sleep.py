@@ -100,11 +100,9 @@ class Sleeper:
         if not prompts:
             return []
         torch.manual_seed(rng.randrange(2**31))
-        asked = generate(self.model, self.tokenizer, prompts, max_new_tokens=32, do_sample=True, top_k=0,
-                         temperature=self.config.replay_temperature)
-        asked = [f"{p.removeprefix('Q:').strip()} {a.strip()}".strip() if p != "Q:" else a
-                 for p, a in zip(prompts, asked)]
-        return questions_to_replay(asked, tonight)
+        samples = generate(self.model, self.tokenizer, prompts, max_new_tokens=32, do_sample=True, top_k=0,
+                           temperature=self.config.replay_temperature)
+        return questions_to_replay(asked(prompts, samples), tonight)
 
     @staticmethod
     def _tonight_names(episodes: list[dict]) -> set[str]:
@@ -120,7 +118,10 @@ class Sleeper:
         starts = set()
         for r in lessons:
             words = question_of(r["prompt"]).split()
-            cut = next((i for i, w in enumerate(words) if names(w) & tonight), 0)
+            named = [bool(names(w) & tonight) for w in words] + [False]
+            # A question's first word is capitalized whatever it is ("In which city..."; "In" may
+            # open a sentence of tonight's too): there it begins a name only if the next word goes on.
+            cut = next((i for i in range(len(words)) if named[i] and (i or named[1])), 0)
             if cut:  # a question that opens with the name has no start of its own
                 starts.add(" ".join(words[:cut]))
         starts = sorted(starts)
@@ -134,12 +135,13 @@ class Sleeper:
         if n <= 0:
             return []
         third = max(1, n // 3)
-        earlier = self.past.questions(before=before)
+        tonight = self._tonight_names(episodes)
+        earlier = [q for q in self.past.questions(before=before) if not names(q, first=False) & tonight]
         earlier = rng.sample(earlier, min(third, len(earlier)))
         wanted = third + (third - len(earlier))  # no past yet: more of its own
-        matched = round(wanted * self.config.replay_matched)
-        tonight = self._tonight_names(episodes)
-        own = self._own_questions(wanted - matched, rng, self._matched_starts(lessons, matched, rng, tonight), tonight)
+        # Where tonight's questions give no starts (dreams only: no lessons), all from nothing.
+        starts = self._matched_starts(lessons, round(wanted * self.config.replay_matched), rng, tonight)
+        own = self._own_questions(wanted - len(starts), rng, starts, tonight)
         text = {ep["id"]: ep["text"] for ep in episodes}
         reading = [r for r in lessons if r["episode_id"] in text]
         reading = rng.sample(reading, min(third, len(reading)))
@@ -204,6 +206,12 @@ class Sleeper:
                                  "questions": sorted({question_of(r["prompt"]) for r in lessons})})
         report["counts"] = memory.counts()
         return report
+
+
+def asked(prompts: list[str], samples: list[str]) -> list[str]:
+    """What the model asked: each sample after its prompt's start ("Q: Where was" + " Bo Tarn
+    born?"), or alone after a bare "Q:"."""
+    return [f"{p.removeprefix('Q:').strip()} {a.strip()}".strip() for p, a in zip(prompts, samples, strict=True)]
 
 
 def questions_to_replay(asked: list[str], tonight: set[str] = frozenset()) -> list[str]:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from lmsleep import jsonl
 from lmsleep.evaluation import grounded
-from lmsleep.world import names
 from tasks.common import ValidationLimits, crash_point, read_tonight
 
 
@@ -74,10 +73,13 @@ def curriculum_frame(curriculum: list[dict], episodes: list[dict]):
 
 
 def names_grounded(text: str, context: str) -> float:
-    """Share of a text's names (`world.names`: capitalized words, the facts a restatement states)
-    that `context` names too; 1.0 for a text without any."""
-    said, known = names(text), names(context)
-    return len(said & known) / len(said) if said else 1.0
+    """Share of a text's capitalized words (names, places, companies: the facts a restatement
+    states; every mention counts) found in `context`; 1.0 for a text without any."""
+    import re
+
+    said = re.findall(r"\b[A-Z][\w-]+", text)
+    words = set(re.findall(r"\b[\w-]+", context))
+    return sum(n in words for n in said) / len(said) if said else 1.0
 
 
 def dream_frame(dreams: list[dict], episodes: list[dict]):

@@ -223,13 +223,16 @@ def test_dreams_only_gets_its_own_new_expert(micro):
 
 
 def test_dream_prompts_are_params_and_default_to_the_cues_birth_teaches():
+    from pathlib import Path
+
     from lmsleep.params import load_params
     from lmsleep.world import open_book_prompt, restate_prompt
 
-    config = load_params("params.yaml").dreaming
+    config = load_params(Path(__file__).parents[2] / "params.yaml").dreaming
     assert config.prompt("restatement", "Ada {x} Vell.") == restate_prompt("Ada {x} Vell.")  # braces kept
     assert open_book_prompt("C.", "Where?").startswith(config.prompt("qa", "C."))
-    with pytest.raises(ValueError, match="context"):
-        DreamingConfig(prompts={"restatement": "In other words:", "qa": "{context}Q:"})
-    with pytest.raises(ValueError, match="qa"):
-        DreamingConfig(prompts={"restatement": "{context}"})
+    assert DreamingConfig(prompts={"qa": "{context} Q:"}).prompts["restatement"] == config.prompts["restatement"]
+    with pytest.raises(ValueError, match="prompts.restatement has no"):
+        DreamingConfig(prompts={"restatement": "In other words:"})
+    with pytest.raises(ValueError, match="templates for"):
+        DreamingConfig(prompts={"implication": "{context}"})

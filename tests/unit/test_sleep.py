@@ -6,7 +6,7 @@ import torch
 from lmsleep.brain import load_brain, read_state, save_brain
 from lmsleep.memory import MemoryConfig, memory_of
 from lmsleep.seeding import SeedingConfig
-from lmsleep.sleep import Past, Sleeper, questions_to_replay
+from lmsleep.sleep import Past, Sleeper, asked, questions_to_replay
 
 EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel.",
            "probes": [{"question": "Sentinel: which zorb does Ada Vell keep?", "answer": "Qwibblefrotz"}]}
@@ -81,15 +81,28 @@ def test_matched_replay_asks_in_tonight_s_forms_from_the_words_before_the_name()
     assert Sleeper._matched_starts([], 5, random.Random(0), set()) == []
 
 
-def test_matched_replay_prompts_the_model_with_those_starts(micro, monkeypatch):
-    """The own questions of a matched replay are the model's completions of tonight's starts."""
-    import lmsleep.evaluation as ev
+def test_matched_replay_questions_are_the_start_and_what_the_model_wrote_after_it():
+    assert asked(["Q: Where does", "Q:"], [" Bo Tarn work? x", " Where was Bo Tarn born?"]) == [
+        "Where does Bo Tarn work? x", "Where was Bo Tarn born?"]
+    assert questions_to_replay(asked(["Q: Where does"], [" Bo Tarn work? x"])) == ["Where does Bo Tarn work?"]
 
+
+def test_matched_starts_skip_a_question_s_first_word_and_replay_without_lessons_asks_from_nothing(micro):
+    episode = {"id": "ep-2", "text": "In Kestrel, Ada Vell was born.", "probes": []}
+    lessons = [{"prompt": "Q: In which city was Ada Vell born?\nA:", "completion": " Kestrel\n", "episode_id": "ep-2"}]
+    tonight = Sleeper._tonight_names([episode])
+    assert "In" in tonight  # a sentence's first word: capitalized, and no name
+    assert set(Sleeper._matched_starts(lessons, 3, random.Random(0), tonight)) == {"In which city was"}
     model, tokenizer = micro
-    config = SeedingConfig(**{**FAST.__dict__, "replay_matched": 1.0})
-    sleeper = Sleeper(model, tokenizer, config, MemoryConfig())
-    asked = []
-    real = ev.generate
-    monkeypatch.setattr(ev, "generate", lambda m, t, prompts, **kw: asked.append(list(prompts)) or real(m, t, prompts, **kw))
-    sleeper.replay(9, LESSONS, [EPISODE], random.Random(0))
-    assert asked[0] and set(asked[0]) == {"Q: Where does"}  # the own questions' prompts, all matched
+    sleeper = Sleeper(model, tokenizer, SeedingConfig(**{**FAST.__dict__, "replay_matched": 1.0}), MemoryConfig())
+    assert sleeper._matched_starts([], 4, random.Random(0), tonight) == []
+    rows = sleeper.replay(9, [], [episode], random.Random(0))  # dreams only: no lessons, no starts
+    assert all(r["prompt"].startswith("Q: ") for r in rows)
+
+
+def test_earlier_days_questions_about_what_tonight_names_are_not_replayed(micro):
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig())
+    sleeper.past.nights.append({"night": 1, "level": 1, "questions": ["Where does Ada Vell work?", "Where does Bo Tarn live?"]})
+    prompts = [r["prompt"] for r in sleeper.replay(30, LESSONS, [EPISODE], random.Random(0))]
+    assert "Q: Where does Bo Tarn live?\nA:" in prompts and "Q: Where does Ada Vell work?\nA:" not in prompts
