@@ -73,6 +73,11 @@ class SeedingConfig:
     # Share of those own questions begun with the first words of one of tonight's questions (the
     # model completes them with people it knows): the old asked in tonight's forms.
     replay_matched: float = 0.5
+    # Who answers those own questions (about the base world): "before", the model before tonight,
+    # or "born", the born model (every memory level muted), so a night's expert is held to what
+    # birth taught rather than to what earlier nights' drift left of it; its own questions then
+    # leave out whatever an earlier night's questions named (the born model does not know them).
+    replay_anchor: str = "before"
     # Rows where the teacher continues an episode's sentences from the text before (the student
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
     # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).
@@ -101,6 +106,8 @@ class SeedingConfig:
         if self.lti and self.lti_group < 2:
             raise ValueError(f"seeding.lti_group must be >= 2 (a group of one has no relative advantage), got "
                              f"{self.lti_group}")
+        if self.replay_anchor not in ("before", "born"):
+            raise ValueError(f"seeding.replay_anchor must be 'before' or 'born', got {self.replay_anchor!r}")
         if self.replay < 0 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"seeding needs replay >= 0, epochs >= 1, batch_size >= 1 (got {self.replay}, "
                              f"{self.epochs}, {self.batch_size})")

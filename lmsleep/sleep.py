@@ -38,7 +38,7 @@ from pathlib import Path
 from lmsleep.grammar import is_heldout_question
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.schedule import plan
-from lmsleep.seeding import SeedingConfig, knowledge_seeding, same_prompt_rows, seeding_rows
+from lmsleep.seeding import SeedingConfig, knowledge_seeding, muted, same_prompt_rows, seeding_rows
 from lmsleep.world import closed_book_prompt, first_question, names, open_book_prompt, question_of
 
 
@@ -79,11 +79,14 @@ class Sleeper:
         self.past = past or Past()
 
     # -- replay ------------------------------------------------------------------------------
-    def _answered(self, prompts: list[str]) -> list[dict]:
-        """`{prompt, completion}` rows: the model as it is now (before tonight) answering greedily."""
+    def _answered(self, prompts: list[str], born: bool = False) -> list[dict]:
+        """`{prompt, completion}` rows: the model as it is now (before tonight) answering greedily;
+        `born`: with every memory level muted, the born model (its own weights never change)."""
         from lmsleep.evaluation import generate
 
-        answers = generate(self.model, self.tokenizer, prompts, max_new_tokens=self.config.max_new_tokens)
+        silent = {lv: self.memory.active_slots(lv) for lv in range(1, self.memory.config.levels + 1)} if born else {}
+        with muted(self.memory, silent):
+            answers = generate(self.model, self.tokenizer, prompts, max_new_tokens=self.config.max_new_tokens)
         return [{"prompt": p, "completion": f" {a.strip()}\n"} for p, a in zip(prompts, answers) if a.strip()]
 
     def _own_questions(self, n: int, rng: random.Random, starts: list[str] = (),
@@ -137,15 +140,19 @@ class Sleeper:
         third = max(1, n // 3)
         tonight = self._tonight_names(episodes)
         earlier = [q for q in self.past.questions(before=before) if not names(q, first=False) & tonight]
+        born = self.config.replay_anchor == "born"
+        # Held to the born model, its own questions must not be about anyone a night taught.
+        learned = tonight | {w for q in self.past.questions() for w in names(q, first=False)} if born else tonight
         earlier = rng.sample(earlier, min(third, len(earlier)))
         wanted = third + (third - len(earlier))  # no past yet: more of its own
         # Where tonight's questions give no starts (dreams only: no lessons), all from nothing.
         starts = self._matched_starts(lessons, round(wanted * self.config.replay_matched), rng, tonight)
-        own = self._own_questions(wanted - len(starts), rng, starts, tonight)
+        own = self._own_questions(wanted - len(starts), rng, starts, learned)
         text = {ep["id"]: ep["text"] for ep in episodes}
         reading = [r for r in lessons if r["episode_id"] in text]
         reading = rng.sample(reading, min(third, len(reading)))
-        rows = self._answered([closed_book_prompt(q) for q in earlier + own])
+        rows = self._answered([closed_book_prompt(q) for q in earlier])
+        rows += self._answered([closed_book_prompt(q) for q in own], born=born)
         rows += [{"prompt": open_book_prompt(text[r["episode_id"]], question_of(r["prompt"])),
                   "completion": r["completion"]} for r in reading]  # the teacher's own open-book answer
         return rows
