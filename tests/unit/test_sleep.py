@@ -106,3 +106,25 @@ def test_earlier_days_questions_about_what_tonight_names_are_not_replayed(micro)
     sleeper.past.nights.append({"night": 1, "level": 1, "questions": ["Where does Ada Vell work?", "Where does Bo Tarn live?"]})
     prompts = [r["prompt"] for r in sleeper.replay(30, LESSONS, [EPISODE], random.Random(0))]
     assert "Q: Where does Bo Tarn live?\nA:" in prompts and "Q: Where does Ada Vell work?\nA:" not in prompts
+
+
+def test_born_anchored_replay_is_answered_by_the_born_model_and_the_memory_comes_back(micro, micro_dir):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = micro
+    config = SeedingConfig(**{**FAST.__dict__, "replay_anchor": "born"})
+    sleeper = Sleeper(model, tokenizer, config, MemoryConfig(rank=2))
+    slot = sleeper.memory.expand(1)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for bank in sleeper.memory.level(1):
+            bank.B[slot].normal_(0, 2.0)  # an earlier night that moved the model
+    sleeper.memory.settle(1)
+    prompts = [f"Q: Where does {name} work?\nA:" for name in ("Ada Vell", "Bo Tarn", "Cy Moor", "Di Lusk")]
+    born = sleeper._answered(prompts, born=True)
+    before = sleeper._answered(prompts)
+    plain = Sleeper(AutoModelForCausalLM.from_pretrained(micro_dir), tokenizer, FAST, MemoryConfig(rank=2))
+    assert born == plain._answered(prompts) != before
+    assert sleeper.memory.active_slots(1) == [slot] and sleeper._answered(prompts) == before
+    with pytest.raises(ValueError, match="replay_anchor"):
+        SeedingConfig(replay_anchor="teacher")
