@@ -93,8 +93,9 @@ class Sleeper:
                        tonight: set[str] = frozenset()) -> list[str]:
         """Questions the model asks itself with nothing in context (about what it already knows):
         `n` from nothing ("Q:"), and one more after each of `starts` (the first words of tonight's
-        own questions). None about what tonight's episodes name (`tonight`: their capitalized
-        words): tonight changes those, the model before would answer them with what it was."""
+        own questions). None naming a word of `tonight` (tonight's episodes' capitalized words;
+        with the born anchor, every night's): a night changed those, and whoever answers would
+        say what they were."""
         import torch
 
         from lmsleep.evaluation import generate
@@ -221,9 +222,9 @@ def asked(prompts: list[str], samples: list[str]) -> list[str]:
     return [f"{p.removeprefix('Q:').strip()} {a.strip()}".strip() for p, a in zip(prompts, samples, strict=True)]
 
 
-def questions_to_replay(asked: list[str], tonight: set[str] = frozenset()) -> list[str]:
+def questions_to_replay(samples: list[str], tonight: set[str] = frozenset()) -> list[str]:
     """The questions in the model's free samples (`first_question`), unique, sorted; one in
     a held-out form is the exam's form, and is never trained on; one naming a word of `tonight`
     (tonight's episodes' names) asks about what tonight changes."""
-    asked = {q for q in map(first_question, asked) if q}
-    return sorted(q for q in asked if not is_heldout_question(q) and not names(q, first=False) & tonight)
+    questions = {q for q in map(first_question, samples) if q}
+    return sorted(q for q in questions if not is_heldout_question(q) and not names(q, first=False) & tonight)
