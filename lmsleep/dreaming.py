@@ -43,11 +43,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lmsleep.grammar import is_heldout_question
-from lmsleep.world import closed_book_prompt, first_question, open_book_prompt
+from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, restate_prompt
 
 FORMS = ("restatement", "qa", "implication")
-# The prompts dreams are sampled from by default: the cues birth teaches (world.RESTATE_CUE, "Q:").
-PROMPTS = {"restatement": "{context}\n\nIn other words:", "qa": "{context}\n\nQ:"}
+# The prompts dreams are sampled from by default: the cues birth teaches (world.restate_prompt's
+# cue, and the open-book prompt up to its question).
+PROMPTS = {"restatement": restate_prompt("{context}"), "qa": open_book_prompt("{context}", "").removesuffix(" \nA:")}
 
 
 @dataclass
@@ -104,7 +105,6 @@ class DreamingConfig:
         if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
             raise ValueError("dreaming needs dreams >= 1, keep_top + keep_random >= 1 and trial_steps >= 1")
 
-
     def prompt(self, form: str, context: str) -> str:
         """The prompt a dream of `form` is sampled from (a replace, not `str.format`: an episode's
         own braces stay as they are)."""
@@ -152,8 +152,9 @@ def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig
         answers = answer(model, tokenizer, [q for _, q in pairs], [ep["text"] for ep, _ in pairs], max_new_tokens=24)
         qa = [(ep, q, a) for (ep, q), a in zip(pairs, answers, strict=True) if a and grounded(a, ep["text"])]
         if "qa" in config.forms:
-            dreams += [dream_row("qa", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n", ep["id"], closed_book_prompt(q),
-                                 open_book_prompt(ep["text"], q), f" {a}\n", q) for ep, q, a in qa]
+            dreams += [dream_row("qa", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n", ep["id"],
+                                 closed_book_prompt(q), open_book_prompt(ep["text"], q), f" {a}\n", q)
+                       for ep, q, a in qa]
         if "implication" in config.forms and config.bridges:
             chains = [(ep, q, a, b.format(answer=a)) for ep, q, a in qa for b in config.bridges]
             # Closed-book: what the model itself knows about the answer.

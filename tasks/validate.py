@@ -74,12 +74,12 @@ def curriculum_frame(curriculum: list[dict], episodes: list[dict]):
 
 def names_grounded(text: str, context: str) -> float:
     """Share of a text's capitalized words (names, places, companies: the facts a restatement
-    states; every mention counts) found in `context`; 1.0 for a text without any."""
+    states) found in `context`; 1.0 for a text without any."""
     import re
 
-    said = re.findall(r"\b[A-Z][\w-]+", text)
+    names = re.findall(r"\b[A-Z][\w-]+", text)
     words = set(re.findall(r"\b[\w-]+", context))
-    return sum(n in words for n in said) / len(said) if said else 1.0
+    return sum(n in words for n in names) / len(names) if names else 1.0
 
 
 def dream_frame(dreams: list[dict], episodes: list[dict]):

@@ -103,7 +103,8 @@ def test_matched_starts_skip_a_question_s_first_word_and_replay_without_lessons_
 def test_earlier_days_questions_about_what_tonight_names_are_not_replayed(micro):
     model, tokenizer = micro
     sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig())
-    sleeper.past.nights.append({"night": 1, "level": 1, "questions": ["Where does Ada Vell work?", "Where does Bo Tarn live?"]})
+    sleeper.past.nights.append({"night": 1, "level": 1,
+                                "questions": ["Where does Ada Vell work?", "Where does Bo Tarn live?"]})
     prompts = [r["prompt"] for r in sleeper.replay(30, LESSONS, [EPISODE], random.Random(0))]
     assert "Q: Where does Bo Tarn live?\nA:" in prompts and "Q: Where does Ada Vell work?\nA:" not in prompts
 
