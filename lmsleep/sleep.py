@@ -132,15 +132,21 @@ class Sleeper:
         return [rng.choice(starts) for _ in range(n)] if starts else []
 
     def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random,
-               before: int | None = None) -> list[dict]:
+               before: int | None = None, moving: frozenset[str] = frozenset()) -> list[dict]:
         """About `n` replay rows, a third from each source (earlier days, the model's own
         questions, reading), answered by the model before tonight. `before`: earlier days are
-        the nights before that one (dreaming, after tonight joined the past, passes tonight)."""
+        the nights before that one (dreaming, after tonight joined the past, passes tonight);
+        `moving`: questions the consolidation moves (an upward one's), not replayed as the old.
+        All are route 0 (the new expert's gate shuts): earlier days and the model's own questions
+        are about others than tonight's; reading, about tonight's people with their text in
+        context, the model before reads well (with the gate free there, day 0's reading fell
+        0.94 -> 0.72)."""
         if n <= 0:
             return []
         third = max(1, n // 3)
         tonight = self._tonight_names(episodes)
-        earlier = [q for q in self.past.questions(before=before) if not names(q, first=False) & tonight]
+        earlier = [q for q in self.past.questions(before=before)
+                   if q not in moving and not names(q, first=False) & tonight]
         born = self.config.replay_anchor == "born"
         # Held to the born model, its own questions must not be about anyone a night taught.
         learned = tonight | {w for q in self.past.questions() for w in names(q, first=False)} if born else tonight
@@ -156,7 +162,7 @@ class Sleeper:
         rows += self._answered([closed_book_prompt(q) for q in own], born=born)
         rows += [{"prompt": open_book_prompt(text[r["episode_id"]], question_of(r["prompt"])),
                   "completion": r["completion"]} for r in reading]  # the teacher's own open-book answer
-        return rows
+        return [r | {"route": 0} for r in rows]
 
     def _rows(self, step, lessons: list[dict], episodes: list[dict], rng: random.Random) -> tuple[list, list]:
         """(new rows, replay rows) of one consolidation, by the model as it is now."""
@@ -167,12 +173,14 @@ class Sleeper:
             questions = self.past.questions(step.sender)
             if not questions:  # a past lost or empty: what the model asks itself stands in
                 questions = self._own_questions(64, rng)
-            new = same_prompt_rows(self._answered([closed_book_prompt(q) for q in questions]), f"level {step.sender}")
+            new = same_prompt_rows(self._answered([closed_book_prompt(q) for q in questions]), f"level {step.sender}",
+                                   route=1)
             if not new:
                 raise RuntimeError(f"night {self.memory.nights + 1}: nothing to move level {step.sender} up with (no "
                                    "questions of its nights and none the model asks itself); the schedule cannot "
                                    "skip it, or level 1 would overflow")
-        return new, self.replay(round(c.replay * len(new)), lessons, episodes, rng)
+        moving = frozenset(question_of(r["student"]) for r in new) if step.sender else frozenset()
+        return new, self.replay(round(c.replay * len(new)), lessons, episodes, rng, moving=moving)
 
     # -- the night ---------------------------------------------------------------------------
     def night(self, episodes: list[dict], lessons: list[dict], callbacks: list | None = None,
