@@ -439,7 +439,7 @@ class Dreamer:
         rehearsed = None
         if good:
             s = self.sleeper.config
-            rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream", "route": 1} for d in good]
+            rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"} for d in good]
             if c.rehearse_lessons and c.seeding:  # dreams only: the lessons are taught in no form
                 rows += seeding_rows(lessons, episodes)
             with muted(memory, {1: [slot]}):  # replay is answered by the model before tonight, as in seeding

@@ -63,7 +63,6 @@ class ExpertBank(nn.Module):
         self.register_buffer("born", torch.full((slots,), -1, dtype=torch.long))  # night activated: age order
         self.seeding: int | None = None  # the slot in tonight's extra seat
         self.extra: int | None = None  # a dreaming night's random extra expert (Memory.random_experts)
-        self.routes: list | None = None  # while recorded (Memory.seeding_routes): the seated expert's router logits
         # The active slots as a host-side list, so that a forward pass on a GPU never waits for a
         # device-to-host copy (one per layer and level made generation launch-bound). Every
         # change goes through `set_active`; a state-dict load drops it.
@@ -99,8 +98,6 @@ class ExpertBank(nn.Module):
             picked = torch.zeros_like(logits, dtype=torch.bool)
             picked[:, competing] = torch.zeros(len(flat), len(competing), dtype=torch.bool,
                                                device=x.device).scatter_(1, top, True)
-        if self.routes is not None and self.seeding in idx:
-            self.routes.append(logits[:, idx.index(self.seeding)].reshape(x.shape[:-1]))
         gates = torch.sigmoid(logits)
         out = torch.zeros_like(flat)
         for j, i in enumerate(idx):
@@ -267,23 +264,6 @@ class Memory:
         finally:
             for bank in banks:
                 bank.extra = None
-
-    @contextmanager
-    def seeding_routes(self, level: int):
-        """Record, for the forward passes inside, the router logits of the level's seated expert
-        (tonight's): yields a list that then holds a [layers, batch, tokens] tensor per pass
-        (what seeding's routing loss trains the expert's router rows on)."""
-        banks = self.level(level)
-        for bank in banks:
-            bank.routes = []
-        passes: list = []
-        try:
-            yield passes
-        finally:
-            if banks[0].routes:
-                passes.extend(torch.stack(group) for group in zip(*(bank.routes for bank in banks)))
-            for bank in banks:
-                bank.routes = None
 
     @torch.no_grad()
     def reset(self, level: int) -> None:

@@ -22,9 +22,7 @@ The loss per batch (maximising L_KS = (1-alpha) E[r] - alpha D):
   of it given to all but its last token); the student writes `lti_group` continuations of each
   prefix; rewards (`lmsleep/rewards.py`) against the teacher's rest; group-relative REINFORCE
   (advantage = reward - group mean).
-- loss = alpha * divergence + (1 - alpha) * REINFORCE loss (+ `route` * routing loss, opt-in:
-  the new expert's gate taught whom it is about, open on tonight's answers and shut on the
-  replay; `routing_loss`, rows carry `route` 1 / 0 / None).
+- loss = alpha * divergence + (1 - alpha) * REINFORCE loss.
 Replay rows (lmsleep/sleep.py: earlier nights' questions, the model's own, open-book reading) have
 the same teacher and student prompt: there the student is held to what the model did before tonight.
 
@@ -39,7 +37,7 @@ from __future__ import annotations
 
 import random
 import re
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
@@ -91,13 +89,6 @@ class SeedingConfig:
     # (paraphrase 0.073 vs 0.077 after it; README, Knowledge Seeding). PAPER.md leaves the init open.
     condense: bool = True
     upward_epochs: int | None = 2
-    # Weight of the routing loss (0: off): the new expert's router rows learn to open its gate on
-    # tonight's rows (the answer tokens) and shut it on the replay (every token). The replay asks
-    # the old in tonight's very forms, so only whom a question is about tells them apart. Measured
-    # worse on day 0 (base held-out 0.45 vs 0.52-0.61 without LTI; with LTI 0.38 vs 0.58, reading
-    # 0.72 vs 0.94; README): a linear gate fits the night's rows and does not carry to people it
-    # was not shown, so it is the opt-in variant `ks_routed`.
-    route: float = 0.0
     # Switches for the paper's ablations.
     lti: bool = True  # False: distillation only
     expansion: bool = True  # False: distil into the level's existing newest expert (no new one)
@@ -118,8 +109,6 @@ class SeedingConfig:
                              f"{self.lti_group}")
         if self.replay_anchor not in ("before", "born"):
             raise ValueError(f"seeding.replay_anchor must be 'before' or 'born', got {self.replay_anchor!r}")
-        if self.route < 0:
-            raise ValueError(f"seeding.route (the routing loss's weight) must be >= 0, got {self.route}")
         if self.replay < 0 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"seeding needs replay >= 0, epochs >= 1, batch_size >= 1 (got {self.replay}, "
                              f"{self.epochs}, {self.batch_size})")
@@ -127,8 +116,7 @@ class SeedingConfig:
 
 # -- rows -----------------------------------------------------------------------------------------
 def seeding_rows(lessons: list[dict], episodes: list[dict], continuations: bool = False) -> list[dict]:
-    """Tonight's rows `{student, teacher, completion, kind, route}` (level 0 -> 1; route 1: the
-    new expert's gate opens on their answers, see `SeedingConfig.route`):
+    """Tonight's rows `{student, teacher, completion, kind}` (level 0 -> 1):
 
     - questions: each lesson (the teacher's own question, closed-book prompt, its open-book
       answer) with the episode in front of it for the teacher;
@@ -137,20 +125,19 @@ def seeding_rows(lessons: list[dict], episodes: list[dict], continuations: bool 
     Nothing here reads an episode's probes."""
     text = {ep["id"]: ep["text"] for ep in episodes}
     rows = [{"student": les["prompt"], "teacher": f"{text[les['episode_id']]}\n\n{les['prompt']}",
-             "completion": les["completion"], "kind": "question", "route": 1} for les in lessons if les["episode_id"] in text]
+             "completion": les["completion"], "kind": "question"} for les in lessons if les["episode_id"] in text]
     for ep in episodes if continuations else []:
         for sentence in re.findall(r"[^.!?\n]+[.!?]", ep["text"]):
             rows.append({"student": "", "teacher": f"{ep['text']}\n\n", "completion": sentence.strip() + "\n",
-                         "kind": "continuation", "route": 1})
+                         "kind": "continuation"})
     return rows
 
 
-def same_prompt_rows(answered: list[dict], kind: str, route: int | None = None) -> list[dict]:
+def same_prompt_rows(answered: list[dict], kind: str) -> list[dict]:
     """Rows where teacher and student see the same prompt (`{prompt, completion}`, the teacher's
-    answer): replay (the student held to the model before tonight) and upward consolidations.
-    `route`: the rows' routing label (1 open, 0 shut, None free) where a row has none of its own."""
-    return [{"student": r["prompt"], "teacher": r["prompt"], "completion": r["completion"], "kind": kind,
-             "route": r.get("route", route)} for r in answered]
+    answer): replay (the student held to the model before tonight) and upward consolidations."""
+    return [{"student": r["prompt"], "teacher": r["prompt"], "completion": r["completion"], "kind": kind}
+            for r in answered]
 
 
 # -- views of the memory --------------------------------------------------------------------------
@@ -171,10 +158,9 @@ def muted(memory: Memory, slots: dict[int, list[int]]):
 
 
 # -- the loss ---------------------------------------------------------------------------------------
-def completion_logits(model, tokenizer, prompts: list[str], completions: list[list[int]], positions: bool = False):
+def completion_logits(model, tokenizer, prompts: list[str], completions: list[list[int]]):
     """Logits that predict each completion token after its prompt: ([B, T, V], labels [B, T]
-    with -100 past each completion's end); `positions`: also (attention mask [B, W], the sequence
-    position [B, T] of each predicting token), to read other per-token outputs of the same pass."""
+    with -100 past each completion's end)."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -199,32 +185,7 @@ def completion_logits(model, tokenizer, prompts: list[str], completions: list[li
     labels = torch.full((len(seqs), T), -100, dtype=torch.long, device=device)
     for i, c in enumerate(completions):
         labels[i, : len(c)] = torch.tensor(c, device=device)
-    return (logits[rows, pos], labels, (mask, pos)) if positions else (logits[rows, pos], labels)
-
-
-def routing_loss(route_logits, routes: list[int | None], labels, mask, pos):
-    """Binary cross-entropy of the seated expert's router logits (`[layers, B, W]`, one pass):
-    route 1, gate open on the tokens that predict the answer; route 0, shut on every token of the
-    row (the question's form must not open it either); None: no say. Each row weighs the same
-    (the mean over its tokens), and so do the two routes (the mean over their rows): replay
-    outnumbers tonight's rows, and a gate shut everywhere must not be the cheap way out."""
-    import torch
-
-    target = torch.zeros(mask.shape, device=mask.device)
-    weight = torch.zeros(mask.shape, device=mask.device)
-    for route in (0, 1):
-        rows = [i for i, r in enumerate(routes) if r == route]
-        for i in rows:
-            w = mask[i].float() if route == 0 else torch.zeros(mask.shape[1], device=mask.device).index_fill_(
-                0, pos[i][labels[i] != -100], 1.0)
-            weight[i] = w / (w.sum() * len(rows))
-            target[i] = route
-    if not weight.any():
-        return None
-    logits = route_logits.float()
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits, target.expand_as(logits), weight=weight.expand_as(logits), reduction="sum")
-    return loss / (logits.shape[0] * len({r for r in routes if r is not None}))
+    return logits[rows, pos], labels
 
 
 def divergence(student_logits, teacher_logits, labels, beta: float, temperature: float = 1.0):
@@ -239,10 +200,9 @@ class SeedingLoss:
     """Computes one batch's Knowledge Seeding loss on `model` (see the module docstring)."""
 
     def __init__(self, tokenizer, memory: Memory, config: SeedingConfig, teacher_mute: dict, student_mute: dict,
-                 reward=None, route_level: int | None = None):
+                 reward=None):
         self.tokenizer, self.memory, self.config = tokenizer, memory, config
         self.teacher_mute, self.student_mute = teacher_mute, student_mute
-        self.route_level = route_level  # the level whose seated expert's router learns the routes (None: no loss)
         self.reward = reward
         self.logs: dict[str, list[float]] = {}
 
@@ -275,23 +235,15 @@ class SeedingLoss:
             asked = ([r["student"] for r in rows] if on_policy else []) + group
             samples = self._sample(unwrapped, asked, c.max_new_tokens) if asked else []
             completions = samples[: len(rows)] if on_policy else [self._encode(r["completion"]) for r in rows]
-            routed = self.route_level is not None and c.route > 0
-            with self.memory.seeding_routes(self.route_level) if routed else nullcontext([]) as passes:
-                student, labels, (mask, pos) = completion_logits(model, self.tokenizer, [r["student"] for r in rows],
-                                                                 completions, positions=True)
+            student, labels = completion_logits(model, self.tokenizer, [r["student"] for r in rows], completions)
         with torch.no_grad(), muted(self.memory, self.teacher_mute):
             teacher, _ = completion_logits(unwrapped, self.tokenizer, [r["teacher"] for r in rows], completions)
         gd = divergence(student, teacher, labels, c.beta, c.temperature)
         self._log("divergence", gd.item())
-        loss = gd
-        if lti:
-            imitation = self._imitation(model, group, references, samples[len(samples) - len(group):])
-            loss = c.alpha * gd + (1 - c.alpha) * imitation
-        route = routing_loss(passes[0], [r.get("route") for r in rows], labels, mask, pos) if passes else None
-        if route is not None:
-            self._log("routing", route.item())
-            loss = loss + c.route * route
-        return loss
+        if not lti:
+            return gd
+        imitation = self._imitation(model, group, references, samples[len(samples) - len(group):])
+        return c.alpha * gd + (1 - c.alpha) * imitation
 
     def _imitation_prompts(self, rows: list[dict], rng: random.Random) -> tuple[list[str], list[str]]:
         """Learning to imitate's prefixes and the teacher's rests: `lti_rows` of the batch's
@@ -408,10 +360,8 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
     teacher_mute = {receiver: [slot]} if config.expansion or resume is not None else {}
     if config.lti and reward is None:
         reward = imitation_reward(config.gamma, config.z0, SemanticJudge(threshold=config.sem_threshold))
-    # The routing loss trains a new expert's gate (or tonight's, resumed); without expansion the
-    # trained expert also holds earlier nights, so replay about them must not shut it.
     loss = SeedingLoss(tokenizer, memory, config, teacher_mute=teacher_mute, student_mute=sender_slots,
-                       reward=reward, route_level=receiver if config.expansion else None)
+                       reward=reward)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     with tempfile.TemporaryDirectory() as tmp:

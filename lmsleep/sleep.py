@@ -136,11 +136,7 @@ class Sleeper:
         """About `n` replay rows, a third from each source (earlier days, the model's own
         questions, reading), answered by the model before tonight. `before`: earlier days are
         the nights before that one (dreaming, after tonight joined the past, passes tonight);
-        `moving`: questions the consolidation moves (an upward one's), not replayed as the old.
-        All are route 0 (the new expert's gate shuts): earlier days and the model's own questions
-        are about others than tonight's; reading, about tonight's people with their text in
-        context, the model before reads well (with the gate free there, day 0's reading fell
-        0.94 -> 0.72)."""
+        `moving`: the questions an upward consolidation moves (its new rows already), left out."""
         if n <= 0:
             return []
         third = max(1, n // 3)
@@ -162,7 +158,7 @@ class Sleeper:
         rows += self._answered([closed_book_prompt(q) for q in own], born=born)
         rows += [{"prompt": open_book_prompt(text[r["episode_id"]], question_of(r["prompt"])),
                   "completion": r["completion"]} for r in reading]  # the teacher's own open-book answer
-        return [r | {"route": 0} for r in rows]
+        return rows
 
     def _rows(self, step, lessons: list[dict], episodes: list[dict], rng: random.Random) -> tuple[list, list]:
         """(new rows, replay rows) of one consolidation, by the model as it is now."""
@@ -173,8 +169,7 @@ class Sleeper:
             questions = self.past.questions(step.sender)
             if not questions:  # a past lost or empty: what the model asks itself stands in
                 questions = self._own_questions(64, rng)
-            new = same_prompt_rows(self._answered([closed_book_prompt(q) for q in questions]), f"level {step.sender}",
-                                   route=1)
+            new = same_prompt_rows(self._answered([closed_book_prompt(q) for q in questions]), f"level {step.sender}")
             if not new:
                 raise RuntimeError(f"night {self.memory.nights + 1}: nothing to move level {step.sender} up with (no "
                                    "questions of its nights and none the model asks itself); the schedule cannot "

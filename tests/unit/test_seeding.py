@@ -3,7 +3,7 @@ import torch
 
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import (SeedingConfig, SeedingLoss, completion_logits, divergence, knowledge_seeding, muted,
-                             routing_loss, same_prompt_rows, seeding_rows)
+                             seeding_rows)
 
 EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel."}
 LESSONS = [{"prompt": "Q: Where does Ada Vell work?\nA:", "completion": " Morrow Labs\n", "episode_id": "ep-1"},
@@ -66,8 +66,7 @@ def _gap(model, tokenizer, memory, rows):
 def test_distillation_moves_the_student_toward_the_teacher(micro):
     model, tokenizer = micro
     memory = Memory.attach(model, MemoryConfig(rank=8))
-    config = SeedingConfig(epochs=8, batch_size=4, lmbda=0.0, lti=False, replay=0.0, learning_rate=1e-2,
-                           route=0.0)  # distillation alone (the routing loss has its own test)
+    config = SeedingConfig(epochs=8, batch_size=4, lmbda=0.0, lti=False, replay=0.0, learning_rate=1e-2)
     rows = seeding_rows(LESSONS, [EPISODE], continuations=True)
     start = _gap(model, tokenizer, memory, rows)
     knowledge_seeding(model, tokenizer, memory, rows, config)
@@ -165,43 +164,3 @@ def test_imitation_cuts_leave_an_answer_to_write_and_may_give_none_of_it(micro):
     for prompt, ref in seen:  # prefix + rest is the teacher's answer
         row = next(r for r in rows if prompt.startswith(r["student"]))
         assert (prompt[len(row["student"]):] + ref).strip() == row["completion"].strip()
-
-
-def test_routing_loss_weighs_answers_of_tonight_and_every_token_of_the_old():
-    """Route 1: the tokens that predict the answer, target 1; route 0: every real token, target 0;
-    None: nothing. A row weighs the mean over its tokens, a route the mean over its rows, and the
-    two routes the same (replay outnumbers tonight's rows)."""
-    logits = torch.tensor([[[0.5, -1.0, 2.0, 0.0], [1.5, 0.3, -0.2, 0.0], [9.0, 9.0, 9.0, 9.0],
-                            [0.1, 0.2, 0.3, 0.4]]])  # one layer
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]])
-    pos = torch.tensor([[1, 2], [2, 3], [2, 3], [0, 1]])  # where each row's completion tokens are predicted
-    labels = torch.tensor([[7, -100], [7, 8], [7, 8], [7, 8]])
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    tonight = bce(torch.tensor(-1.0), torch.tensor(1.0))  # row 0: its one answer token
-    old = (bce(torch.tensor([1.5, 0.3, -0.2, 0.0]), torch.zeros(4)) +  # rows 1 and 3: every real token
-           bce(torch.tensor([0.1, 0.2]), torch.zeros(2))) / 2
-    got = routing_loss(logits, [1, 0, None, 0], labels, mask, pos)
-    assert got.item() == pytest.approx(((tonight + old) / 2).item(), rel=1e-6)
-    only_old = routing_loss(logits, [None, 0, None, 0], labels, mask, pos)
-    assert only_old.item() == pytest.approx(old.item(), rel=1e-6)
-    assert routing_loss(logits, [None, None, None, None], labels, mask, pos) is None
-
-
-@pytest.mark.slow
-def test_the_routing_loss_opens_the_new_gate_on_tonight_and_shuts_it_on_the_old(micro):
-    """Same question forms, another person: the new expert's gate learns whom a question is about."""
-    model, tokenizer = micro
-    other = [{"prompt": "Q: Where does Bo Tarn work?\nA:", "completion": " Quill Works\n"},
-             {"prompt": "Q: Where does Bo Tarn live?\nA:", "completion": " Fenwick\n"}]
-    memory = Memory.attach(model, MemoryConfig(rank=8))
-    rows = seeding_rows(LESSONS, [EPISODE]) + same_prompt_rows(other, "replay", route=0)
-    config = SeedingConfig(epochs=12, batch_size=4, lmbda=0.0, lti=False, replay=0.0, route=1.0)
-    slot = knowledge_seeding(model, tokenizer, memory, rows, config)["slot"]
-    for bank in memory.level(1):
-        bank.seeding = slot  # seated again, to read its router
-    with torch.no_grad(), memory.seeding_routes(1) as passes:
-        ids = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in rows]
-        _, labels, (_, pos) = completion_logits(model, tokenizer, [r["student"] for r in rows], ids, positions=True)
-    answer = passes[0].sigmoid()[:, torch.arange(len(rows))[:, None], pos]  # [layers, rows, T]
-    gate = [answer[:, i][:, labels[i] != -100].mean().item() for i in range(len(rows))]
-    assert min(gate[:2]) > 0.6 and max(gate[2:]) < 0.4, gate  # from 0.5 both: Ada's answers open it, Bo's do not

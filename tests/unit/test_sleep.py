@@ -109,6 +109,16 @@ def test_earlier_days_questions_about_what_tonight_names_are_not_replayed(micro)
     assert "Q: Where does Bo Tarn live?\nA:" in prompts and "Q: Where does Ada Vell work?\nA:" not in prompts
 
 
+def test_an_upward_consolidation_does_not_replay_the_questions_it_moves(micro):
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig())
+    sleeper.past.nights.append({"night": 1, "level": 1,
+                                "questions": ["Where does Cy Moor work?", "Where does Bo Tarn live?"]})
+    prompts = [r["prompt"] for r in sleeper.replay(30, [], [EPISODE], random.Random(0),
+                                                    moving=frozenset({"Where does Cy Moor work?"}))]
+    assert "Q: Where does Bo Tarn live?\nA:" in prompts and "Q: Where does Cy Moor work?\nA:" not in prompts
+
+
 def test_born_anchored_replay_is_answered_by_the_born_model_and_the_memory_comes_back(micro, micro_dir):
     from transformers import AutoModelForCausalLM
 
