@@ -29,11 +29,17 @@ every seed. (method, seed) runs are independent and go to `bench.workers` proces
 Prints one table (mean and spread over seeds) and writes `reports/bench.json`, the table's
 columns in `reports/bench_summary.json`, and R-matrix heatmaps (`reports/bench_R_<method>.png`,
 recall and paraphrase side by side, seed 0).
+
+Each (method, seed) run is also written as it finishes (`reports/bench_runs/<method>-seed<k>.json`),
+so a long table survives an interrupted session: `--resume` takes a run from there instead of
+running it again, if it was made with the same settings, the same born model and the same
+`lmsleep/` code (a fingerprint of all three; anything else runs again).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import time
@@ -256,6 +262,23 @@ def method_configs(method: str, params) -> dict:
             for key, cls in sections.items() if key != "dreaming" or dreams}
 
 
+def fingerprint(job: tuple) -> str:
+    """What a run's result depends on: its method, seed and settings, the born model's files and
+    this package's code (a result made by other code or another model is not this run's)."""
+    method, seed, kwargs = job
+    h = hashlib.sha256(json.dumps([method, seed, {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v
+                                                   for k, v in sorted(kwargs.items())}], sort_keys=True,
+                                  default=str).encode())
+    base = Path(kwargs["base_model"])
+    for file in sorted([*base.glob("*.json"), *base.glob("*.safetensors")]) + sorted(Path(__file__).parent.glob("*.py")):
+        h.update(file.name.encode() + file.read_bytes())
+    return h.hexdigest()
+
+
+def _run_file(runs_dir: Path, job: tuple) -> Path:
+    return runs_dir / f"{job[0]}-seed{job[1]}.json"
+
+
 def _die_with_parent() -> None:
     """A worker ends when the bench does (Linux): killed bench processes otherwise leave their
     workers training on, unseen, slowing whatever runs next (measured: a 2x slower night)."""
@@ -283,9 +306,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="+", help="override bench.methods")
     ap.add_argument("--seeds", nargs="+", type=int, help="override bench.seeds")
     ap.add_argument("--out", type=Path, default=Path("reports"))
+    ap.add_argument("--resume", action="store_true",
+                    help="take finished runs from <out>/bench_runs where their fingerprint matches")
     args = ap.parse_args(argv)
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import torch
 
@@ -319,11 +344,26 @@ def main(argv: list[str] | None = None) -> None:
     configs = {m: method_configs(m, params) for m in methods}
     jobs = [(m, s, {**common, **configs[m]}) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
     jobs.sort(key=lambda job: "seeding" not in job[2])  # the longest runs (Knowledge Seeding) first: less idle at the end
-    print(f"{len(jobs)} runs ({', '.join(methods)}; seeds {seeds}) x {n_days} nights on {b.workers} worker(s)")
     runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
+    runs_dir = args.out / "bench_runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    prints = {job[:2]: fingerprint(job) for job in jobs}
+    for job in list(jobs) if args.resume else []:
+        file = _run_file(runs_dir, job)
+        saved = json.loads(file.read_text()) if file.exists() else {}
+        if saved.get("fingerprint") == prints[job[:2]]:
+            runs[job[0]][job[1]] = saved["result"]
+            jobs.remove(job)
+            print(f"resumed {job[0]} seed {job[1]} from {file}")
+        elif saved:
+            print(f"not resumed {job[0]} seed {job[1]}: {file} was made with other settings, model or code")
+    print(f"{len(jobs)} runs ({', '.join(methods)}; seeds {seeds}) x {n_days} nights on {b.workers} worker(s)")
     with ProcessPoolExecutor(b.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent) as pool:
-        for method, seed, result in pool.map(_job, jobs):
+        for done in as_completed([pool.submit(_job, job) for job in jobs]):
+            method, seed, result = done.result()
             runs[method][seed] = result
+            _run_file(runs_dir, (method, seed)).write_text(
+                json.dumps({"method": method, "seed": seed, "fingerprint": prints[method, seed], "result": result}))
     results = {m: summarize([runs[m][s] for s in seeds if s in runs[m]] if m != "none" else [runs[m][seeds[0]]])
                for m in methods}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,30 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     assert "paraphr" in out and "implic" in out and "sequential_merge" in out
 
 
+def test_bench_writes_each_run_as_it_ends_and_resumes_only_what_matches(tmp_path, micro_dir, capsys):
+    from lmsleep import bench
+
+    bench_params = {"days": 1, "seeds": [0], "base_probes": 4, "readers": 2, "workers": 1, "methods": ["sft_text"]}
+    out = ["--out", str(tmp_path / "reports")]
+    bench.main(["--params", str(write_params(tmp_path / "params.yaml", micro_dir, bench=bench_params))] + out)
+    first = json.loads((tmp_path / "reports" / "bench_runs" / "sft_text-seed0.json").read_text())
+    assert first["seed"] == 0 and first["result"]["nights"][0]["night"] == 0
+    # One more seed, resumed: seed 0 is taken from its file, only seed 1 runs.
+    bench.main(["--params", str(write_params(tmp_path / "params.yaml", micro_dir, bench={**bench_params, "seeds": [0, 1]})),
+                "--resume"] + out)
+    printed = capsys.readouterr().out
+    assert "resumed sft_text seed 0" in printed and "1 runs (sft_text; seeds [0, 1])" in printed
+    report = json.loads((tmp_path / "reports" / "bench.json").read_text())
+    assert report["methods"]["sft_text"]["seeds"][0] == first["result"]
+    assert (tmp_path / "reports" / "bench_runs" / "sft_text-seed1.json").exists()
+    # Other settings: nothing is resumed.
+    changed = write_params(tmp_path / "params.yaml", micro_dir, bench=bench_params)
+    changed.write_text(changed.read_text().replace("epochs: 2", "epochs: 1"))
+    bench.main(["--params", str(changed), "--resume"] + out)
+    printed = capsys.readouterr().out
+    assert "not resumed sft_text seed 0" in printed and "1 runs" in printed
+
+
 def test_bench_refuses_a_missing_model(tmp_path):
     import pytest
 
