@@ -32,8 +32,9 @@ recall and paraphrase side by side, seed 0).
 
 Each (method, seed) run is also written as it finishes (`reports/bench_runs/<method>-seed<k>.json`),
 so a long table survives an interrupted session: `--resume` takes a run from there instead of
-running it again, if it was made with the same settings, the same born model and the same
-`lmsleep/` code (a fingerprint of all three; anything else runs again).
+running it again, if it was made with the same settings (threads per worker included), born
+model, `lmsleep/` code and library versions (a fingerprint of them all: `SavedRuns`); anything
+else runs again, and a run that fails leaves the others saved.
 """
 
 from __future__ import annotations
@@ -262,21 +263,65 @@ def method_configs(method: str, params) -> dict:
             for key, cls in sections.items() if key != "dreaming" or dreams}
 
 
-def fingerprint(job: tuple) -> str:
-    """What a run's result depends on: its method, seed and settings, the born model's files and
-    this package's code (a result made by other code or another model is not this run's)."""
-    method, seed, kwargs = job
-    h = hashlib.sha256(json.dumps([method, seed, {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v
-                                                   for k, v in sorted(kwargs.items())}], sort_keys=True,
-                                  default=str).encode())
-    base = Path(kwargs["base_model"])
-    for file in sorted([*base.glob("*.json"), *base.glob("*.safetensors")]) + sorted(Path(__file__).parent.glob("*.py")):
-        h.update(file.name.encode() + file.read_bytes())
-    return h.hexdigest()
+class SavedRuns:
+    """Finished (method, seed) runs on disk, one JSON file each, and when one may stand in for a
+    run (`--resume`): when its fingerprint is this run's. The fingerprint covers the run's settings
+    (the threads per worker too: a thread count changes CPU numerics), the born model's files, this
+    package's code, the training libraries' versions and whether a GPU trains: a result made any
+    other way is not this run's. The model and code digest is taken once (a 1B model is GBs)."""
 
+    def __init__(self, folder: Path, base_model: str):
+        from importlib.metadata import version
 
-def _run_file(runs_dir: Path, job: tuple) -> Path:
-    return runs_dir / f"{job[0]}-seed{job[1]}.json"
+        import torch
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256(json.dumps([{lib: version(lib) for lib in ("torch", "transformers", "trl", "peft")},
+                                       torch.cuda.is_available()]).encode())
+        base = Path(base_model)
+        files = [(str(f.relative_to(base)), f) for f in sorted(base.rglob("*")) if f.is_file()]
+        files += [(f"lmsleep/{f.name}", f) for f in sorted(Path(__file__).parent.glob("*.py"))]
+        for name, file in files:
+            data = file.read_bytes()
+            h.update(f"{name}:{len(data)}:".encode() + data)
+        self.digest = h.hexdigest()
+
+    def fingerprint(self, job: tuple) -> str:
+        method, seed, kwargs = job
+        settings = {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v
+                    for k, v in kwargs.items() if k != "base_model"}  # its files are in the digest, not its path
+        return hashlib.sha256(json.dumps([method, seed, settings, self.digest], sort_keys=True,
+                                         default=str).encode()).hexdigest()
+
+    def file(self, method: str, seed: int) -> Path:
+        return self.folder / f"{method}-seed{seed}.json"
+
+    def load(self, job: tuple, log=print) -> dict | None:
+        """The saved result of `job` if its fingerprint matches (saying which way it went)."""
+        method, seed, _ = job
+        file = self.file(method, seed)
+        if not file.exists():
+            return None
+        try:
+            saved = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            log(f"not resumed {method} seed {seed}: {file} is unreadable ({e})")
+            return None
+        if saved.get("fingerprint") != self.fingerprint(job):
+            log(f"not resumed {method} seed {seed}: {file} was made with other settings, model, code or libraries")
+            return None
+        log(f"resumed {method} seed {seed} from {file}")
+        return saved["result"]
+
+    def save(self, job: tuple, result: dict) -> None:
+        """Written whole or not at all (a session may end mid-write): a temporary file, renamed."""
+        method, seed, _ = job
+        file = self.file(method, seed)
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"method": method, "seed": seed, "fingerprint": self.fingerprint(job),
+                                   "result": result}))
+        tmp.replace(file)
 
 
 def _die_with_parent() -> None:
@@ -345,31 +390,34 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [(m, s, {**common, **configs[m]}) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
     jobs.sort(key=lambda job: "seeding" not in job[2])  # the longest runs (Knowledge Seeding) first: less idle at the end
     runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
-    runs_dir = args.out / "bench_runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    prints = {job[:2]: fingerprint(job) for job in jobs}
-    for job in list(jobs) if args.resume else []:
-        file = _run_file(runs_dir, job)
-        saved = json.loads(file.read_text()) if file.exists() else {}
-        if saved.get("fingerprint") == prints[job[:2]]:
-            runs[job[0]][job[1]] = saved["result"]
-            jobs.remove(job)
-            print(f"resumed {job[0]} seed {job[1]} from {file}")
-        elif saved:
-            print(f"not resumed {job[0]} seed {job[1]}: {file} was made with other settings, model or code")
+    saved = SavedRuns(args.out / "bench_runs", params.base_model)
+    for job in jobs if args.resume else []:
+        result = saved.load(job)
+        if result is not None:
+            runs[job[0]][job[1]] = result
+    resumed = [f"{m} seed {s}" for m, by_seed in runs.items() for s in by_seed]
+    jobs = [job for job in jobs if job[1] not in runs[job[0]]]
     print(f"{len(jobs)} runs ({', '.join(methods)}; seeds {seeds}) x {n_days} nights on {b.workers} worker(s)")
+    failed = []
     with ProcessPoolExecutor(b.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent) as pool:
-        for done in as_completed([pool.submit(_job, job) for job in jobs]):
-            method, seed, result = done.result()
-            runs[method][seed] = result
-            _run_file(runs_dir, (method, seed)).write_text(
-                json.dumps({"method": method, "seed": seed, "fingerprint": prints[method, seed], "result": result}))
+        futures = {pool.submit(_job, job): job for job in jobs}
+        for done in as_completed(futures):
+            job = futures[done]
+            try:
+                runs[job[0]][job[1]] = result = done.result()[2]
+            except Exception as e:  # the other runs go on and are saved; the bench fails at the end
+                failed.append(f"{job[0]} seed {job[1]}: {type(e).__name__}: {e}")
+                print(f"FAILED {failed[-1]}")
+                continue
+            saved.save(job, result)
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed ({'; '.join(failed)}); the {sum(map(len, runs.values()))} "
+                         f"that finished are in {saved.folder} (--resume takes them)")
     results = {m: summarize([runs[m][s] for s in seeds if s in runs[m]] if m != "none" else [runs[m][seeds[0]]])
                for m in methods}
-    args.out.mkdir(parents=True, exist_ok=True)
     minutes = (time.time() - t_start) / 60
     report = {"days": n_days, "seeds": seeds, "world_seed": params.world.seed, "minutes": minutes,
-              "workers": b.workers, "born": born, "methods": results}
+              "workers": b.workers, "resumed": resumed, "born": born, "methods": results}
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     (args.out / "bench_summary.json").write_text(json.dumps(summary(results), indent=2))
     for name, m in results.items():
@@ -380,6 +428,7 @@ def main(argv: list[str] | None = None) -> None:
              for k in ("ceilings", "consolidation", "measuring")}
     print(f"\n{minutes:.1f} min on {b.workers} worker(s); process-minutes: "
           + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
+          + (f" (with {len(resumed)} run(s) resumed from earlier: {', '.join(resumed)})" if resumed else "")
           + f"\nwrote {args.out / 'bench.json'}, {args.out / 'bench_summary.json'} and {len(results)} heatmaps")
 
 

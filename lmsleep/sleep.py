@@ -163,6 +163,7 @@ class Sleeper:
     def _rows(self, step, lessons: list[dict], episodes: list[dict], rng: random.Random) -> tuple[list, list]:
         """(new rows, replay rows) of one consolidation, by the model as it is now."""
         c = self.config
+        questions: list[str] = []  # an upward step's: what it moves, so not replayed as the old
         if step.sender == 0:
             new = seeding_rows(lessons, episodes, c.continuations)
         else:  # what the sender level knows: the questions of its nights, answered by the model before
@@ -174,8 +175,7 @@ class Sleeper:
                 raise RuntimeError(f"night {self.memory.nights + 1}: nothing to move level {step.sender} up with (no "
                                    "questions of its nights and none the model asks itself); the schedule cannot "
                                    "skip it, or level 1 would overflow")
-        moving = frozenset(question_of(r["student"]) for r in new) if step.sender else frozenset()
-        return new, self.replay(round(c.replay * len(new)), lessons, episodes, rng, moving=moving)
+        return new, self.replay(round(c.replay * len(new)), lessons, episodes, rng, moving=frozenset(questions))
 
     # -- the night ---------------------------------------------------------------------------
     def night(self, episodes: list[dict], lessons: list[dict], callbacks: list | None = None,

@@ -93,12 +93,15 @@ def test_bench_writes_each_run_as_it_ends_and_resumes_only_what_matches(tmp_path
     report = json.loads((tmp_path / "reports" / "bench.json").read_text())
     assert report["methods"]["sft_text"]["seeds"][0] == first["result"]
     assert (tmp_path / "reports" / "bench_runs" / "sft_text-seed1.json").exists()
-    # Other settings: nothing is resumed.
-    changed = write_params(tmp_path / "params.yaml", micro_dir, bench=bench_params)
-    changed.write_text(changed.read_text().replace("epochs: 2", "epochs: 1"))
-    bench.main(["--params", str(changed), "--resume"] + out)
-    printed = capsys.readouterr().out
-    assert "not resumed sft_text seed 0" in printed and "1 runs" in printed
+    # Other settings, or a file cut short by a session's end: not resumed, and said why.
+    saved, said = bench.SavedRuns(tmp_path / "reports" / "bench_runs", str(micro_dir)), []
+    job = ("sft_text", 0, {"base_model": str(micro_dir), "epochs": 2})
+    saved.save(job, {"recall": 0.5})
+    assert saved.load(job, said.append) == {"recall": 0.5}
+    assert saved.load(("sft_text", 0, {"base_model": str(micro_dir), "epochs": 1}), said.append) is None
+    saved.file("sft_text", 0).write_text('{"method": "sft_')
+    assert saved.load(job, said.append) is None
+    assert "other settings" in said[1] and "unreadable" in said[2]
 
 
 def test_bench_refuses_a_missing_model(tmp_path):
