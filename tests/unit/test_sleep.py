@@ -1,4 +1,5 @@
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -110,13 +111,18 @@ def test_earlier_days_questions_about_what_tonight_names_are_not_replayed(micro)
 
 
 def test_an_upward_consolidation_does_not_replay_the_questions_it_moves(micro):
+    """Level 1 -> 2 moves night 1's questions (its new rows); replay's earlier days keep night 0's."""
+    from lmsleep.schedule import Step
+
     model, tokenizer = micro
-    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig())
-    sleeper.past.nights.append({"night": 1, "level": 1,
-                                "questions": ["Where does Cy Moor work?", "Where does Bo Tarn live?"]})
-    prompts = [r["prompt"] for r in sleeper.replay(30, [], [EPISODE], random.Random(0),
-                                                    moving=frozenset({"Where does Cy Moor work?"}))]
-    assert "Q: Where does Bo Tarn live?\nA:" in prompts and "Q: Where does Cy Moor work?\nA:" not in prompts
+    # replay 6x of one new row: two earlier-day rows, room for both questions if both were eligible
+    sleeper = Sleeper(model, tokenizer, replace(FAST, replay=6.0), MemoryConfig())
+    sleeper.past.nights += [{"night": 0, "level": 2, "questions": ["Where does Bo Tarn live?"]},
+                            {"night": 1, "level": 1, "questions": ["Where does Cy Moor work?"]}]
+    new, replay = sleeper._rows(Step("consolidate", 1, 2), LESSONS, [EPISODE], random.Random(0))
+    replayed = [r["prompt"] for r in replay]
+    assert [r["student"] for r in new] == ["Q: Where does Cy Moor work?\nA:"]
+    assert "Q: Where does Bo Tarn live?\nA:" in replayed and "Q: Where does Cy Moor work?\nA:" not in replayed
 
 
 def test_born_anchored_replay_is_answered_by_the_born_model_and_the_memory_comes_back(micro, micro_dir):
