@@ -85,6 +85,8 @@ def test_a_dream_helps_only_where_more_of_tau_is_answered_exactly():
 
 @pytest.mark.parametrize("top_k", [1, 4])  # 4: every active expert is picked already (the defaults' case)
 def test_random_experts_switch_on_one_more_expert_per_router(micro, top_k):
+    """At top-k 1 the extra expert joins the one picked; at top-k 4 all four are on already, and
+    the extra one at its own router's gate changes nothing (a fully open gate broke the dreams)."""
     model, tokenizer = micro
     memory = Memory.attach(model, MemoryConfig(slots=[4, 4], top_k=[top_k, top_k], rank=2))
     torch.manual_seed(0)
@@ -108,7 +110,11 @@ def test_random_experts_switch_on_one_more_expert_per_router(micro, top_k):
             extras |= {bank.extra for bank in memory.level(1)}
     assert switched == len(memory.level(1))  # every level-1 router switches one on
     assert extras == {0, 1, 2} and slot == 3
-    assert not torch.allclose(plain, dreaming) and torch.equal(plain, after)
+    assert torch.equal(plain, after)
+    if top_k == 1:
+        assert not torch.allclose(plain, dreaming)
+    else:
+        assert torch.equal(plain, dreaming)
     assert all(bank.extra is None for bank in memory.level(1))
 
 
