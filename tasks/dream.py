@@ -142,7 +142,7 @@ def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path, fa
     from lmsleep.memory import memory_of
     from lmsleep.sleep import Past, Sleeper
     from tasks.seed import mlflow_loss_callback
-    from tasks.validate import validate_dreams
+    from tasks.validate import base_knowledge, validate_dreams
 
     seeded, p = pipe.paths.seeded, pipe.params
     model, tokenizer, state = load_brain(seeded, p.base_model)
@@ -152,9 +152,10 @@ def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path, fa
         shutil.copytree(seeded / DREAMER, staged / DREAMER)
     sleeper = Sleeper(model, tokenizer, p.seeding, memory=memory_of(model), past=Past.read(seeded))
     set_aside: list[dict] = []
+    knowledge = base_knowledge(p)
 
     def check(dreams):
-        good, bad, _ = validate_dreams(dreams, episodes, pipe.limits)
+        good, bad, _ = validate_dreams(dreams, episodes, pipe.limits, knowledge)
         set_aside.extend(bad)
         return good
 

@@ -18,8 +18,11 @@ written as JSON beside the reports (an artifact of the night).
 A third suite, `dreams`, runs inside the `dream` stage on what the model wrote before any of it
 is used: length in bounds, no degenerate repetition, grounded (a qa or implication dream's
 answer read from the episode is in it; a restatement's names, its capitalized words, are mostly
-the episode's). It does not stop the night: a dream that fails is set aside with the failed
-expectations (`data/dreams/set_aside.jsonl`), the rest go on.
+the episode's) and, where the base knowledge is known (a model born on this world: what birth
+taught it, `base_knowledge`), an implication's second answer implied by it (a sentence of that
+knowledge says both answers: "Morrow Labs is based in Qelton"). It does not stop the night: a
+dream that fails is set aside with the failed expectations (`data/dreams/set_aside.jsonl`),
+the rest go on.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmsleep import jsonl
-from lmsleep.evaluation import grounded
+from lmsleep.evaluation import grounded, normalize
 from tasks.common import ValidationLimits, crash_point, read_tonight
 
 
@@ -82,26 +85,52 @@ def names_grounded(text: str, context: str) -> float:
     return sum(n in words for n in names) / len(names) if names else 1.0
 
 
-def dream_frame(dreams: list[dict], episodes: list[dict]):
+def base_knowledge(params) -> list[str] | None:
+    """What the born model was taught about the world, as sentences (its companies' headquarters,
+    the base population's biographies), when it was born on this world (`world.json` beside
+    it); None for a model born elsewhere, whose knowledge we cannot read."""
+    import random
+
+    from lmsleep.world import World
+
+    if not (Path(params.base_model) / "world.json").exists():
+        return None
+    world, rng = World(params.world), random.Random(0)
+    return ([world.company_sentence(c, rng) for c in world.values["employer"]]
+            + [world.bio(p, rng) for p in world.base])
+
+
+def implied(first: str, second: str, known: list[str]) -> bool:
+    """Some sentence of the knowledge says both answers, as whole words (`known`: its sentences
+    normalized and padded with a space each side, once per suite, by `dream_frame`)."""
+    a, b = f" {normalize(first)} ", f" {normalize(second)} "
+    return a.strip() != "" and b.strip() != "" and any(a in s and b in s for s in known)
+
+
+def dream_frame(dreams: list[dict], episodes: list[dict], knowledge: list[str] | None = None):
     import pandas as pd
 
     texts = {ep["id"]: ep["text"] for ep in episodes}
+    known = [f" {normalize(s)} " for s in knowledge or []]
     rows = []
     for d in dreams:
-        text = texts.get(d["episode_id"], "")
+        text, implies = texts.get(d["episode_id"], ""), 1.0
         if d["form"] == "restatement":
             score = names_grounded(d["completion"], text)
         else:  # the answer read from the episode: qa's completion, an implication's first answer
             read = d["completion"] if d["form"] == "qa" else d["completion"].split("\nA: ", 1)[-1].split("\n")[0]
             score = float(grounded(read, text))
+            if d["form"] == "implication" and knowledge is not None:  # its second: from what birth taught
+                implies = float(implied(read, d["completion"].rsplit("\nA: ", 1)[-1].split("\n")[0], known))
         rows.append({"chars": len(d["completion"].strip()), "repetition": repetition(d["completion"]),
-                     "grounded": score})
-    return pd.DataFrame(rows, columns=["chars", "repetition", "grounded"])
+                     "grounded": score, "implied": implies})
+    return pd.DataFrame(rows, columns=["chars", "repetition", "grounded", "implied"])
 
 
-def validate_dreams(dreams: list[dict], episodes: list[dict], limits: ValidationLimits) -> tuple[list, list, dict]:
+def validate_dreams(dreams: list[dict], episodes: list[dict], limits: ValidationLimits,
+                    knowledge: list[str] | None = None) -> tuple[list, list, dict]:
     """The dreams suite (module docstring): (dreams that pass, dreams set aside with `reasons`,
-    the GX result)."""
+    the GX result). `knowledge`: the base knowledge (`base_knowledge`), None where unknown."""
     import great_expectations.expectations as gxe
 
     if not dreams:
@@ -110,8 +139,9 @@ def validate_dreams(dreams: list[dict], episodes: list[dict], limits: Validation
         gxe.ExpectColumnValuesToBeBetween(column="chars", min_value=1, max_value=limits.max_dream_chars),
         gxe.ExpectColumnValuesToBeBetween(column="repetition", max_value=limits.max_repetition),
         gxe.ExpectColumnValuesToBeBetween(column="grounded", min_value=limits.min_dream_grounding),
+        gxe.ExpectColumnValuesToBeBetween(column="implied", min_value=1),
     ]
-    result = _run("dreams", dream_frame(dreams, episodes), expectations, result_format="COMPLETE")
+    result = _run("dreams", dream_frame(dreams, episodes, knowledge), expectations, result_format="COMPLETE")
     reasons: dict[int, list[str]] = {}
     for r in result["results"]:
         cfg = r["expectation_config"]

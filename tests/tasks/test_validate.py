@@ -1,5 +1,6 @@
 """The GX suites on real data: the world's days and all of SQuAD pass; broken data fails, readably."""
 
+import random
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,48 @@ def test_repetition_measure():
     assert repetition("a b c d e f") == 0.0
     assert repetition("a b " * 20) > 0.9
     assert repetition("two words") == 0.0
+
+
+def test_the_dreams_suite_sets_aside_degenerate_dreams_each_with_its_reason(micro_world):
+    """The GX dreams suite on hand-made dreams about a real day: empty, a repetition loop, an
+    answer not in the episode, a restatement of names it does not say, an implication whose
+    second answer the base knowledge does not imply; the good ones of each form pass."""
+    from tasks.validate import validate_dreams
+
+    ep = micro_world.day(0)[0]
+    employer = next(c for c in micro_world.hq if c in ep["text"])
+    hq = micro_world.hq[employer]
+    wrong = next(c for c in micro_world.values["birth_city"] if c != hq)
+    knowledge = [micro_world.company_sentence(c, random.Random(0)) for c in micro_world.hq]
+    q = f"Q: Who is employed there?\nA: {employer}\nQ: Where is {employer} based?\nA: "
+
+    def dream(form, completion):
+        return {"episode_id": ep["id"], "form": form, "completion": completion}
+
+    good = [dream("qa", f" {employer}\n"), dream("restatement", f" one of them works for {employer}.\n"),
+            dream("implication", f"{q}{hq}\n")]
+    bad = {"chars": dream("qa", " \n"), "repetition": dream("restatement", " the the the " * 30),
+           "grounded": dream("qa", " Nowhere Labs\n"), "grounded ": dream("restatement", " Zzyx Qorp met Vlam Trox.\n"),
+           "implied": dream("implication", f"{q}{wrong}\n")}
+    kept, aside, result = validate_dreams(good + list(bad.values()), [ep], LIMITS, knowledge)
+    assert kept == good and result["success"] is False
+    assert [d["completion"] for d in aside] == [d["completion"] for d in bad.values()]
+    for (column, _), d in zip(bad.items(), aside, strict=True):
+        assert any(r.startswith(f"{column.strip()} out of") for r in d["reasons"]), d["reasons"]
+    # Without the base knowledge (a model born elsewhere) the second answer goes unchecked.
+    kept, aside, _ = validate_dreams(good + [bad["implied"]], [ep], LIMITS, None)
+    assert kept == good + [bad["implied"]] and aside == []
+
+
+def test_base_knowledge_is_what_birth_taught_and_unknown_for_a_model_born_elsewhere(born_micro_dir, micro_world,
+                                                                                     tmp_path):
+    from types import SimpleNamespace
+
+    from lmsleep.evaluation import normalize
+    from tasks.validate import base_knowledge, implied
+
+    knowledge = base_knowledge(SimpleNamespace(base_model=born_micro_dir, world=micro_world.config))
+    company, city = next(iter(micro_world.hq.items()))
+    known = [f" {normalize(s)} " for s in knowledge]
+    assert implied(company, city, known) and len(knowledge) == len(micro_world.hq) + len(micro_world.base)
+    assert base_knowledge(SimpleNamespace(base_model=tmp_path, world=micro_world.config)) is None
