@@ -242,3 +242,17 @@ def test_dream_prompts_are_params_and_default_to_the_cues_birth_teaches():
         DreamingConfig(prompts={"restatement": "In other words:"})
     with pytest.raises(ValueError, match="templates for"):
         DreamingConfig(prompts={"implication": "{context}"})
+
+
+def test_selection_ranks_a_dream_that_restates_taus_answer_above_unrelated_text(micro):
+    model, tokenizer = micro
+    _, _, _, named = expert(model)
+    restating = {"episode_id": "ep-1", "form": "restatement", "student": "",
+                 "teacher": EPISODE["text"] + "\n\nIn other words:", "completion": " Ada Vell works for Morrow Labs.\n"}
+    unrelated = [{"episode_id": "ep-1", "form": "restatement", "student": "", "teacher": EPISODE["text"] + "\n\n",
+                  "completion": text} for text in (" Rain fell on the quiet harbour all week.\n",
+                                                   " 7 8 9 10 11 12 13 14\n", " Zorbia exports copper and tin.\n")]
+    scores = gradient_scores(model, tokenizer, named, [restating, *unrelated], tau_rows(TAU))
+    assert scores[0] > max(scores[1:]), scores
+    kept = select([restating, *unrelated], scores, keep_top=1, keep_random=0, rng=random.Random(0))
+    assert kept == [restating | {"score": scores[0]}]
