@@ -100,9 +100,9 @@ def base_knowledge(params) -> list[str] | None:
             + [world.bio(p, rng) for p in world.base])
 
 
-def implied(first: str, second: str, known: list[str]) -> bool:
+def _implied(first: str, second: str, known: list[str]) -> bool:
     """Some sentence of the knowledge says both answers, as whole words (`known`: its sentences
-    normalized and padded with a space each side, once per suite, by `dream_frame`)."""
+    normalized and padded with a space each side, once per suite)."""
     a, b = f" {normalize(first)} ", f" {normalize(second)} "
     return a.strip() != "" and b.strip() != "" and any(a in s and b in s for s in known)
 
@@ -117,11 +117,13 @@ def dream_frame(dreams: list[dict], episodes: list[dict], knowledge: list[str] |
         text, implies = texts.get(d["episode_id"], ""), 1.0
         if d["form"] == "restatement":
             score = names_grounded(d["completion"], text)
-        else:  # the answer read from the episode: qa's completion, an implication's first answer
-            read = d["completion"] if d["form"] == "qa" else d["completion"].split("\nA: ", 1)[-1].split("\n")[0]
-            score = float(grounded(read, text))
-            if d["form"] == "implication" and knowledge is not None:  # its second: from what birth taught
-                implies = float(implied(read, d["completion"].rsplit("\nA: ", 1)[-1].split("\n")[0], known))
+        elif d["form"] == "qa":  # the answer read from the episode
+            score = float(grounded(d["completion"], text))
+        else:  # implication, "Q: q\nA: a\nQ: bridge\nA: i\n": a read from the episode, i from what birth taught
+            answers = [line[3:] for line in d["completion"].split("\n") if line.startswith("A: ")] or [""]
+            score = float(grounded(answers[0], text))
+            if knowledge is not None:
+                implies = float(_implied(answers[0], answers[-1], known))
         rows.append({"chars": len(d["completion"].strip()), "repetition": repetition(d["completion"]),
                      "grounded": score, "implied": implies})
     return pd.DataFrame(rows, columns=["chars", "repetition", "grounded", "implied"])

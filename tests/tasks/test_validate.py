@@ -96,28 +96,27 @@ def test_the_dreams_suite_sets_aside_degenerate_dreams_each_with_its_reason(micr
 
     good = [dream("qa", f" {employer}\n"), dream("restatement", f" one of them works for {employer}.\n"),
             dream("implication", f"{q}{hq}\n")]
-    bad = {"chars": dream("qa", " \n"), "repetition": dream("restatement", " the the the " * 30),
-           "grounded": dream("qa", " Nowhere Labs\n"), "grounded ": dream("restatement", " Zzyx Qorp met Vlam Trox.\n"),
-           "implied": dream("implication", f"{q}{wrong}\n")}
-    kept, aside, result = validate_dreams(good + list(bad.values()), [ep], LIMITS, knowledge)
+    bad = [("chars", dream("qa", " \n")), ("repetition", dream("restatement", " the the the " * 30)),
+           ("grounded", dream("qa", " Nowhere Labs\n")), ("grounded", dream("restatement", " Zzyx Qorp met Vlam Trox.\n")),
+           ("implied", dream("implication", f"{q}{wrong}\n"))]
+    kept, aside, result = validate_dreams(good + [d for _, d in bad], [ep], LIMITS, knowledge)
     assert kept == good and result["success"] is False
-    assert [d["completion"] for d in aside] == [d["completion"] for d in bad.values()]
-    for (column, _), d in zip(bad.items(), aside, strict=True):
-        assert any(r.startswith(f"{column.strip()} out of") for r in d["reasons"]), d["reasons"]
+    assert [d["completion"] for d in aside] == [d["completion"] for _, d in bad]
+    for (column, _), d in zip(bad, aside, strict=True):
+        assert any(r.startswith(f"{column} out of") for r in d["reasons"]), d["reasons"]
     # Without the base knowledge (a model born elsewhere) the second answer goes unchecked.
-    kept, aside, _ = validate_dreams(good + [bad["implied"]], [ep], LIMITS, None)
-    assert kept == good + [bad["implied"]] and aside == []
+    wrong_implication = bad[-1][1]
+    kept, aside, _ = validate_dreams(good + [wrong_implication], [ep], LIMITS, None)
+    assert kept == good + [wrong_implication] and aside == []
 
 
 def test_base_knowledge_is_what_birth_taught_and_unknown_for_a_model_born_elsewhere(born_micro_dir, micro_world,
                                                                                      tmp_path):
     from types import SimpleNamespace
 
-    from lmsleep.evaluation import normalize
-    from tasks.validate import base_knowledge, implied
+    from tasks.validate import base_knowledge
 
     knowledge = base_knowledge(SimpleNamespace(base_model=born_micro_dir, world=micro_world.config))
-    company, city = next(iter(micro_world.hq.items()))
-    known = [f" {normalize(s)} " for s in knowledge]
-    assert implied(company, city, known) and len(knowledge) == len(micro_world.hq) + len(micro_world.base)
+    assert len(knowledge) == len(micro_world.hq) + len(micro_world.base)
+    assert all(any(c in s and city in s for s in knowledge) for c, city in micro_world.hq.items())
     assert base_knowledge(SimpleNamespace(base_model=tmp_path, world=micro_world.config)) is None
