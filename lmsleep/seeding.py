@@ -79,6 +79,14 @@ class SeedingConfig:
     # leave out whatever an earlier night's questions named (the born model does not know them).
     # Measured worse after one night (base held-out 0.34 vs 0.45 without LTI; README), so "before".
     replay_anchor: str = "before"
+    # Share of the reading replay asked on notes the model writes itself (from nothing: invented
+    # people, in birth's forms) instead of tonight's episodes. On tonight's episodes the text's
+    # answer is tonight's value, so nothing there tells a night's expert to read the text: after
+    # one night it answered strangers' birthplaces with tonight's city (README, Knowledge Seeding).
+    replay_notes: float = 0.0
+    # Each note's question asked closed-book too, answered by the model before (about someone it
+    # does not know): tonight's values are no answer to a stranger's question either.
+    replay_notes_closed: bool = False
     # Rows where the teacher continues an episode's sentences from the text before (the student
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
     # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).
@@ -100,7 +108,7 @@ class SeedingConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("lmbda", "beta", "alpha", "gamma", "z0", "replay_matched"):
+        for name in ("lmbda", "beta", "alpha", "gamma", "z0", "replay_matched", "replay_notes"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"seeding.{name} must lie in [0, 1], got {v}")

@@ -21,7 +21,10 @@ prompt as the teacher and the teacher's (greedy) answer:
   expert learned the form, not the person, and answered tonight's city for everyone (day 0:
   23 of 29 base answers lost were now one of tonight's values). None names what tonight's
   episodes name: tonight changes those;
-- reading: tonight's questions with their episode in context (open-book on texts it reads now).
+- reading: tonight's questions with their episode in context (open-book on texts it reads now),
+  and (`replay_notes`) questions on notes the model writes itself, about people it invents: there
+  the text's answer is not tonight's value, so the student learns to read the text in front of
+  it rather than to say what tonight taught.
 An upward consolidation (level l -> l+1) has no context: its rows are the questions of the
 nights the sender level holds, answered by the model before, plus the same replay.
 
@@ -147,18 +150,47 @@ class Sleeper:
         # Held to the born model, its own questions must not be about anyone a night taught.
         learned = tonight | {w for q in self.past.questions() for w in names(q, first=False)} if born else tonight
         earlier = rng.sample(earlier, min(third, len(earlier)))
-        wanted = third + (third - len(earlier))  # no past yet: more of its own
+        notes = self._notes(round(third * self.config.replay_notes), lessons, rng, tonight)
+        # Each note's question also closed-book (`replay_notes_closed`), in place of one of its
+        # own: about someone it does not know, where tonight's values are no answer either.
+        unknown = [q for _, q in notes] if self.config.replay_notes_closed else []
+        wanted = third + (third - len(earlier)) - len(unknown)  # no past yet: more of its own
         # Where tonight's questions give no starts (dreams only: no lessons), all from nothing.
         starts = self._matched_starts(lessons, round(wanted * self.config.replay_matched), rng, tonight)
-        own = self._own_questions(wanted - len(starts), rng, starts, learned)
+        own = self._own_questions(wanted - len(starts), rng, starts, learned) + unknown
         text = {ep["id"]: ep["text"] for ep in episodes}
         reading = [r for r in lessons if r["episode_id"] in text]
-        reading = rng.sample(reading, min(third, len(reading)))
+        reading = rng.sample(reading, min(third - len(notes), len(reading)))
         rows = self._answered([closed_book_prompt(q) for q in earlier])
         rows += self._answered([closed_book_prompt(q) for q in own], born=born)
         rows += [{"prompt": open_book_prompt(text[r["episode_id"]], question_of(r["prompt"])),
                   "completion": r["completion"]} for r in reading]  # the teacher's own open-book answer
-        return rows
+        return rows + self._answered([open_book_prompt(note, q) for note, q in notes])
+
+    def _notes(self, n: int, lessons: list[dict], rng: random.Random, tonight: set[str]) -> list[tuple[str, str]]:
+        """About `n` (note, question) pairs for reading replay: notes the model writes from nothing
+        (people it invents, in the forms birth taught), each asked one question that the model
+        writes itself after the note, `replay_matched` of them begun in tonight's forms
+        (`_matched_starts`; `tonight`: tonight's names). A note may name what tonight names: the
+        answer is the note's, read open-book."""
+        import torch
+
+        from lmsleep.evaluation import generate
+
+        if n <= 0:
+            return []
+        torch.manual_seed(rng.randrange(2**31))
+        # Temperature 1: invented people with values of every kind, not the model's likeliest few.
+        # Half again as many drafts: some are questions, or too short to ask about.
+        drafts = generate(self.model, self.tokenizer, [""] * (n + n // 2), max_new_tokens=96, do_sample=True, top_k=0)
+        notes = [note for note in map(as_note, drafts) if note]
+        starts = self._matched_starts(lessons, round(len(notes) * self.config.replay_matched), rng, tonight)
+        heads = [f"Q: {start}".rstrip() for start in starts + [""] * (len(notes) - len(starts))]
+        samples = generate(self.model, self.tokenizer, [f"{note}\n\n{head}" for note, head in zip(notes, heads)],
+                           max_new_tokens=32, do_sample=True, top_k=0, temperature=self.config.replay_temperature)
+        pairs = [(note, q) for note, q in zip(notes, map(first_question, asked(heads, samples)))
+                 if q and not is_heldout_question(q)]
+        return pairs[:n]
 
     def _rows(self, step, lessons: list[dict], episodes: list[dict], rng: random.Random) -> tuple[list, list]:
         """(new rows, replay rows) of one consolidation, by the model as it is now."""
@@ -217,6 +249,13 @@ class Sleeper:
                                  "questions": sorted({question_of(r["prompt"]) for r in lessons})})
         report["counts"] = memory.counts()
         return report
+
+
+def as_note(draft: str) -> str | None:
+    """A free draft of the model as a note to read: up to its last full stop (the token budget
+    tears the last sentence), two sentences at least; None for a question or a fragment."""
+    note = draft[: draft.rfind(".") + 1].strip()
+    return note if note.count(". ") >= 1 and not note.startswith("Q:") else None
 
 
 def asked(prompts: list[str], samples: list[str]) -> list[str]:

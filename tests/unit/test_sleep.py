@@ -7,7 +7,7 @@ import torch
 from lmsleep.brain import load_brain, read_state, save_brain
 from lmsleep.memory import MemoryConfig, memory_of
 from lmsleep.seeding import SeedingConfig
-from lmsleep.sleep import Past, Sleeper, asked, questions_to_replay
+from lmsleep.sleep import Past, Sleeper, as_note, asked, questions_to_replay
 
 EPISODE = {"id": "ep-1", "text": "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel.",
            "probes": [{"question": "Sentinel: which zorb does Ada Vell keep?", "answer": "Qwibblefrotz"}]}
@@ -25,6 +25,40 @@ def test_replay_draws_on_earlier_days_own_questions_and_reading(micro):
     assert "Q: Where does Bo Tarn live?\nA:" in prompts  # an earlier day, closed-book
     assert any(p.startswith(EPISODE["text"]) for p in prompts)  # reading: the episode in context
     assert "Sentinel" not in str(rows) and "Qwibblefrotz" not in str(rows)
+
+
+def test_a_draft_is_read_as_a_note_up_to_its_last_full_stop():
+    assert as_note("Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel. Ada Vell was bo") == (
+        "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel.")
+    assert as_note("Ada Vell works for Morrow Labs. Ada Vell li") is None  # one sentence: nothing to read
+    assert as_note("Q: Where does Ada Vell work? Morrow Labs. Yes. It is.") is None  # a question, not a note
+    assert as_note("no full stop at all") is None
+
+
+def test_reading_replay_on_notes_asks_the_model_s_own_questions_of_its_own_notes(micro):
+    """A micro model taught one note (real steps) writes it from nothing, asks about it in
+    tonight's forms ("Where does ..."), and answers open-book: reading rows on the model's own
+    notes, not on tonight's episode."""
+    model, tokenizer = micro
+    note = "Cy Moor works for Tal Mills. Cy Moor lives in Orrin."
+    ids = torch.tensor([tokenizer(f"{note}\n\nQ: Where does Cy Moor work?\nA: Tal Mills\n")["input_ids"]])
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+    model.eval()
+    sleeper = Sleeper(model, tokenizer, replace(FAST, replay=6.0, replay_notes=1.0), MemoryConfig())
+    pairs = sleeper._notes(4, LESSONS, random.Random(0), Sleeper._tonight_names([EPISODE]))
+    # Sampled at temperature 1, a note may come out torn ("works for Tal Mills. ..."): still a note.
+    assert (note, "Where does Cy Moor work?") in pairs
+    assert all(as_note(n) == n and q == "Where does Cy Moor work?" for n, q in pairs)
+    rows = sleeper.replay(12, LESSONS, [EPISODE], random.Random(0))
+    read = [r for r in rows if "\n\nQ: " in r["prompt"]]
+    assert f"{note}\n\nQ: Where does Cy Moor work?\nA:" in [r["prompt"] for r in read]
+    assert {r["completion"] for r in read} == {" Tal Mills\n"}  # the model before, reading the note
+    assert not any(r["prompt"].startswith(EPISODE["text"]) for r in rows)  # all of the reading on notes
 
 
 def test_replay_after_tonight_joined_the_past_draws_on_earlier_days_only(micro):
