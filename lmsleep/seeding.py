@@ -248,6 +248,7 @@ class SeedingLoss:
             teacher, _ = completion_logits(unwrapped, self.tokenizer, [r["teacher"] for r in rows], completions)
         gd = divergence(student, teacher, labels, c.beta, c.temperature)
         self._log("divergence", gd.item())
+        self._log_by_kind(rows, student, teacher, labels)
         if not lti:
             return gd
         imitation = self._imitation(model, group, references, samples[len(samples) - len(group):])
@@ -290,6 +291,18 @@ class SeedingLoss:
         seq_logp = token_logp.sum(-1) / mask.sum(-1).clamp_min(1)
         self._log("reward", rewards.mean().item())
         return -(advantage.to(seq_logp) * seq_logp).mean()
+
+    def _log_by_kind(self, rows: list[dict], student, teacher, labels) -> None:
+        """The divergence on tonight's rows and on the replay apart: the mean hides a student
+        that fits the new by drifting on the old (replay starts at 0, where the two views agree)."""
+        import torch
+
+        c = self.config
+        with torch.no_grad():
+            for key, keep in (("divergence_new", lambda k: k != "replay"), ("divergence_replay", lambda k: k == "replay")):
+                idx = [i for i, r in enumerate(rows) if keep(r.get("kind"))]
+                if idx and len(idx) < len(rows):
+                    self._log(key, divergence(student[idx].detach(), teacher[idx], labels[idx], c.beta, c.temperature).item())
 
     def _log(self, key: str, value: float) -> None:
         self.logs.setdefault(key, []).append(value)

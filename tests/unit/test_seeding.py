@@ -62,6 +62,25 @@ def _gap(model, tokenizer, memory, rows):
         return divergence(s, t, labels, 0.5).item()
 
 
+def test_the_divergence_is_logged_on_tonight_s_rows_and_on_the_replay_apart(micro):
+    """A new expert (B = 0) has not moved the old yet: zero on the replay, where both views
+    see the same prompt; tonight's rows differ by the episode in the teacher's context."""
+    from lmsleep.seeding import same_prompt_rows
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig())
+    slot = memory.expand(1)
+    replay = same_prompt_rows([{"prompt": "Q: Where does Bo Tarn live?\nA:", "completion": " Orrin\n"}], "replay")
+    loss = SeedingLoss(tokenizer, memory, SeedingConfig(lmbda=0.0, lti=False), teacher_mute={1: [slot]},
+                       student_mute={})
+    with torch.no_grad():
+        loss(model, seeding_rows(LESSONS, [EPISODE]) + replay, step=0)
+    logs = loss.pop_logs()
+    assert logs["divergence_replay"] == pytest.approx(0.0, abs=1e-6) and logs["divergence_new"] > 1e-4
+    loss(model, replay, step=0)  # replay alone: the mean is the replay's, nothing split
+    assert set(loss.pop_logs()) == {"divergence"}
+
+
 @pytest.mark.slow
 def test_distillation_moves_the_student_toward_the_teacher(micro):
     model, tokenizer = micro

@@ -59,6 +59,13 @@ def test_reading_replay_on_notes_asks_the_model_s_own_questions_of_its_own_notes
     assert f"{note}\n\nQ: Where does Cy Moor work?\nA:" in [r["prompt"] for r in read]
     assert {r["completion"] for r in read} == {" Tal Mills\n"}  # the model before, reading the note
     assert not any(r["prompt"].startswith(EPISODE["text"]) for r in rows)  # all of the reading on notes
+    # Closed-book twins: the notes' questions asked without the note (own questions are unique,
+    # so at most one row of that question comes from them).
+    closed = "Q: Where does Cy Moor work?\nA:"
+    assert [r["prompt"] for r in rows].count(closed) <= 1
+    sleeper.config = replace(sleeper.config, replay_notes_closed=True)
+    twins = [r["prompt"] for r in sleeper.replay(12, LESSONS, [EPISODE], random.Random(0))].count(closed)
+    assert twins >= 2
 
 
 def test_replay_after_tonight_joined_the_past_draws_on_earlier_days_only(micro):
