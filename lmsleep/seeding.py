@@ -84,8 +84,8 @@ class SeedingConfig:
     # answer is tonight's value, so nothing there tells a night's expert to read the text: after
     # one night it answered strangers' birthplaces with tonight's city (README, Knowledge Seeding).
     replay_notes: float = 0.0
-    # Each note's question asked closed-book too, answered by the model before (about someone it
-    # does not know): tonight's values are no answer to a stranger's question either.
+    # Each note's question asked closed-book too, answered as the model's own questions are
+    # (mostly about someone it does not know): tonight's values are no answer there either.
     replay_notes_closed: bool = False
     # Rows where the teacher continues an episode's sentences from the text before (the student
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
@@ -293,16 +293,19 @@ class SeedingLoss:
         return -(advantage.to(seq_logp) * seq_logp).mean()
 
     def _log_by_kind(self, rows: list[dict], student, teacher, labels) -> None:
-        """The divergence on tonight's rows and on the replay apart: the mean hides a student
-        that fits the new by drifting on the old (replay starts at 0, where the two views agree)."""
+        """The divergence on tonight's rows (lessons, dreams, a level's questions) and on the
+        replay apart, in batches that hold both: the mean hides a student that fits the new by
+        drifting on the old (a level-0 step starts its replay at 0, where both views agree)."""
         import torch
 
+        replay = [r.get("kind") == "replay" for r in rows]
+        if all(replay) or not any(replay):
+            return
         c = self.config
         with torch.no_grad():
-            for key, keep in (("divergence_new", lambda k: k != "replay"), ("divergence_replay", lambda k: k == "replay")):
-                idx = [i for i, r in enumerate(rows) if keep(r.get("kind"))]
-                if idx and len(idx) < len(rows):
-                    self._log(key, divergence(student[idx].detach(), teacher[idx], labels[idx], c.beta, c.temperature).item())
+            for key, want in (("divergence_new", False), ("divergence_replay", True)):
+                idx = [i for i, is_replay in enumerate(replay) if is_replay == want]
+                self._log(key, divergence(student[idx], teacher[idx], labels[idx], c.beta, c.temperature).item())
 
     def _log(self, key: str, value: float) -> None:
         self.logs.setdefault(key, []).append(value)

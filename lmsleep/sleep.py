@@ -137,7 +137,8 @@ class Sleeper:
     def replay(self, n: int, lessons: list[dict], episodes: list[dict], rng: random.Random,
                before: int | None = None, moving: frozenset[str] = frozenset()) -> list[dict]:
         """About `n` replay rows, a third from each source (earlier days, the model's own
-        questions, reading), answered by the model before tonight. `before`: earlier days are
+        questions, reading: tonight's episodes, or a `replay_notes` share of the model's own
+        notes), answered by the model before tonight. `before`: earlier days are
         the nights before that one (dreaming, after tonight joined the past, passes tonight);
         `moving`: the questions an upward consolidation moves (its new rows already), left out."""
         if n <= 0:
@@ -152,8 +153,11 @@ class Sleeper:
         earlier = rng.sample(earlier, min(third, len(earlier)))
         notes = self._notes(round(third * self.config.replay_notes), lessons, rng, tonight)
         # Each note's question also closed-book (`replay_notes_closed`), in place of one of its
-        # own: about someone it does not know, where tonight's values are no answer either.
-        unknown = [q for _, q in notes] if self.config.replay_notes_closed else []
+        # own and answered as those are: mostly about someone it does not know, where tonight's
+        # values are no answer either. The same name filter as its own questions (a note may be
+        # about a base person tonight updates: the answer before would be the old one).
+        unknown = ([q for _, q in notes if not names(q, first=False) & learned]
+                   if self.config.replay_notes_closed else [])
         wanted = third + (third - len(earlier)) - len(unknown)  # no past yet: more of its own
         # Where tonight's questions give no starts (dreams only: no lessons), all from nothing.
         starts = self._matched_starts(lessons, round(wanted * self.config.replay_matched), rng, tonight)
@@ -168,29 +172,33 @@ class Sleeper:
         return rows + self._answered([open_book_prompt(note, q) for note, q in notes])
 
     def _notes(self, n: int, lessons: list[dict], rng: random.Random, tonight: set[str]) -> list[tuple[str, str]]:
-        """About `n` (note, question) pairs for reading replay: notes the model writes from nothing
-        (people it invents, in the forms birth taught), each asked one question that the model
-        writes itself after the note, `replay_matched` of them begun in tonight's forms
-        (`_matched_starts`; `tonight`: tonight's names). A note may name what tonight names: the
-        answer is the note's, read open-book."""
+        """About `n` (note, question) pairs for reading replay: notes the model before tonight
+        writes from nothing (mostly people it invents, in the forms birth taught; one paragraph,
+        as generation stops at a newline), each asked one question that the model writes itself
+        after the note, `replay_matched` of them begun in tonight's forms (`_matched_starts`;
+        `tonight`: tonight's names). A note may name what tonight names: the answer is the
+        note's, read open-book."""
+        if n <= 0:
+            return []
         import torch
 
         from lmsleep.evaluation import generate
 
-        if n <= 0:
-            return []
+        if self.tokenizer("")["input_ids"] == []:
+            raise ValueError("seeding.replay_notes: the model writes its notes from nothing, which needs a tokenizer "
+                             "that starts a text with a BOS token; this one adds none (set replay_notes: 0)")
         torch.manual_seed(rng.randrange(2**31))
         # Temperature 1: invented people with values of every kind, not the model's likeliest few.
         # Half again as many drafts: some are questions, or too short to ask about.
-        drafts = generate(self.model, self.tokenizer, [""] * (n + n // 2), max_new_tokens=96, do_sample=True, top_k=0)
-        notes = [note for note in map(as_note, drafts) if note]
+        drafts = generate(self.model, self.tokenizer, [""] * (n + n // 2), max_new_tokens=96, do_sample=True, top_k=0,
+                          temperature=1.0)
+        notes = [note for note in map(as_note, drafts) if note][:n]
         starts = self._matched_starts(lessons, round(len(notes) * self.config.replay_matched), rng, tonight)
         heads = [f"Q: {start}".rstrip() for start in starts + [""] * (len(notes) - len(starts))]
-        samples = generate(self.model, self.tokenizer, [f"{note}\n\n{head}" for note, head in zip(notes, heads)],
+        samples = generate(self.model, self.tokenizer, [f"{note}\n\n{head}" for note, head in zip(notes, heads, strict=True)],
                            max_new_tokens=32, do_sample=True, top_k=0, temperature=self.config.replay_temperature)
-        pairs = [(note, q) for note, q in zip(notes, map(first_question, asked(heads, samples)))
-                 if q and not is_heldout_question(q)]
-        return pairs[:n]
+        return [(note, q) for note, q in zip(notes, map(first_question, asked(heads, samples)), strict=True)
+                if q and not is_heldout_question(q)]
 
     def _rows(self, step, lessons: list[dict], episodes: list[dict], rng: random.Random) -> tuple[list, list]:
         """(new rows, replay rows) of one consolidation, by the model as it is now."""
@@ -252,8 +260,8 @@ class Sleeper:
 
 
 def as_note(draft: str) -> str | None:
-    """A free draft of the model as a note to read: up to its last full stop (the token budget
-    tears the last sentence), two sentences at least; None for a question or a fragment."""
+    """A free draft of the model as a note to read: up to its last full stop (a paragraph longer
+    than the token budget ends torn), two sentences at least; None for a question or a fragment."""
     note = draft[: draft.rfind(".") + 1].strip()
     return note if note.count(". ") >= 1 and not note.startswith("Q:") else None
 

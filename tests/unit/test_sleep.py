@@ -35,37 +35,65 @@ def test_a_draft_is_read_as_a_note_up_to_its_last_full_stop():
     assert as_note("no full stop at all") is None
 
 
-def test_reading_replay_on_notes_asks_the_model_s_own_questions_of_its_own_notes(micro):
-    """A micro model taught one note (real steps) writes it from nothing, asks about it in
-    tonight's forms ("Where does ..."), and answers open-book: reading rows on the model's own
-    notes, not on tonight's episode."""
+NOTE = "Cy Moor works for Tal Mills. Cy Moor lives in Orrin."
+
+
+def _taught_a_note(micro):
+    """The micro model after real steps on one note and a question about it: it writes the
+    note from nothing and asks that question."""
     model, tokenizer = micro
-    note = "Cy Moor works for Tal Mills. Cy Moor lives in Orrin."
-    ids = torch.tensor([tokenizer(f"{note}\n\nQ: Where does Cy Moor work?\nA: Tal Mills\n")["input_ids"]])
+    ids = torch.tensor([tokenizer(f"{NOTE}\n\nQ: Where does Cy Moor work?\nA: Tal Mills\n")["input_ids"]])
     torch.manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(150):
         opt.zero_grad()
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
-    model.eval()
+    return model.eval(), tokenizer
+
+
+@pytest.mark.slow
+def test_reading_replay_on_notes_asks_the_model_s_own_questions_of_its_own_notes(micro, monkeypatch):
+    """Reading rows on the model's own notes, not on tonight's episode: it writes the note from
+    nothing, asks about it (half the questions begun in tonight's forms), answers open-book."""
+    import lmsleep.evaluation
+
+    model, tokenizer = _taught_a_note(micro)
     sleeper = Sleeper(model, tokenizer, replace(FAST, replay=6.0, replay_notes=1.0), MemoryConfig())
+    asked_after = []  # the prompts the model writes its questions after (a spy: the real generate runs)
+    real = lmsleep.evaluation.generate
+    monkeypatch.setattr(lmsleep.evaluation, "generate", lambda m, t, prompts, **kw: (
+        asked_after.extend(p for p in prompts if "\n\nQ:" in p), real(m, t, prompts, **kw))[1])
     pairs = sleeper._notes(4, LESSONS, random.Random(0), Sleeper._tonight_names([EPISODE]))
     # Sampled at temperature 1, a note may come out torn ("works for Tal Mills. ..."): still a note.
-    assert (note, "Where does Cy Moor work?") in pairs
-    assert all(as_note(n) == n and q == "Where does Cy Moor work?" for n, q in pairs)
+    assert (NOTE, "Where does Cy Moor work?") in pairs and {q for _, q in pairs} == {"Where does Cy Moor work?"}
+    matched = sum(p.endswith("\n\nQ: Where does") for p in asked_after)
+    assert len(asked_after) == 4 and matched == 2  # replay_matched 0.5 of the notes, the rest from "Q:"
     rows = sleeper.replay(12, LESSONS, [EPISODE], random.Random(0))
-    read = [r for r in rows if "\n\nQ: " in r["prompt"]]
-    assert f"{note}\n\nQ: Where does Cy Moor work?\nA:" in [r["prompt"] for r in read]
-    assert {r["completion"] for r in read} == {" Tal Mills\n"}  # the model before, reading the note
-    assert not any(r["prompt"].startswith(EPISODE["text"]) for r in rows)  # all of the reading on notes
-    # Closed-book twins: the notes' questions asked without the note (own questions are unique,
-    # so at most one row of that question comes from them).
+    on_episode = [r for r in rows if r["prompt"].startswith(EPISODE["text"])]
+    on_notes = [r for r in rows if "\n\nQ: " in r["prompt"] and r not in on_episode]
+    assert f"{NOTE}\n\nQ: Where does Cy Moor work?\nA:" in [r["prompt"] for r in on_notes]
+    assert {r["completion"] for r in on_notes} == {" Tal Mills\n"}  # the model before, reading the note
+    assert len(on_notes) + len(on_episode) <= 4  # the reading third (12 // 3): tonight's episode fills in
+    # Closed-book twins: the notes' questions asked without the note (its own questions are
+    # unique, so at most one row of that question comes from them) ...
     closed = "Q: Where does Cy Moor work?\nA:"
     assert [r["prompt"] for r in rows].count(closed) <= 1
     sleeper.config = replace(sleeper.config, replay_notes_closed=True)
-    twins = [r["prompt"] for r in sleeper.replay(12, LESSONS, [EPISODE], random.Random(0))].count(closed)
-    assert twins >= 2
+    assert [r["prompt"] for r in sleeper.replay(12, LESSONS, [EPISODE], random.Random(0))].count(closed) >= 2
+    # ... but none about whom tonight names (tonight may change them); the open-book rows stay.
+    about_cy = {"id": "ep-3", "text": "Cy Moor works for Bell Yards.", "probes": []}
+    prompts = [r["prompt"] for r in sleeper.replay(12, LESSONS, [EPISODE, about_cy], random.Random(0))]
+    assert closed not in prompts and any(p.startswith(f"{NOTE}\n\nQ:") for p in prompts)
+
+
+def test_without_notes_the_replay_draws_nothing_more_from_the_rng(micro):
+    """`replay_notes: 0` leaves the default replay as it was, row for row."""
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig())
+    rng = random.Random(0)
+    state = rng.getstate()
+    assert sleeper._notes(0, LESSONS, rng, set()) == [] and rng.getstate() == state
 
 
 def test_replay_after_tonight_joined_the_past_draws_on_earlier_days_only(micro):
