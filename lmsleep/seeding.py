@@ -91,6 +91,14 @@ class SeedingConfig:
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
     # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).
     continuations: bool = False
+    # Share of the divergence given to tonight's rows in batches that hold both kinds; the rest
+    # goes to the replay. None: TRL's mean over all completion tokens, where tonight's rows, a
+    # third of them at `replay` 2.0, get a third of the weight.
+    new_share: float | None = None
+    # Learning to imitate's prefixes drawn from every row (True) or from tonight's only: on a
+    # replay row the student already says what the teacher says, so its group's rewards agree
+    # and the advantage is zero.
+    lti_replay: bool = True
     # Upward consolidations (level l -> l+1, no context): start the new expert as the sender level
     # condensed (Memory.condense) and train it `upward_epochs` (None: `epochs`). Over 4 nights
     # this made the upward night 2.2x faster (820 -> 367 s) and kept the earlier days as well
@@ -108,9 +116,9 @@ class SeedingConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("lmbda", "beta", "alpha", "gamma", "z0", "replay_matched", "replay_notes"):
+        for name in ("lmbda", "beta", "alpha", "gamma", "z0", "replay_matched", "replay_notes", "new_share"):
             v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
+            if v is not None and not 0.0 <= v <= 1.0:
                 raise ValueError(f"seeding.{name} must lie in [0, 1], got {v}")
         if self.lti and self.lti_group < 2:
             raise ValueError(f"seeding.lti_group must be >= 2 (a group of one has no relative advantage), got "
@@ -248,7 +256,9 @@ class SeedingLoss:
             teacher, _ = completion_logits(unwrapped, self.tokenizer, [r["teacher"] for r in rows], completions)
         gd = divergence(student, teacher, labels, c.beta, c.temperature)
         self._log("divergence", gd.item())
-        self._log_by_kind(rows, student, teacher, labels)
+        by_kind = self._by_kind(rows, student, teacher, labels)
+        if by_kind and c.new_share is not None:
+            gd = c.new_share * by_kind["divergence_new"] + (1 - c.new_share) * by_kind["divergence_replay"]
         if not lti:
             return gd
         imitation = self._imitation(model, group, references, samples[len(samples) - len(group):])
@@ -261,7 +271,8 @@ class SeedingLoss:
         # (a rest of "\n" compared "" with "" and rewarded 1 for nothing), and the cut may be at
         # 0 (the whole answer from the prompt alone): with one token of a short answer given,
         # the rest was almost always right, the group's rewards equal and the advantage zero.
-        picked = [r for r in rows if self._encode(r["completion"].rstrip("\n"))]
+        picked = [r for r in rows if self._encode(r["completion"].rstrip("\n"))
+                  and (self.config.lti_replay or r.get("kind") != "replay")]
         prompts, references = [], []
         for r in rng.sample(picked, min(self.config.lti_rows, len(picked))):
             ids = self._encode(r["completion"].rstrip("\n"))
@@ -292,20 +303,24 @@ class SeedingLoss:
         self._log("reward", rewards.mean().item())
         return -(advantage.to(seq_logp) * seq_logp).mean()
 
-    def _log_by_kind(self, rows: list[dict], student, teacher, labels) -> None:
+    def _by_kind(self, rows: list[dict], student, teacher, labels) -> dict:
         """The divergence on tonight's rows (lessons, dreams, a level's questions) and on the
-        replay apart, in batches that hold both: the mean hides a student that fits the new by
-        drifting on the old (a level-0 step starts its replay at 0, where both views agree)."""
-        import torch
-
+        replay apart, in batches that hold both (else {}), logged: the mean hides a student that
+        fits the new by drifting on the old (a level-0 step starts its replay at 0, where both
+        views agree). With a gradient, for `new_share`."""
         replay = [r.get("kind") == "replay" for r in rows]
         if all(replay) or not any(replay):
-            return
+            return {}
+        import torch
+
         c = self.config
-        with torch.no_grad():
+        out = {}
+        with torch.set_grad_enabled(c.new_share is not None and torch.is_grad_enabled()):
             for key, want in (("divergence_new", False), ("divergence_replay", True)):
                 idx = [i for i, is_replay in enumerate(replay) if is_replay == want]
-                self._log(key, divergence(student[idx], teacher[idx], labels[idx], c.beta, c.temperature).item())
+                out[key] = divergence(student[idx], teacher[idx], labels[idx], c.beta, c.temperature)
+                self._log(key, out[key].item())
+        return out
 
     def _log(self, key: str, value: float) -> None:
         self.logs.setdefault(key, []).append(value)

@@ -81,6 +81,48 @@ def test_the_divergence_is_logged_on_tonight_s_rows_and_on_the_replay_apart(micr
     assert set(loss.pop_logs()) == {"divergence"}
 
 
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_new_share_weighs_tonight_s_rows_against_the_replay(micro, share):
+    """With `new_share` the loss is share x tonight's divergence + (1 - share) x the replay's,
+    whatever their token counts; the gradient flows through both parts."""
+    from lmsleep.seeding import same_prompt_rows
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig())
+    slot = memory.expand(1)
+    for bank in memory.level(1):  # the new expert moved, so the replay's divergence is not 0
+        bank.B[slot].data.normal_(std=0.5)
+    memory.train_only(1, slot)
+    replay = same_prompt_rows([{"prompt": f"Q: Where does Bo Tarn{i} live?\nA:", "completion": " Orrin\n"}
+                               for i in range(5)], "replay")
+    loss = SeedingLoss(tokenizer, memory, SeedingConfig(lmbda=0.0, lti=False, new_share=share),
+                       teacher_mute={1: [slot]}, student_mute={})
+    value = loss(model, seeding_rows(LESSONS, [EPISODE]) + replay, step=0)
+    logs = loss.pop_logs()
+    assert logs["divergence_new"] > 1e-3 and logs["divergence_replay"] > 1e-3
+    want = share * logs["divergence_new"] + (1 - share) * logs["divergence_replay"]
+    assert value.item() == pytest.approx(want, rel=1e-5) and value.requires_grad
+    assert value.item() != pytest.approx(logs["divergence"], rel=1e-3)  # not TRL's pooled mean
+
+
+def test_learning_to_imitate_can_leave_the_replay_out(micro):
+    import random
+
+    from lmsleep.seeding import same_prompt_rows
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig())
+    replay = same_prompt_rows([{"prompt": "Q: Where does Bo Tarn live?\nA:", "completion": " Orrin\n"}], "replay")
+    rows = seeding_rows(LESSONS, [EPISODE]) + replay
+    picked = {}
+    for lti_replay in (True, False):
+        loss = SeedingLoss(tokenizer, memory, SeedingConfig(lti_rows=3, lti_replay=lti_replay), teacher_mute={},
+                           student_mute={})
+        picked[lti_replay] = [p for step in range(8) for p in loss._imitation_prompts(rows, random.Random(step))[0]]
+    assert any(p.startswith(replay[0]["student"]) for p in picked[True])
+    assert picked[False] and not any(p.startswith(replay[0]["student"]) for p in picked[False])
+
+
 @pytest.mark.slow
 def test_distillation_moves_the_student_toward_the_teacher(micro):
     model, tokenizer = micro
