@@ -80,6 +80,21 @@ def names(text: str, first: bool = True) -> set[str]:
     return {w for w in (words if first else words[1:]) if len(w) > 1 and w[0].isupper()}
 
 
+def question_names(question: str) -> set[str]:
+    """The capitalized words a question says (whom and what it asks about), past its first word
+    and any word after a colon: "Quick question: What is ..." capitalizes a frame, not a name."""
+    words = re.findall(r"(:\s*)?\b([\w-]+)", question)
+    return {w for i, (colon, w) in enumerate(words) if i and not colon and len(w) > 1 and w[0].isupper()}
+
+
+def misnamed(question: str, text: str) -> bool:
+    """The question names no one, or someone as `text` does not spell them: a small model samples
+    long invented names with a syllable changed ("Korkdeir-Rartei" for "Korkdeir-Rarbreir"), and
+    a lesson about that person teaches a value for a name nobody has."""
+    said = question_names(question)
+    return not said or not said <= names(text)
+
+
 def open_book_prompt(context: str, question: str) -> str:
     return f"{context}\n\n{closed_book_prompt(question)}"
 

@@ -8,8 +8,10 @@ context: it asks itself questions about it
 (`baselines.self_questions` per sentence) and answers them. The episodes' probes are the
 exam and are never read here. Each answer becomes a closed-book lesson
 `{prompt, completion, episode_id}` in `data/curriculum/curriculum.jsonl`, except:
-- a lesson whose answer is not in its episode's text, or whose question has a held-out form,
-  goes to `data/curriculum/dropped.jsonl` with the reason;
+- a lesson whose answer is not in its episode's text, whose question has a held-out form, or
+  (`baselines.drop_misnamed`) whose question names someone as the episode does not spell them
+  (a small teacher changes a syllable of a long name as it samples), goes to
+  `data/curriculum/dropped.jsonl` with the reason;
 - an episode too long for the model's context (with room for a question and its answer) is
   not read tonight: it goes to `dropped.jsonl` with its length and the model's limit;
 - for episodes that bring no probes (a user's own documents), a share of the lessons
@@ -80,12 +82,14 @@ def curriculum(pipe: Pipeline) -> dict:
         lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, pipe.params.dreaming.tau_share,
                                         config.seed + 1)
     ungrounded = sum(r["reason"].startswith("answer not in") for r in dropped)
+    misnamed = sum(r["reason"].startswith("question names") for r in dropped)
     # The teacher is the brain before the night: its numbers are the "before" of the stick and gates.
     ceilings = ev.ceilings(model, tokenizer, episodes)
     tonight = {"night": state.nights, "episodes": [ep["id"] for ep in episodes],
                "too_long": [r["episode_id"] for r in too_long], "lessons": len(lessons),
                "checks": len(checks), "tau": len(tau), **ceilings, "teacher_accuracy": ceilings["recall_ceiling"],
                "dropped_share": ungrounded / max(1, len(lessons) + len(checks) + len(dropped)),
+               "misnamed": misnamed,
                **{f"{k}_before": ev.accuracy(model, tokenizer, v)
                   for k, v in kept_probes(pipe, state, state.nights).items()},
                "reading_before": ev.open_book(model, tokenizer, readers(pipe))}
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         t = curriculum(load_pipeline(args.params))
     ceiling = "-" if t["recall_ceiling"] is None else f"{t['recall_ceiling']:.3f}"
     print(f"night {t['night']}: {len(t['episodes'])} episodes, {t['lessons']} lessons, {t['checks']} checks "
-          f"({t['dropped_share']:.0%} dropped as ungrounded), recall ceiling {ceiling}")
+          f"({t['dropped_share']:.0%} dropped as ungrounded, {t.get('misnamed', 0)} as misnamed), "
+          f"recall ceiling {ceiling}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ from lmsleep import baselines as bl
 from lmsleep.world import closed_book_prompt
 
 CONFIG = bl.BaselineConfig(lora_r=8, lora_alpha=16, learning_rate=1e-2, epochs=20, batch_size=8,
-                           self_questions=4.0, seed=0)  # a random micro teacher asks few well-formed questions
+                           self_questions=4.0, drop_misnamed=False, seed=0)
+# A random micro teacher asks few well-formed questions and spells names its own way: keep them.
 
 
 def completion_loss(model, tokenizer, rows) -> float:
@@ -57,6 +58,25 @@ def test_teacher_curriculum_is_answered_in_context_and_asked_without(micro, micr
         assert not any(ep["text"] in r["prompt"] for ep in episodes)
         assert r["completion"].startswith(" ") and r["completion"].endswith("\n")
     assert all(d["reason"] for d in dropped)
+
+
+def test_teacher_curriculum_drops_questions_that_misname_the_episode_s_people(micro, micro_world):
+    """Same seed, same questions: with `drop_misnamed` the lessons are those whose names the
+    episode spells so, and the rest are dropped with the reason."""
+    from dataclasses import replace
+
+    from lmsleep.world import misnamed, question_of
+
+    model, tokenizer = micro
+    episodes = micro_world.day(0)
+    text = {ep["id"]: ep["text"] for ep in episodes}
+    every, _ = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
+    kept, dropped = bl.teacher_curriculum(model, tokenizer, episodes, replace(CONFIG, drop_misnamed=True),
+                                          drop_ungrounded=False)
+    said = {(r["episode_id"], r["prompt"]) for r in every if not misnamed(question_of(r["prompt"]), text[r["episode_id"]])}
+    assert {(r["episode_id"], r["prompt"]) for r in kept} == said
+    misnamed_rows = [d for d in dropped if d["reason"].startswith("question names")]
+    assert len(misnamed_rows) == len(every) - len(kept) > 0
 
 
 def test_teacher_curriculum_never_reads_probes(micro, micro_world):

@@ -137,3 +137,19 @@ def test_bad_sizes_are_clear_errors():
         World(WorldConfig(base_people=10, days=5, updates_per_day=2))
     with pytest.raises(ValueError, match="episode_people"):
         World(WorldConfig(episode_people=(3, 2)))
+
+
+@pytest.mark.parametrize("question, wrong", [
+    ("What is the employer of Ada Vell?", False),
+    ("Quick question: What is the school of Ada Vell?", False),  # "What" after a prefix: a frame
+    ("Say, Ada Vell's firm is what?", False),
+    ("Which city is the birthplace of Nes van Kratrouthris?", False),
+    ("What is the school of Ada Vella?", True),  # a syllable changed
+    ("Hey, Ado Vell has which major?", True),
+    ("Say, background in what?", True),  # no one
+])
+def test_misnamed_questions_name_someone_as_the_text_does_not(question, wrong):
+    from lmsleep.world import misnamed
+
+    text = "Ada Vell studied at Morrow College. Nes van Kratrouthris was born in Kestrel."
+    assert misnamed(question, text) is wrong
