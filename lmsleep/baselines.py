@@ -44,7 +44,7 @@ class BaselineConfig:
     batch_size: int = 16
     self_questions: float = 2.0  # questions the teacher asks itself per sentence of an episode (>= 2 an episode)
     # Drop the teacher's questions that name someone as the episode does not spell them (or no
-    # one): sampled at temperature 1, 55-64% of day 0's and day 3's lessons (seeds 0 and 2)
+    # one): sampled at temperature 1, 60-74% of day 0's and day 3's lessons (seeds 0 and 2)
     # changed a syllable of a name. Off: those lessons still teach the right value for a name
     # one syllable off, and without them context distillation's night 0 learned less (recall
     # 0.234 -> 0.135 over 3 seeds; 0.226 with 2.5x the questions). README, Knowledge Seeding.
@@ -57,6 +57,12 @@ class BaselineConfig:
     # that made every step ~11x slower (2.8 s vs 0.25 s, measured). On for a GPU.
     bf16: bool = False
     seed: int = 0
+
+    def __post_init__(self):
+        if self.question_temperature <= 0:
+            raise ValueError(f"baselines.question_temperature must be > 0 (the questions are sampled), got "
+                             f"{self.question_temperature}")
+
 
 
 def lora_config(config: BaselineConfig, model):

@@ -118,7 +118,9 @@ class SeedingConfig:
     def __post_init__(self):
         for name in ("lmbda", "beta", "alpha", "gamma", "z0", "replay_matched", "replay_notes", "new_share"):
             v = getattr(self, name)
-            if v is not None and not 0.0 <= v <= 1.0:
+            if v is None and name == "new_share":  # None: by tokens
+                continue
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"seeding.{name} must lie in [0, 1], got {v}")
         if self.lti and self.lti_group < 2:
             raise ValueError(f"seeding.lti_group must be >= 2 (a group of one has no relative advantage), got "
@@ -257,7 +259,7 @@ class SeedingLoss:
         gd = divergence(student, teacher, labels, c.beta, c.temperature)
         self._log("divergence", gd.item())
         by_kind = self._by_kind(rows, student, teacher, labels)
-        if by_kind and c.new_share is not None:
+        if by_kind and c.new_share is not None:  # the logged `divergence` stays TRL's pooled mean
             gd = c.new_share * by_kind["divergence_new"] + (1 - c.new_share) * by_kind["divergence_replay"]
         if not lti:
             return gd

@@ -80,11 +80,17 @@ def names(text: str, first: bool = True) -> set[str]:
     return {w for w in (words if first else words[1:]) if len(w) > 1 and w[0].isupper()}
 
 
+# Words a question capitalizes that name no one: its first word, a prefix's, a frame's after a
+# colon ("Quick question: What is ..."). A name can stand there too ("Ada Vell works where?").
+QUESTION_WORDS = frozenset("what which where when who whom whose how why in on at of for from to the a an "
+                           "tell name say hey please quick question one more is was were did does do".split())
+
+
 def question_names(question: str) -> set[str]:
-    """The capitalized words a question says (whom and what it asks about), past its first word
-    and any word after a colon: "Quick question: What is ..." capitalizes a frame, not a name."""
-    words = re.findall(r"(:\s*)?\b([\w-]+)", question)
-    return {w for i, (colon, w) in enumerate(words) if i and not colon and len(w) > 1 and w[0].isupper()}
+    """The capitalized words a question says (whom and what it asks about), question words left
+    out wherever they stand."""
+    return {w for w in re.findall(r"\b[\w-]+", question)
+            if len(w) > 1 and w[0].isupper() and w.lower() not in QUESTION_WORDS}
 
 
 def misnamed(question: str, text: str) -> bool:

@@ -147,6 +147,9 @@ def test_bad_sizes_are_clear_errors():
     ("What is the school of Ada Vella?", True),  # a syllable changed
     ("Hey, Ado Vell has which major?", True),
     ("Say, background in what?", True),  # no one
+    ("Ado Vell works where?", True),  # a name first
+    ("Quick question: Ada Vella's school is what?", True),  # a name after a prefix's colon
+    ("Say, Where does Ada Vell live?", False),  # a question word capitalized after a comma
 ])
 def test_misnamed_questions_name_someone_as_the_text_does_not(question, wrong):
     from lmsleep.world import misnamed
