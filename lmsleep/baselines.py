@@ -64,7 +64,6 @@ class BaselineConfig:
                              f"{self.question_temperature}")
 
 
-
 def lora_config(config: BaselineConfig, model):
     """A LoRA on `config.target_modules` that `model` has (a clear error when it has none)."""
     from peft import LoraConfig

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         t = curriculum(load_pipeline(args.params))
     ceiling = "-" if t["recall_ceiling"] is None else f"{t['recall_ceiling']:.3f}"
     print(f"night {t['night']}: {len(t['episodes'])} episodes, {t['lessons']} lessons, {t['checks']} checks "
-          f"({t['dropped_share']:.0%} dropped as ungrounded, {t.get('misnamed', 0)} as misnamed), "
+          f"({t['dropped_share']:.0%} dropped as ungrounded, {t['misnamed']} as misnamed), "
           f"recall ceiling {ceiling}")
 
 
