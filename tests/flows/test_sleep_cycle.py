@@ -14,9 +14,7 @@ from tests.conftest import MICRO_WORLD
 
 LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0, "max_repetition": 1.0, "drop_ungrounded": False}
 OPEN_GATES = {"min_learned": 0.0, "max_retention_drop": 1.0, "min_reading": 0.0}
-# A micro teacher spells names its own way: its lessons are kept (drop_misnamed off), as the ungrounded are.
-BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 4,
-             "drop_misnamed": False}
+BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8, "self_questions": 4}
 # Knowledge Seeding, the default `seed` stage: the full objective, short.
 SEEDING = {"epochs": 1, "batch_size": 8, "lti_group": 2, "max_new_tokens": 8, "learning_rate": 0.01}
 MEMORY = {"periods": [1, 2], "slots": [2, 4], "top_k": [2, 2], "rank": 4}

@@ -6,8 +6,7 @@ from lmsleep import baselines as bl
 from lmsleep.world import closed_book_prompt
 
 CONFIG = bl.BaselineConfig(lora_r=8, lora_alpha=16, learning_rate=1e-2, epochs=20, batch_size=8,
-                           self_questions=4.0, drop_misnamed=False, seed=0)
-# A random micro teacher asks few well-formed questions and spells names its own way: keep them.
+                           self_questions=4.0, seed=0)  # a random micro teacher asks few well-formed questions
 
 
 def completion_loss(model, tokenizer, rows) -> float:

@@ -7,9 +7,8 @@ import yaml
 
 from tests.conftest import MICRO_BIRTH, MICRO_WORLD
 
-# A micro teacher spells names its own way: keep its lessons (drop_misnamed off).
 BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "batch_size": 8,
-             "self_questions": 1, "drop_misnamed": False}
+             "self_questions": 1}
 
 
 def write_params(path, base_model, **extra):
