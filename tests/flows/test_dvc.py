@@ -18,10 +18,17 @@ BIN = Path(sys.executable).parent
 
 
 def run(*cmd, cwd, stdout_only=False):
+    import tempfile
+
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout if stdout_only else done.stdout + done.stderr
+    # Output to files, not pipes: `dvc queue start` leaves a worker daemon that can inherit a
+    # pipe's end, and reading a pipe to its end then waited for the daemon (a test hung 10 min).
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True).returncode
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    assert code == 0, f"{' '.join(cmd)} failed:\n{stdout}\n{stderr}"
+    return stdout if stdout_only else stdout + stderr
 
 
 @pytest.fixture
