@@ -26,6 +26,7 @@ from lmsleep.grammar import is_heldout_question
 from lmsleep.world import closed_book_prompt, first_question, misnamed, question_of
 
 METHODS = ("none", "sft_text", "context_distillation", "sequential_merge")
+WINDOWS = ("episode", "paragraph")  # what the teacher reads at a time (BaselineConfig.window)
 
 
 @dataclass
@@ -50,6 +51,11 @@ class BaselineConfig:
     # 0.234 -> 0.135 over 3 seeds; 0.226 with 2.5x the questions). README, Knowledge Seeding.
     drop_misnamed: bool = False
     question_temperature: float = 1.0  # the teacher's own questions are sampled at this temperature
+    # What the teacher reads at a time as it asks and answers: the whole episode, or each of its
+    # paragraphs (lines) alone. The born model reads one person's note far better than six
+    # people's (birth.json: open_book 0.98, open_book_multi 0.17), and asked about the whole
+    # episode it keeps to a few of its facts (README, Knowledge Seeding: a curriculum that covers).
+    window: str = "episode"
     checks_share: float = 0.25  # of a probe-less episode's grounded Q/A, set aside as checks, never taught
     max_length: int = 512
     logging_steps: int = 5  # loss reported to callbacks (the pipeline logs it to MLflow)
@@ -62,6 +68,8 @@ class BaselineConfig:
         if self.question_temperature <= 0:
             raise ValueError(f"baselines.question_temperature must be > 0 (the questions are sampled), got "
                              f"{self.question_temperature}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"baselines.window must be one of {WINDOWS}, got {self.window!r}")
 
 
 def lora_config(config: BaselineConfig, model):
@@ -111,18 +119,27 @@ def _sentences(text: str) -> int:
     return max(1, len(re.findall(r"[.!?](?:\s|$)", text)))
 
 
+def windows(text: str, window: str = "episode") -> list[str]:
+    """What the teacher reads at a time: the whole text, or each of its non-empty lines."""
+    if window == "paragraph":
+        return [line.strip() for line in text.split("\n") if line.strip()] or [text]
+    return [text]
+
+
 def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: BaselineConfig,
                        drop_ungrounded: bool = True) -> tuple[list[dict], list[dict]]:
     """What the teacher says with each episode in context: (lessons, dropped).
 
-    The teacher asks itself questions (sampled after `text\\n\\nQ:`, `self_questions` per
-    sentence of the text) and answers each greedily, open-book. The episode's probes are never
-    read: they are the exam. A lesson is `{prompt, completion, episode_id}`; its prompt is the
-    closed-book one: the context is what the student must do without. A lesson goes to
-    `dropped` with a reason instead when its question has a held-out form (the exam's
-    paraphrases ask in those forms), with `drop_ungrounded`, when its answer is not in the
-    episode (the teacher can ask about someone who is not there, and would teach a hallucination),
-    and with `config.drop_misnamed`, when the question names someone as the episode does not
+    The teacher reads the episode (or, with `config.window: paragraph`, each of its paragraphs
+    alone), asks itself questions about what it reads (sampled after `text\\n\\nQ:`,
+    `self_questions` per sentence) and answers each greedily, open-book, from the same text. The
+    episode's probes are never read: they are the exam. A lesson is `{prompt, completion,
+    episode_id, context}`; its prompt is the closed-book one (the context is what the student
+    must do without), `context` the text the teacher read. A lesson goes to `dropped` with a
+    reason instead when its question has a held-out form (the exam's paraphrases ask in those
+    forms), with `drop_ungrounded`, when its answer is not in the text read (the teacher can ask
+    about someone who is not there, and would teach a hallucination), and with
+    `config.drop_misnamed`, when the question names someone as the episode does not
     (`world.misnamed`: a name with a syllable changed in sampling).
     """
     import torch
@@ -130,27 +147,27 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     from lmsleep.evaluation import answer, generate, grounded
 
     torch.manual_seed(config.seed)
-    owners = [ep for ep in episodes
-              for _ in range(max(2, min(64, math.ceil(config.self_questions * _sentences(ep["text"])))))]
-    asked = generate(teacher, tokenizer, [f"{ep['text']}\n\nQ:" for ep in owners], max_new_tokens=40,
+    owners = [(ep, text) for ep in episodes for text in windows(ep["text"], config.window)
+              for _ in range(max(2, min(64, math.ceil(config.self_questions * _sentences(text)))))]
+    asked = generate(teacher, tokenizer, [f"{text}\n\nQ:" for _, text in owners], max_new_tokens=40,
                      do_sample=True, top_k=0, temperature=config.question_temperature)
     seen, questions = set(), []
-    for ep, q in zip(owners, asked, strict=True):
+    for (ep, text), q in zip(owners, asked, strict=True):
         q = first_question(q)
         if q and (ep["id"], q) not in seen:
             seen.add((ep["id"], q))
-            questions.append((ep, q))
-    answers = answer(teacher, tokenizer, [q for _, q in questions], [ep["text"] for ep, _ in questions],
+            questions.append((ep, text, q))
+    answers = answer(teacher, tokenizer, [q for _, _, q in questions], [text for _, text, _ in questions],
                      max_new_tokens=24)
     lessons, dropped = [], []
-    for (ep, q), a in zip(questions, answers, strict=True):
+    for (ep, text, q), a in zip(questions, answers, strict=True):
         if not a:
             continue
-        row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"]}
+        row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"], "context": text}
         if is_heldout_question(q):
             dropped.append(row | {"reason": "held-out question form (the exam asks in it)"})
-        elif drop_ungrounded and not grounded(a, ep["text"]):
-            dropped.append(row | {"reason": "answer not in the episode text"})
+        elif drop_ungrounded and not grounded(a, text):
+            dropped.append(row | {"reason": "answer not in the text the teacher read"})
         elif config.drop_misnamed and misnamed(q, ep["text"]):
             dropped.append(row | {"reason": "question names someone the episode does not (or no one)"})
         else:

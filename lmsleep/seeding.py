@@ -137,12 +137,13 @@ def seeding_rows(lessons: list[dict], episodes: list[dict], continuations: bool 
     """Tonight's rows `{student, teacher, completion, kind}` (level 0 -> 1):
 
     - questions: each lesson (the teacher's own question, closed-book prompt, its open-book
-      answer) with the episode in front of it for the teacher;
+      answer) with what the teacher read in front of it (its `context`: the episode, or one of
+      its paragraphs; a lesson without one: the episode);
     - continuations (if asked): each sentence of an episode, written by the student from nothing,
       by the teacher with the episode in front of it.
     Nothing here reads an episode's probes."""
     text = {ep["id"]: ep["text"] for ep in episodes}
-    rows = [{"student": les["prompt"], "teacher": f"{text[les['episode_id']]}\n\n{les['prompt']}",
+    rows = [{"student": les["prompt"], "teacher": f"{les.get('context') or text[les['episode_id']]}\n\n{les['prompt']}",
              "completion": les["completion"], "kind": "question"} for les in lessons if les["episode_id"] in text]
     for ep in episodes if continuations else []:
         for sentence in re.findall(r"[^.!?\n]+[.!?]", ep["text"]):

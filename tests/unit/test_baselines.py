@@ -78,6 +78,33 @@ def test_teacher_curriculum_drops_questions_that_misname_the_episode_s_people(mi
     assert len(misnamed_rows) == len(every) - len(kept) > 0
 
 
+def test_windows_are_the_episode_or_its_paragraphs():
+    text = "Ada Vell works for Morrow Labs. Bo Tarn lives in Kestrel.\n\nBo Tarn studied law.\n"
+    assert bl.windows(text) == [text]
+    assert bl.windows(text, "paragraph") == ["Ada Vell works for Morrow Labs. Bo Tarn lives in Kestrel.",
+                                             "Bo Tarn studied law."]
+    assert bl.windows("One line only.", "paragraph") == ["One line only."]
+    with pytest.raises(ValueError, match="baselines.window"):
+        bl.BaselineConfig(window="sentence")
+
+
+def test_a_paragraph_window_asks_and_answers_from_the_paragraph(micro, micro_world):
+    """With `window: paragraph` each lesson's context is one paragraph of its episode (what the
+    teacher read when it asked and answered), and an episode of several paragraphs is read in parts."""
+    from dataclasses import replace
+
+    model, tokenizer = micro
+    episodes = micro_world.day(0)
+    assert any("\n" in ep["text"] for ep in episodes)  # the micro world's day has multi-paragraph episodes
+    text = {ep["id"]: ep["text"] for ep in episodes}
+    whole, _ = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
+    assert all(r["context"] == text[r["episode_id"]] for r in whole)
+    parts, _ = bl.teacher_curriculum(model, tokenizer, episodes, replace(CONFIG, window="paragraph"),
+                                     drop_ungrounded=False)
+    assert parts and all(r["context"] in bl.windows(text[r["episode_id"]], "paragraph") for r in parts)
+    assert any(r["context"] != text[r["episode_id"]] for r in parts)
+
+
 def test_teacher_curriculum_never_reads_probes(micro, micro_world):
     """The same episodes with their probes and meta stripped give the very same lessons."""
     model, tokenizer = micro

@@ -35,6 +35,15 @@ def test_rows_never_carry_probes():
     assert question["teacher"].startswith(EPISODE["text"]) and question["student"].startswith("Q:")
 
 
+def test_the_teacher_reads_what_the_lesson_was_read_from():
+    """A lesson read from one paragraph (`context`) puts that paragraph, not the whole episode,
+    in front of the teacher."""
+    lesson = {**LESSONS[0], "context": "Ada Vell works for Morrow Labs."}
+    row = seeding_rows([lesson], [EPISODE])[0]
+    assert row["teacher"] == f"Ada Vell works for Morrow Labs.\n\n{LESSONS[0]['prompt']}"
+    assert row["student"] == LESSONS[0]["prompt"]
+
+
 def test_the_teacher_view_is_the_model_before_the_night(micro):
     model, tokenizer = micro
     memory = Memory.attach(model, MemoryConfig())
