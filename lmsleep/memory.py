@@ -302,6 +302,30 @@ class Memory:
             _set_low_rank(dst, slot, sum(src.A[i] @ src.B[i] for i in idx))
             dst.router[slot].copy_(torch.stack([src.router[i] for i in idx]).mean(0))
 
+    @torch.no_grad()
+    def copy_expert(self, level: int, slot: int) -> int:
+        """A copy of expert `slot` (A, B, router row, age) in a free slot of the level, switched
+        off: the expert as it is now, kept aside (without expansion, the teacher's view of the
+        expert a night trains in place). Returns the copy's slot; free it with `clear`."""
+        banks = self.level(level)
+        free = [i for i in range(self.config.slots[level - 1]) if i not in banks[0].active_slots()]
+        if not free:
+            raise RuntimeError(f"memory level {level} is full ({self.config.slots[level - 1]} slots): no room to keep "
+                               f"expert {slot} as it was (seeding.expansion: false keeps one expert per level)")
+        copy = free[0]
+        for bank in banks:
+            for dst, src in zip(bank.expert_parameters(copy), bank.expert_parameters(slot), strict=True):
+                dst.copy_(src)
+            bank.set_active(copy, False)
+            bank.born[copy] = bank.born[slot]
+        return copy
+
+    @torch.no_grad()
+    def clear(self, level: int, slot: int) -> None:
+        """Expert `slot` of the level zeroed and its slot freed."""
+        for bank in self.level(level):
+            self._clear(bank, slot)
+
     @staticmethod
     def _clear(bank: ExpertBank, slot: int) -> None:
         for p in bank.expert_parameters(slot):

@@ -161,14 +161,15 @@ def same_prompt_rows(answered: list[dict], kind: str) -> list[dict]:
 
 # -- views of the memory --------------------------------------------------------------------------
 @contextmanager
-def muted(memory: Memory, slots: dict[int, list[int]]):
-    """Temporarily switch off `{level: [slots]}` (buffers flip back on exit)."""
+def muted(memory: Memory, slots: dict[int, list[int]], on: dict[int, list[int]] | None = None):
+    """Temporarily switch off `{level: [slots]}`, and switch on `on` (buffers flip back on exit)."""
     saved = []
-    for level, idx in slots.items():
-        for bank in memory.level(level):
-            for i in idx:
-                saved.append((bank, i, i in bank.active_slots()))
-                bank.set_active(i, False)
+    for switch, view in ((False, slots), (True, on or {})):
+        for level, idx in view.items():
+            for bank in memory.level(level):
+                for i in idx:
+                    saved.append((bank, i, i in bank.active_slots()))
+                    bank.set_active(i, switch)
     try:
         yield
     finally:
@@ -219,9 +220,10 @@ class SeedingLoss:
     """Computes one batch's Knowledge Seeding loss on `model` (see the module docstring)."""
 
     def __init__(self, tokenizer, memory: Memory, config: SeedingConfig, teacher_mute: dict, student_mute: dict,
-                 reward=None):
+                 reward=None, teacher_on: dict | None = None):
         self.tokenizer, self.memory, self.config = tokenizer, memory, config
         self.teacher_mute, self.student_mute = teacher_mute, student_mute
+        self.teacher_on = teacher_on or {}  # switched on in the teacher's view only (a kept copy)
         self.reward = reward
         self.logs: dict[str, list[float]] = {}
 
@@ -255,7 +257,7 @@ class SeedingLoss:
             samples = self._sample(unwrapped, asked, c.max_new_tokens) if asked else []
             completions = samples[: len(rows)] if on_policy else [self._encode(r["completion"]) for r in rows]
             student, labels = completion_logits(model, self.tokenizer, [r["student"] for r in rows], completions)
-        with torch.no_grad(), muted(self.memory, self.teacher_mute):
+        with torch.no_grad(), muted(self.memory, self.teacher_mute, self.teacher_on):
             teacher, _ = completion_logits(unwrapped, self.tokenizer, [r["teacher"] for r in rows], completions)
         gd = divergence(student, teacher, labels, c.beta, c.temperature)
         self._log("divergence", gd.item())
@@ -374,6 +376,7 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
 
     if not rows:
         raise ValueError("nothing to seed: no rows (the curriculum has no lessons and there is no replay)")
+    before = None  # without expansion: the trained expert's copy from before tonight
     if resume is not None:
         if resume not in memory.active_slots(receiver):
             raise ValueError(f"resume={resume}: level {receiver} has no active expert there "
@@ -385,8 +388,9 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         slot = memory.expand(receiver)
         if sender and config.condense:
             memory.condense(sender, receiver, slot)
-    else:
+    else:  # without expansion: the level's newest expert trains in place ...
         slot = memory.active_slots(receiver)[-1]
+        before = memory.copy_expert(receiver, slot)  # ... and the teacher keeps it as it was (switched off)
         for bank in memory.level(receiver):
             bank.seeding = slot
     memory.train_only(receiver, slot)
@@ -395,15 +399,17 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
     from trl.trainer.utils import disable_dropout_in_model
 
     disable_dropout_in_model(model)
-    # The teacher is the model before tonight: without the new expert, with the sender level.
-    # Without expansion there is no "before" to keep apart: the teacher is the trained expert
-    # itself with the context (on-policy self-distillation, the paper's ablation row).
+    # The teacher is the model before tonight (PAPER.md section 3): without the new expert, with
+    # the sender level. Without expansion it is the trained expert's copy from before tonight.
+    # The live expert as teacher (as first built) made teacher and student one model on the
+    # replay, which then held nothing: ten nights ended at base 0.00 and reading 0.00 (README).
     sender_slots = {sender: memory.active_slots(sender)} if sender else {}
-    teacher_mute = {receiver: [slot]} if config.expansion or resume is not None else {}
+    teacher_mute = {receiver: [slot]}
+    teacher_on = {receiver: [before]} if before is not None else {}
     if config.lti and reward is None:
         reward = imitation_reward(config.gamma, config.z0, SemanticJudge(threshold=config.sem_threshold))
     loss = SeedingLoss(tokenizer, memory, config, teacher_mute=teacher_mute, student_mute=sender_slots,
-                       reward=reward)
+                       reward=reward, teacher_on=teacher_on)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     with tempfile.TemporaryDirectory() as tmp:
@@ -419,6 +425,8 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
                                    callbacks=callbacks)
         result = trainer.train()
     model.eval()
+    if before is not None:
+        memory.clear(receiver, before)
     memory.settle(receiver)
     if sender:
         memory.reset(sender)

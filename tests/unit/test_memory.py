@@ -136,6 +136,30 @@ def test_a_full_level_refuses_to_expand(micro):
         memory.expand(1)
 
 
+def test_a_kept_copy_is_the_expert_as_it_was_and_off_until_switched_on(micro):
+    from lmsleep.seeding import muted
+
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    memory = Memory.attach(model, MemoryConfig(slots=[2, 2], rank=4))
+    slot = memory.expand(1)
+    _teach(memory, 1, slot, model, ids)
+    was = _logits(model, ids)
+    copy = memory.copy_expert(1, slot)
+    assert copy != slot and memory.active_slots(1) == [slot]  # off: the model is unchanged
+    assert torch.equal(_logits(model, ids), was)
+    _teach(memory, 1, slot, model, ids)
+    assert not torch.allclose(_logits(model, ids), was)
+    with muted(memory, {1: [slot]}, on={1: [copy]}):
+        assert torch.allclose(_logits(model, ids), was, rtol=0, atol=1e-6)
+    assert memory.active_slots(1) == [slot]  # the view flips back
+    memory.clear(1, copy)
+    assert memory.free_slots(1) == 1 and not memory.level(1)[0].B[copy].any()
+    memory.expand(1)
+    with pytest.raises(RuntimeError, match="level 1 is full"):
+        memory.copy_expert(1, slot)
+
+
 def test_find_mlps_names_the_modules_when_it_finds_none(micro):
     model, _ = micro
     assert len(find_mlps(model)) == model.config.num_hidden_layers

@@ -184,6 +184,40 @@ def test_resume_trains_tonights_expert_further_against_the_model_before_it(micro
     assert memory.level(1)[0].seeding is None
 
 
+def test_without_expansion_the_expert_trains_in_place_against_itself_as_it_was(micro, monkeypatch):
+    """`expansion: false`: no new slot; at every step the teacher's view is the model before
+    tonight (the trained expert's copy, switched on there only), and the copy's slot is free
+    again after the night."""
+    from dataclasses import replace
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=2))
+    config = SeedingConfig(epochs=1, batch_size=4, lti=False, lmbda=0.0, replay=0.0)
+    slot = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config)["slot"]
+    bank = memory.level(1)[0]
+    trained = bank.B[slot].detach().clone()
+    prompts, ids = [LESSONS[0]["prompt"]], [tokenizer(" Morrow Labs\n", add_special_tokens=False)["input_ids"]]
+    with torch.no_grad():
+        before, _ = completion_logits(model, tokenizer, prompts, ids)
+    views, real = [], SeedingLoss.__call__
+
+    def spy(self, *args, **kwargs):
+        with torch.no_grad(), muted(self.memory, self.teacher_mute, self.teacher_on):
+            views.append(completion_logits(model, tokenizer, prompts, ids)[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SeedingLoss, "__call__", spy)
+    out = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]),
+                            replace(config, expansion=False, epochs=3, learning_rate=0.05))
+    assert out["slot"] == slot and memory.active_slots(1) == [slot]
+    assert not torch.equal(bank.B[slot], trained)  # trained in place
+    with torch.no_grad():
+        assert not torch.allclose(completion_logits(model, tokenizer, prompts, ids)[0], before)
+    assert len(views) == out["steps"] > 1
+    assert all(torch.allclose(v, before, rtol=0, atol=1e-6) for v in views)  # after the first update too
+    assert all(not torch.any(p) for i in range(len(bank.A)) if i != slot for p in bank.expert_parameters(i))
+
+
 @pytest.mark.slow
 def test_ddp_over_two_processes_matches_one(micro_dir, tmp_path):
     """DDP over gloo on CPU, 2 processes x 4 rows a step, against one process with 8: the same
