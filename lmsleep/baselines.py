@@ -43,7 +43,7 @@ class BaselineConfig:
     learning_rate: float = 1e-3
     epochs: int = 8
     batch_size: int = 16
-    self_questions: float = 2.0  # questions the teacher asks itself per sentence of an episode (>= 2 an episode)
+    self_questions: float = 2.0  # questions the teacher asks itself per sentence of an episode (2 to 64 an episode)
     # Drop the teacher's questions that name someone as the episode does not spell them (or no
     # one): sampled at temperature 1, 60-74% of day 0's and day 3's lessons (seeds 0 and 2)
     # changed a syllable of a name. Off: those lessons still teach the right value for a name
@@ -126,6 +126,15 @@ def windows(text: str, window: str = "episode") -> list[str]:
     return [text]
 
 
+def _asks(text: str, config: BaselineConfig) -> list[tuple[str, int]]:
+    """(window, questions to ask of it): an episode's `self_questions` per sentence (2 to 64),
+    shared among its windows by their sentences, at least one each."""
+    parts = windows(text, config.window)
+    budget = max(2, min(64, math.ceil(config.self_questions * _sentences(text))))
+    total = sum(_sentences(w) for w in parts)
+    return [(w, max(1, budget * _sentences(w) // total)) for w in parts]
+
+
 def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: BaselineConfig,
                        drop_ungrounded: bool = True) -> tuple[list[dict], list[dict]]:
     """What the teacher says with each episode in context: (lessons, dropped).
@@ -134,9 +143,10 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     alone), asks itself questions about what it reads (sampled after `text\\n\\nQ:`,
     `self_questions` per sentence) and answers each greedily, open-book, from the same text. The
     episode's probes are never read: they are the exam. A lesson is `{prompt, completion,
-    episode_id, context}`; its prompt is the closed-book one (the context is what the student
-    must do without), `context` the text the teacher read. A lesson goes to `dropped` with a
-    reason instead when its question has a held-out form (the exam's paraphrases ask in those
+    episode_id}`; its prompt is the closed-book one (the context is what the student must do
+    without); one read from a paragraph also carries that paragraph (`context`), which the
+    teacher has before it when it is distilled (`seeding.seeding_rows`). A lesson goes to
+    `dropped` with a reason instead when its question has a held-out form (the exam's paraphrases ask in those
     forms), with `drop_ungrounded`, when its answer is not in the text read (the teacher can ask
     about someone who is not there, and would teach a hallucination), and with
     `config.drop_misnamed`, when the question names someone as the episode does not
@@ -147,8 +157,7 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     from lmsleep.evaluation import answer, generate, grounded
 
     torch.manual_seed(config.seed)
-    owners = [(ep, text) for ep in episodes for text in windows(ep["text"], config.window)
-              for _ in range(max(2, min(64, math.ceil(config.self_questions * _sentences(text)))))]
+    owners = [(ep, text) for ep in episodes for text, n in _asks(ep["text"], config) for _ in range(n)]
     asked = generate(teacher, tokenizer, [f"{text}\n\nQ:" for _, text in owners], max_new_tokens=40,
                      do_sample=True, top_k=0, temperature=config.question_temperature)
     seen, questions = set(), []
@@ -163,7 +172,9 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     for (ep, text, q), a in zip(questions, answers, strict=True):
         if not a:
             continue
-        row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"], "context": text}
+        row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"]}
+        if text != ep["text"]:  # read from one paragraph: the teacher's view when it is distilled
+            row["context"] = text
         if is_heldout_question(q):
             dropped.append(row | {"reason": "held-out question form (the exam asks in it)"})
         elif drop_ungrounded and not grounded(a, text):

@@ -216,11 +216,7 @@ class Memory:
         """Activate the level's next free slot in the seeding seat; B = 0, so the model computes
         exactly what it did. Returns the slot. A full level is an error: `plan` frees room first."""
         banks = self.level(level)
-        free = [i for i in range(self.config.slots[level - 1]) if i not in banks[0].active_slots()]
-        if not free:
-            raise RuntimeError(f"memory level {level} is full ({self.config.slots[level - 1]} slots): "
-                               "consolidate it upward or merge its oldest experts first (memory.plan)")
-        slot = free[0]
+        slot = self._free_slot(level, "consolidate it upward or merge its oldest experts first (memory.plan)")
         g = torch.Generator().manual_seed(self.config.init_seed * 1_000_003 + self.nights * 101 + level)
         for bank in banks:
             self._clear(bank, slot)
@@ -233,6 +229,14 @@ class Memory:
             bank.born[slot] = self.nights
             bank.seeding = slot
         return slot
+
+    def _free_slot(self, level: int, hint: str) -> int:
+        """The level's first inactive slot; a full level is an error (`hint`: what to do)."""
+        active = self.level(level)[0].active_slots()
+        free = [i for i in range(self.config.slots[level - 1]) if i not in active]
+        if not free:
+            raise RuntimeError(f"memory level {level} is full ({self.config.slots[level - 1]} slots): {hint}")
+        return free[0]
 
     def settle(self, level: int | None = None) -> None:
         """The seeded expert (of `level`, or every level) leaves the extra seat and competes."""
@@ -308,11 +312,10 @@ class Memory:
         off: the expert as it is now, kept aside (without expansion, the teacher's view of the
         expert a night trains in place). Returns the copy's slot; free it with `clear`."""
         banks = self.level(level)
-        free = [i for i in range(self.config.slots[level - 1]) if i not in banks[0].active_slots()]
-        if not free:
-            raise RuntimeError(f"memory level {level} is full ({self.config.slots[level - 1]} slots): no room to keep "
-                               f"expert {slot} as it was (seeding.expansion: false keeps one expert per level)")
-        copy = free[0]
+        if slot not in banks[0].active_slots():
+            raise ValueError(f"memory level {level} has no active expert {slot} to copy "
+                             f"(active: {self.active_slots(level)})")
+        copy = self._free_slot(level, f"no room to keep expert {slot} as it was")
         for bank in banks:
             for dst, src in zip(bank.expert_parameters(copy), bank.expert_parameters(slot), strict=True):
                 dst.copy_(src)

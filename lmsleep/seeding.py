@@ -173,7 +173,7 @@ def muted(memory: Memory, slots: dict[int, list[int]], on: dict[int, list[int]] 
     try:
         yield
     finally:
-        for bank, i, was in saved:
+        for bank, i, was in reversed(saved):  # a slot in both views gets its first state back
             bank.set_active(i, was)
 
 
@@ -400,9 +400,9 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
 
     disable_dropout_in_model(model)
     # The teacher is the model before tonight (PAPER.md section 3): without the new expert, with
-    # the sender level. Without expansion it is the trained expert's copy from before tonight.
-    # The live expert as teacher (as first built) made teacher and student one model on the
-    # replay, which then held nothing: ten nights ended at base 0.00 and reading 0.00 (README).
+    # the sender level. Without expansion it is the trained expert's copy from before tonight:
+    # with the live expert as teacher, teacher and student were one model on the replay, which
+    # then held nothing (ten nights of `ks_no_expansion` ended at base 0.00, reading 0.00; README).
     sender_slots = {sender: memory.active_slots(sender)} if sender else {}
     teacher_mute = {receiver: [slot]}
     teacher_on = {receiver: [before]} if before is not None else {}
@@ -412,21 +412,23 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
                        reward=reward, teacher_on=teacher_on)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=output_dir or tmp,
-            num_train_epochs=config.upward_epochs if sender and config.upward_epochs else config.epochs,
-            per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-            lr_scheduler_type="constant", weight_decay=0.0, optim=config.optim, logging_steps=config.logging_steps,
-            save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
-            remove_unused_columns=False, bf16=config.bf16, disable_tqdm=False, dataloader_pin_memory=False)
-        trainer = _trainer_class()(model=model, args=args, train_dataset=rows,
-                                   data_collator=lambda batch: {"rows": batch}, seeding_loss=loss,
-                                   callbacks=callbacks)
-        result = trainer.train()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            args = TrainingArguments(
+                output_dir=output_dir or tmp,
+                num_train_epochs=config.upward_epochs if sender and config.upward_epochs else config.epochs,
+                per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
+                lr_scheduler_type="constant", weight_decay=0.0, optim=config.optim, logging_steps=config.logging_steps,
+                save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
+                remove_unused_columns=False, bf16=config.bf16, disable_tqdm=False, dataloader_pin_memory=False)
+            trainer = _trainer_class()(model=model, args=args, train_dataset=rows,
+                                       data_collator=lambda batch: {"rows": batch}, seeding_loss=loss,
+                                       callbacks=callbacks)
+            result = trainer.train()
+    finally:  # the kept copy goes, whatever happened
+        if before is not None:
+            memory.clear(receiver, before)
     model.eval()
-    if before is not None:
-        memory.clear(receiver, before)
     memory.settle(receiver)
     if sender:
         memory.reset(sender)

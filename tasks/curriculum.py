@@ -4,11 +4,12 @@
 
 Tonight's episodes are the captured ones the brain has not slept on yet. The teacher is the
 brain as it is before the night (`models/prior`, set down by `wake`), with each episode in its
-context: it asks itself questions about it
+context (or each of its paragraphs, `baselines.window`): it asks itself questions about it
 (`baselines.self_questions` per sentence) and answers them. The episodes' probes are the
 exam and are never read here. Each answer becomes a closed-book lesson
-`{prompt, completion, episode_id}` in `data/curriculum/curriculum.jsonl`, except:
-- a lesson whose answer is not in its episode's text, whose question has a held-out form, or
+`{prompt, completion, episode_id}` (and `context`, the paragraph read, with paragraph windows)
+in `data/curriculum/curriculum.jsonl`, except:
+- a lesson whose answer is not in the text read, whose question has a held-out form, or
   (`baselines.drop_misnamed`) whose question names someone as the episode does not spell them
   (a small teacher changes a syllable of a long name as it samples), goes to
   `data/curriculum/dropped.jsonl` with the reason;

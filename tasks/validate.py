@@ -70,9 +70,12 @@ def curriculum_frame(curriculum: list[dict], episodes: list[dict]):
     for r in curriculum:
         answer, text = r["completion"].strip(), texts.get(r["episode_id"], "")
         rows.append({"episode_id": r["episode_id"], "known_episode": r["episode_id"] in texts,
+                     # a lesson read from a paragraph (`baselines.window`) puts it before the teacher
+                     "context_in_episode": r.get("context") is None or r["context"] in text,
                      "answer_chars": len(answer), "grounded": grounded(answer, text),
                      "repetition": repetition(answer, n=2)})
-    return pd.DataFrame(rows, columns=["episode_id", "known_episode", "answer_chars", "grounded", "repetition"])
+    return pd.DataFrame(rows, columns=["episode_id", "known_episode", "context_in_episode", "answer_chars",
+                                       "grounded", "repetition"])
 
 
 def names_grounded(text: str, context: str) -> float:
@@ -207,6 +210,7 @@ def validate_curriculum(curriculum: list[dict], episodes: list[dict], limits: Va
     result = _run("curriculum", curriculum_frame(curriculum, episodes), [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToBeInSet(column="known_episode", value_set=[True]),
+        gxe.ExpectColumnValuesToBeInSet(column="context_in_episode", value_set=[True]),
         gxe.ExpectColumnValuesToBeBetween(column="answer_chars", min_value=1, max_value=limits.max_answer_chars),
         gxe.ExpectColumnValuesToBeInSet(column="grounded", value_set=[True], mostly=limits.min_grounded),
         gxe.ExpectColumnValuesToBeBetween(column="repetition", max_value=limits.max_repetition),

@@ -72,6 +72,19 @@ def test_curriculum_rows_of_unknown_episodes_fail(micro_world):
         validate(episodes, rows, LIMITS)
 
 
+def test_a_lesson_read_from_text_not_in_its_episode_fails(micro_world):
+    """A lesson's `context` (what the teacher read: a paragraph) goes before the teacher as it is
+    distilled, so it must be its episode's."""
+    episodes = micro_world.day(0)
+    rows = curriculum_for(episodes)
+    paragraph = episodes[0]["text"].split("\n")[0]
+    rows = [{**r, "context": paragraph} if r["episode_id"] == episodes[0]["id"] else r for r in rows]
+    validate(episodes, rows, LIMITS)  # its own paragraph: fine
+    rows[0] = {**rows[0], "context": "Someone else's note entirely."}
+    with pytest.raises(ValidationFailed, match="context_in_episode"):
+        validate(episodes, rows, LIMITS)
+
+
 def test_repetition_measure():
     assert repetition("a b c d e f") == 0.0
     assert repetition("a b " * 20) > 0.9

@@ -154,7 +154,10 @@ def test_a_kept_copy_is_the_expert_as_it_was_and_off_until_switched_on(micro):
         assert torch.allclose(_logits(model, ids), was, rtol=0, atol=1e-6)
     assert memory.active_slots(1) == [slot]  # the view flips back
     memory.clear(1, copy)
-    assert memory.free_slots(1) == 1 and not memory.level(1)[0].B[copy].any()
+    bank = memory.level(1)[0]
+    assert int(bank.born[copy]) == -1 and not any(p.any() for p in bank.expert_parameters(copy))
+    with pytest.raises(ValueError, match="no active expert"):
+        memory.copy_expert(1, copy)
     memory.expand(1)
     with pytest.raises(RuntimeError, match="level 1 is full"):
         memory.copy_expert(1, slot)

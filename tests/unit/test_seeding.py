@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from lmsleep import seeding
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import (SeedingConfig, SeedingLoss, completion_logits, divergence, knowledge_seeding, muted,
                              seeding_rows)
@@ -194,28 +195,33 @@ def test_without_expansion_the_expert_trains_in_place_against_itself_as_it_was(m
     memory = Memory.attach(model, MemoryConfig(rank=2))
     config = SeedingConfig(epochs=1, batch_size=4, lti=False, lmbda=0.0, replay=0.0)
     slot = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config)["slot"]
-    bank = memory.level(1)[0]
-    trained = bank.B[slot].detach().clone()
-    prompts, ids = [LESSONS[0]["prompt"]], [tokenizer(" Morrow Labs\n", add_special_tokens=False)["input_ids"]]
-    with torch.no_grad():
-        before, _ = completion_logits(model, tokenizer, prompts, ids)
-    views, real = [], SeedingLoss.__call__
+    banks = memory.level(1)
+    kept = [[p.detach().clone() for p in bank.expert_parameters(slot)] for bank in banks]
+    teacher_views, real = [], seeding.completion_logits
 
-    def spy(self, *args, **kwargs):
-        with torch.no_grad(), muted(self.memory, self.teacher_mute, self.teacher_on):
-            views.append(completion_logits(model, tokenizer, prompts, ids)[0])
-        return real(self, *args, **kwargs)
+    def spy(model_, tokenizer_, prompts, completions):  # the teacher's pass is the one without gradients
+        logits, labels = real(model_, tokenizer_, prompts, completions)
+        if not torch.is_grad_enabled():
+            teacher_views.append((prompts, completions, logits.clone()))
+        return logits, labels
 
-    monkeypatch.setattr(SeedingLoss, "__call__", spy)
-    out = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]),
-                            replace(config, expansion=False, epochs=3, learning_rate=0.05))
+    monkeypatch.setattr(seeding, "completion_logits", spy)
+    rows = seeding_rows(LESSONS, [EPISODE])
+    out = knowledge_seeding(model, tokenizer, memory, rows, replace(config, expansion=False, epochs=3, learning_rate=0.05))
     assert out["slot"] == slot and memory.active_slots(1) == [slot]
-    assert not torch.equal(bank.B[slot], trained)  # trained in place
+    trained = [[p.detach().clone() for p in bank.expert_parameters(slot)] for bank in banks]
+    assert not torch.equal(trained[0][1], kept[0][1])  # trained in place
+    assert all(not torch.any(p) for i in range(len(banks[0].A)) if i != slot for p in banks[0].expert_parameters(i))
+    assert len(teacher_views) == out["steps"] > 1
     with torch.no_grad():
-        assert not torch.allclose(completion_logits(model, tokenizer, prompts, ids)[0], before)
-    assert len(views) == out["steps"] > 1
-    assert all(torch.allclose(v, before, rtol=0, atol=1e-6) for v in views)  # after the first update too
-    assert all(not torch.any(p) for i in range(len(bank.A)) if i != slot for p in bank.expert_parameters(i))
+        live = [real(model, tokenizer, p, c)[0] for p, c, _ in teacher_views]
+        for bank, params in zip(banks, kept, strict=True):  # the expert as it was before tonight
+            for p, k in zip(bank.expert_parameters(slot), params, strict=True):
+                p.copy_(k)
+        before = [real(model, tokenizer, p, c)[0] for p, c, _ in teacher_views]
+    # At every step, after the first update too, the teacher saw the model before tonight.
+    assert all(torch.allclose(v, b, rtol=0, atol=1e-5) for (_, _, v), b in zip(teacher_views, before, strict=True))
+    assert not all(torch.allclose(v, b, rtol=0, atol=1e-5) for (_, _, v), b in zip(teacher_views, live, strict=True))
 
 
 @pytest.mark.slow
