@@ -146,10 +146,10 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     episode_id}`; its prompt is the closed-book one (the context is what the student must do
     without); one read from a paragraph also carries that paragraph (`context`), which the
     teacher has before it when it is distilled (`seeding.seeding_rows`). A lesson goes to
-    `dropped` with a reason instead when its question has a held-out form (the exam's paraphrases ask in those
-    forms), with `drop_ungrounded`, when its answer is not in the text read (the teacher can ask
-    about someone who is not there, and would teach a hallucination), and with
-    `config.drop_misnamed`, when the question names someone as the episode does not
+    `dropped` with a reason instead when its question has a held-out form (the exam's
+    paraphrases ask in those forms), with `drop_ungrounded`, when its answer is not in the text
+    read (the teacher can ask about someone who is not there, and would teach a hallucination),
+    and with `config.drop_misnamed`, when the question names someone as the episode does not
     (`world.misnamed`: a name with a syllable changed in sampling).
     """
     import torch

@@ -143,8 +143,9 @@ def seeding_rows(lessons: list[dict], episodes: list[dict], continuations: bool 
       by the teacher with the episode in front of it.
     Nothing here reads an episode's probes."""
     text = {ep["id"]: ep["text"] for ep in episodes}
-    rows = [{"student": les["prompt"], "teacher": f"{les.get('context') or text[les['episode_id']]}\n\n{les['prompt']}",
-             "completion": les["completion"], "kind": "question"} for les in lessons if les["episode_id"] in text]
+    read = [(les, les.get("context") or text[les["episode_id"]]) for les in lessons if les["episode_id"] in text]
+    rows = [{"student": les["prompt"], "teacher": f"{context}\n\n{les['prompt']}", "completion": les["completion"],
+             "kind": "question"} for les, context in read]
     for ep in episodes if continuations else []:
         for sentence in re.findall(r"[^.!?\n]+[.!?]", ep["text"]):
             rows.append({"student": "", "teacher": f"{ep['text']}\n\n", "completion": sentence.strip() + "\n",
