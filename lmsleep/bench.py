@@ -242,8 +242,9 @@ def heatmaps(m: dict, title: str, path: Path) -> None:
 def method_configs(method: str, params) -> dict:
     """`{seeding, memory}` for Knowledge Seeding and its ablations, plus `dreaming` for `sleep`
     (Knowledge Seeding + Dreaming) and its ablations (`bench.variants`: overrides of params.yaml's
-    `seeding:`/`memory:`/`dreaming:`; a variant overriding `dreaming` dreams), `{}` for a baseline."""
-    from lmsleep.baselines import METHODS
+    `seeding:`/`memory:`/`dreaming:`; a variant overriding `dreaming` dreams), `{}` for a baseline.
+    A variant overriding `baselines:` (the teacher's curriculum) also gives its `config`."""
+    from lmsleep.baselines import METHODS, BaselineConfig
     from lmsleep.params import build_section
 
     if method in METHODS:
@@ -252,15 +253,19 @@ def method_configs(method: str, params) -> dict:
         raise SystemExit(f"unknown method {method!r}: choose from {list(METHODS)}, knowledge_seeding, sleep or a "
                          f"bench.variants entry ({sorted(params.bench.variants)})")
     over = params.bench.variants.get(method, {})
-    unknown = sorted(set(over) - {"seeding", "memory", "dreaming"})
+    unknown = sorted(set(over) - {"seeding", "memory", "dreaming", "baselines"})
     if unknown:
-        raise SystemExit(f"params.yaml: bench.variants.{method} may override seeding, memory and dreaming, "
-                         f"not {unknown}")
+        raise SystemExit(f"params.yaml: bench.variants.{method} may override seeding, memory, dreaming and "
+                         f"baselines, not {unknown}")
     sections = {"seeding": SeedingConfig, "memory": MemoryConfig, "dreaming": DreamingConfig}
     dreams = method == "sleep" or "dreaming" in over
-    return {key: build_section(cls, {**asdict(getattr(params, key)), **over.get(key, {})},
-                               f"bench.variants.{method}.{key}")
-            for key, cls in sections.items() if key != "dreaming" or dreams}
+    configs = {key: build_section(cls, {**asdict(getattr(params, key)), **over.get(key, {})},
+                                  f"bench.variants.{method}.{key}")
+               for key, cls in sections.items() if key != "dreaming" or dreams}
+    if "baselines" in over:  # run_method's `config`: the curriculum's knobs
+        configs["config"] = build_section(BaselineConfig, {**asdict(params.baselines), **over["baselines"]},
+                                          f"bench.variants.{method}.baselines")
+    return configs
 
 
 class SavedRuns:

@@ -27,8 +27,8 @@ class BenchConfig:
     readers: int = 100  # strangers for reading retention
     workers: int = 2  # (method, seed) runs in parallel processes, threads split between them
     threads: int = 2  # torch threads in all; each worker gets threads // workers (and the bytes depend on it)
-    # Ablations, each a method name: overrides of `seeding:`, `memory:` and `dreaming:` (one that
-    # overrides `dreaming:` is a `sleep` variant: it dreams).
+    # Ablations, each a method name: overrides of `seeding:`, `memory:`, `dreaming:` (one that
+    # overrides `dreaming:` is a `sleep` variant: it dreams) and `baselines:` (the curriculum).
     variants: dict[str, dict] = field(default_factory=dict)
 
 

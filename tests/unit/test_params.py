@@ -29,8 +29,22 @@ def test_bench_variants_override_seeding_and_memory():
     assert default["seeding"] == params.seeding and default["memory"] == params.memory
     assert method_configs("ks_no_lti", params)["seeding"].lti is False
     assert method_configs("ks_4_levels", params)["memory"].levels == 4
+    assert "config" not in default  # the curriculum of params.yaml's baselines:
     with pytest.raises(SystemExit, match="unknown method 'ks_typo'"):
         method_configs("ks_typo", params)
+
+
+def test_a_variant_may_change_the_curriculum(tmp_path):
+    from lmsleep.bench import method_configs
+
+    path = tmp_path / "params.yaml"
+    path.write_text("bench:\n  variants:\n    ks_x: {baselines: {window: paragraph}, seeding: {beta: 0.0}}\n")
+    configs = method_configs("ks_x", load_params(path))
+    assert configs["config"].window == "paragraph" and configs["config"].self_questions == 2.0
+    assert configs["seeding"].beta == 0.0
+    path.write_text("bench:\n  variants:\n    ks_x: {baselines: {window: sentence}}\n")
+    with pytest.raises(ValueError, match="baselines.window"):
+        method_configs("ks_x", load_params(path))
 
 
 def test_a_variant_with_an_unknown_knob_names_it(tmp_path):
