@@ -253,18 +253,18 @@ def method_configs(method: str, params) -> dict:
         raise SystemExit(f"unknown method {method!r}: choose from {list(METHODS)}, knowledge_seeding, sleep or a "
                          f"bench.variants entry ({sorted(params.bench.variants)})")
     over = params.bench.variants.get(method, {})
-    unknown = sorted(set(over) - {"seeding", "memory", "dreaming", "baselines"})
+    sections = {"seeding": SeedingConfig, "memory": MemoryConfig, "dreaming": DreamingConfig,
+                "baselines": BaselineConfig}
+    unknown = sorted(set(over) - set(sections))
     if unknown:
-        raise SystemExit(f"params.yaml: bench.variants.{method} may override seeding, memory, dreaming and "
-                         f"baselines, not {unknown}")
-    sections = {"seeding": SeedingConfig, "memory": MemoryConfig, "dreaming": DreamingConfig}
-    dreams = method == "sleep" or "dreaming" in over
+        raise SystemExit(f"params.yaml: bench.variants.{method} may override {', '.join(sections)}, not {unknown}")
+    # Knowledge Seeding's sections always; `dreaming` for sleep; the curriculum (`baselines`) if changed.
+    wanted = {"seeding", "memory"} | set(over) | ({"dreaming"} if method == "sleep" else set())
     configs = {key: build_section(cls, {**asdict(getattr(params, key)), **over.get(key, {})},
                                   f"bench.variants.{method}.{key}")
-               for key, cls in sections.items() if key != "dreaming" or dreams}
-    if "baselines" in over:  # run_method's `config`: the curriculum's knobs
-        configs["config"] = build_section(BaselineConfig, {**asdict(params.baselines), **over["baselines"]},
-                                          f"bench.variants.{method}.baselines")
+               for key, cls in sections.items() if key in wanted}
+    if "baselines" in configs:  # run_method takes the curriculum's knobs as `config`
+        configs["config"] = configs.pop("baselines")
     return configs
 
 
