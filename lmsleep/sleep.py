@@ -42,7 +42,7 @@ from lmsleep.grammar import is_heldout_question
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.schedule import plan
 from lmsleep.seeding import SeedingConfig, knowledge_seeding, muted, same_prompt_rows, seeding_rows
-from lmsleep.world import closed_book_prompt, first_question, names, open_book_prompt, question_of
+from lmsleep.world import closed_book_prompt, first_question, names, open_book_prompt, question_names, question_of
 
 
 @dataclass
@@ -146,17 +146,17 @@ class Sleeper:
         third = max(1, n // 3)
         tonight = self._tonight_names(episodes)
         earlier = [q for q in self.past.questions(before=before)
-                   if q not in moving and not names(q, first=False) & tonight]
+                   if q not in moving and not question_names(q) & tonight]
         born = self.config.replay_anchor == "born"
         # Held to the born model, its own questions must not be about anyone a night taught.
-        learned = tonight | {w for q in self.past.questions() for w in names(q, first=False)} if born else tonight
+        learned = tonight | {w for q in self.past.questions() for w in question_names(q)} if born else tonight
         earlier = rng.sample(earlier, min(third, len(earlier)))
         notes = self._notes(round(third * self.config.replay_notes), lessons, rng, tonight)
         # Each note's question also closed-book (`replay_notes_closed`), in place of one of its
         # own and answered as those are: mostly about someone it does not know, where tonight's
         # values are no answer either. The same name filter as its own questions (a note may be
         # about a base person tonight updates: the answer before would be the old one).
-        unknown = ([q for _, q in notes if not names(q, first=False) & learned]
+        unknown = ([q for _, q in notes if not question_names(q) & learned]
                    if self.config.replay_notes_closed else [])
         wanted = third + (third - len(earlier)) - len(unknown)  # no past yet: more of its own
         # Where tonight's questions give no starts (dreams only: no lessons), all from nothing.
@@ -277,4 +277,4 @@ def questions_to_replay(samples: list[str], tonight: set[str] = frozenset()) -> 
     a held-out form is the exam's form, and is never trained on; one naming a word of `tonight`
     (tonight's episodes' names) asks about what tonight changes."""
     questions = {q for q in map(first_question, samples) if q}
-    return sorted(q for q in questions if not is_heldout_question(q) and not names(q, first=False) & tonight)
+    return sorted(q for q in questions if not is_heldout_question(q) and not question_names(q) & tonight)

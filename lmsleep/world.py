@@ -73,11 +73,10 @@ def first_question(sample: str) -> str | None:
     return q if len(q) > 8 else None
 
 
-def names(text: str, first: bool = True) -> set[str]:
-    """The capitalized words of a text, roughly the names, places and companies it mentions;
-    `first=False` leaves out its first word, capitalized whatever it is (a question's)."""
-    words = re.findall(r"\b[\w-]+", text)
-    return {w for w in (words if first else words[1:]) if len(w) > 1 and w[0].isupper()}
+def names(text: str) -> set[str]:
+    """The capitalized words of a text, roughly the names, places and companies it mentions
+    (a question's: `question_names`)."""
+    return {w for w in re.findall(r"\b[\w-]+", text) if len(w) > 1 and w[0].isupper()}
 
 
 # Words a question capitalizes that name no one: its first word, a prefix's, a frame's after a

@@ -139,7 +139,8 @@ def test_own_questions_about_what_tonight_names_are_never_replayed():
     tonight = Sleeper._tonight_names([EPISODE])
     assert {"Ada", "Vell", "Morrow", "Kestrel"} <= tonight
     kept = questions_to_replay([" Where does Ada Vell work? x", " Where does Bo Tarn work?",
-                                " Who moved to Kestrel?", " Hey, where does Bo Tarn live?"], tonight)
+                                " Who moved to Kestrel?", " Hey, where does Bo Tarn live?",
+                                " Kestrel is where?"], tonight)  # a name may open it
     assert kept == ["Hey, where does Bo Tarn live?", "Where does Bo Tarn work?"]  # "Hey" opens it: not a name
 
 
