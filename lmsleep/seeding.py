@@ -394,26 +394,26 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         before = memory.copy_expert(receiver, slot)  # ... and the teacher keeps it as it was (switched off)
         for bank in memory.level(receiver):
             bank.seeding = slot
-    memory.train_only(receiver, slot)
-    # Dropout off, with TRL's own helper (its trainers do the same): the teacher's targets and the
-    # student's samples must not be noised (GPT-2 drops 0.1 by default). The model stays so.
-    from trl.trainer.utils import disable_dropout_in_model
+    try:  # from here on, the kept copy goes whatever happens (a failure anywhere below)
+        memory.train_only(receiver, slot)
+        # Dropout off, with TRL's own helper (its trainers do the same): the teacher's targets and the
+        # student's samples must not be noised (GPT-2 drops 0.1 by default). The model stays so.
+        from trl.trainer.utils import disable_dropout_in_model
 
-    disable_dropout_in_model(model)
-    # The teacher is the model before tonight (PAPER.md section 3): without the new expert, with
-    # the sender level. Without expansion it is the trained expert's copy from before tonight:
-    # with the live expert as teacher, teacher and student were one model on the replay, which
-    # then held nothing (ten nights of `ks_no_expansion` ended at base 0.00, reading 0.00; README).
-    sender_slots = {sender: memory.active_slots(sender)} if sender else {}
-    teacher_mute = {receiver: [slot]}
-    teacher_on = {receiver: [before]} if before is not None else {}
-    if config.lti and reward is None:
-        reward = imitation_reward(config.gamma, config.z0, SemanticJudge(threshold=config.sem_threshold))
-    loss = SeedingLoss(tokenizer, memory, config, teacher_mute=teacher_mute, student_mute=sender_slots,
-                       reward=reward, teacher_on=teacher_on)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    try:
+        disable_dropout_in_model(model)
+        # The teacher is the model before tonight (PAPER.md section 3): without the new expert, with
+        # the sender level. Without expansion it is the trained expert's copy from before tonight:
+        # with the live expert as teacher, teacher and student were one model on the replay, which
+        # then held nothing (ten nights of `ks_no_expansion` ended at base 0.00, reading 0.00; README).
+        sender_slots = {sender: memory.active_slots(sender)} if sender else {}
+        teacher_mute = {receiver: [slot]}
+        teacher_on = {receiver: [before]} if before is not None else {}
+        if config.lti and reward is None:
+            reward = imitation_reward(config.gamma, config.z0, SemanticJudge(threshold=config.sem_threshold))
+        loss = SeedingLoss(tokenizer, memory, config, teacher_mute=teacher_mute, student_mute=sender_slots,
+                           reward=reward, teacher_on=teacher_on)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
         with tempfile.TemporaryDirectory() as tmp:
             args = TrainingArguments(
                 output_dir=output_dir or tmp,

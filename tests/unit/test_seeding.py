@@ -224,6 +224,28 @@ def test_without_expansion_the_expert_trains_in_place_against_itself_as_it_was(m
     assert not all(torch.allclose(v, b, rtol=0, atol=1e-5) for (_, _, v), b in zip(teacher_views, live, strict=True))
 
 
+
+def test_without_expansion_a_failed_night_leaves_no_copy_behind(micro, monkeypatch):
+    """The teacher's copy of the expert is freed whatever fails after it is made, before
+    training too (here: building the loss)."""
+    from dataclasses import replace
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=2))
+    config = SeedingConfig(epochs=1, batch_size=4, lti=False, lmbda=0.0, replay=0.0)
+    slot = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config)["slot"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the loss could not be built")
+
+    monkeypatch.setattr(seeding, "SeedingLoss", broken)
+    with pytest.raises(RuntimeError, match="could not be built"):
+        knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), replace(config, expansion=False))
+    banks = memory.level(1)
+    assert memory.active_slots(1) == [slot]
+    free = [i for i in range(len(banks[0].A)) if i != slot]  # the copy's slot among them, zeroed and free
+    assert all(not torch.any(p) and bank.born[i] == -1 for bank in banks for i in free for p in bank.expert_parameters(i))
+
 @pytest.mark.slow
 def test_ddp_over_two_processes_matches_one(micro_dir, tmp_path):
     """DDP over gloo on CPU, 2 processes x 4 rows a step, against one process with 8: the same
