@@ -224,7 +224,6 @@ def test_without_expansion_the_expert_trains_in_place_against_itself_as_it_was(m
     assert not all(torch.allclose(v, b, rtol=0, atol=1e-5) for (_, _, v), b in zip(teacher_views, live, strict=True))
 
 
-
 def test_without_expansion_a_failed_night_leaves_no_copy_behind(micro, monkeypatch):
     """The teacher's copy of the expert is freed whatever fails after it is made, before
     training too (here: building the loss)."""
