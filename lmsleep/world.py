@@ -74,8 +74,8 @@ def first_question(sample: str) -> str | None:
 
 
 def names(text: str) -> set[str]:
-    """The capitalized words of a text, roughly the names, places and companies it mentions
-    (a question's: `question_names`)."""
+    """The capitalized words of a text, roughly the names, places and companies it mentions.
+    For a question's, `question_names` (it leaves out the question words)."""
     return {w for w in re.findall(r"\b[\w-]+", text) if len(w) > 1 and w[0].isupper()}
 
 
