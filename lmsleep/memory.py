@@ -63,6 +63,7 @@ class ExpertBank(nn.Module):
         self.register_buffer("born", torch.full((slots,), -1, dtype=torch.long))  # night activated: age order
         self.seeding: int | None = None  # the slot in tonight's extra seat
         self.extra: int | None = None  # a dreaming night's random extra expert (Memory.random_experts)
+        self.key_mask: torch.Tensor | None = None  # keyed memory: [B, T, slots], set per forward (lmsleep/keys.py)
         # The active slots as a host-side list, so that a forward pass on a GPU never waits for a
         # device-to-host copy (one per layer and level made generation launch-bound). Every
         # change goes through `set_active`; a state-dict load drops it.
@@ -88,17 +89,28 @@ class ExpertBank(nn.Module):
         # One product per expert, not one matrix for all: an expert's logit must not depend (even
         # in rounding) on how many others are active, or `expand` would not be exact.
         logits = torch.stack([flat @ self.router[i][:-1] + self.router[i][-1] for i in idx], dim=-1)
+        shut = None
+        if self.key_mask is not None:  # a keyed expert is shut until its names appear (lmsleep/keys.py)
+            if self.key_mask.shape[:2] != x.shape[:2]:
+                raise RuntimeError(f"keyed memory: a mask for {tuple(self.key_mask.shape[:2])} tokens, an input of "
+                                   f"{tuple(x.shape[:2])}: the banks run only inside the model's forward")
+            shut = ~self.key_mask.reshape(-1, self.key_mask.shape[-1])[:, list(idx)]
         # Seated outside the top-k competition: tonight's seeded expert and a dream's random extra
         # one (a muted view may have switched either off).
         seats = {idx.index(i) for i in (self.seeding, self.extra) if i in idx}
         competing = [j for j in range(len(idx)) if j not in seats]
         everyone = len(competing) <= self.top_k
         if not everyone:
-            top = logits[:, competing].topk(self.top_k, dim=-1).indices
+            # A shut expert takes no seat from an open one.
+            ranked = logits[:, competing] if shut is None else logits[:, competing].masked_fill(shut[:, competing],
+                                                                                                -torch.inf)
+            top = ranked.topk(self.top_k, dim=-1).indices
             picked = torch.zeros_like(logits, dtype=torch.bool)
             picked[:, competing] = torch.zeros(len(flat), len(competing), dtype=torch.bool,
                                                device=x.device).scatter_(1, top, True)
         gates = torch.sigmoid(logits)
+        if shut is not None:
+            gates = gates.masked_fill(shut, 0.0)
         out = torch.zeros_like(flat)
         for j, i in enumerate(idx):
             # Dense, masked: a gather of the picked tokens needs their count on the host (a
@@ -171,6 +183,8 @@ class Memory:
     def __init__(self, model, config: MemoryConfig, mlps: list[tuple[str, nn.Module]], banks: list[nn.ModuleList]):
         self.model, self.config, self.mlps, self.banks = model, config, mlps, banks
         self.nights = 0  # the clock of `born` (ages for merging); saved and loaded with the memory
+        # Keyed memory (config.keyed): {level: {slot: (names, their token ids)}} (lmsleep/keys.py).
+        self.keys: dict[int, dict[int, tuple[list[str], list[list[int]]]]] = {}
 
     @classmethod
     def attach(cls, model, config: MemoryConfig | None = None) -> Memory:
@@ -193,6 +207,10 @@ class Memory:
             param.requires_grad_(False)
         memory = cls(model, config, mlps, banks)
         model.lmsleep_memory = memory
+        if config.keyed:
+            from lmsleep.keys import KeyHook
+
+            model.register_forward_pre_hook(KeyHook(memory), with_kwargs=True)
         return memory
 
     # -- the banks of one level, across layers --------------------------------------------------
@@ -218,6 +236,7 @@ class Memory:
         banks = self.level(level)
         slot = self._free_slot(level, "consolidate it upward or merge its oldest experts first (memory.plan)")
         g = torch.Generator().manual_seed(self.config.init_seed * 1_000_003 + self.nights * 101 + level)
+        self._drop_keys(level, slot)
         for bank in banks:
             self._clear(bank, slot)
             a = bank.A[slot]
@@ -276,6 +295,7 @@ class Memory:
             for slot in range(len(bank.A)):
                 self._clear(bank, slot)
             bank.seeding = None
+        self.keys.pop(level, None)
 
     @torch.no_grad()
     def merge_oldest(self, level: int) -> int:
@@ -286,6 +306,8 @@ class Memory:
         if len(oldest) < 2:
             raise RuntimeError(f"memory level {level} has fewer than two experts to merge")
         keep, gone = oldest[:2]
+        self._join_keys(level, keep, [(level, keep), (level, gone)])
+        self._drop_keys(level, gone)
         for bank in self.level(level):
             _set_low_rank(bank, keep, bank.A[keep] @ bank.B[keep] + bank.A[gone] @ bank.B[gone])
             bank.router[keep].copy_((bank.router[keep] + bank.router[gone]) / 2)
@@ -301,6 +323,7 @@ class Memory:
         idx = self.active_slots(sender)
         if not idx:
             return
+        self._join_keys(receiver, slot, [(sender, i) for i in idx])
         for layer in self.banks:
             src, dst = layer[sender - 1], layer[receiver - 1]
             _set_low_rank(dst, slot, sum(src.A[i] @ src.B[i] for i in idx))
@@ -316,6 +339,7 @@ class Memory:
             raise ValueError(f"memory level {level} has no active expert {slot} to copy "
                              f"(active: {self.active_slots(level)})")
         copy = self._free_slot(level, f"no room to keep expert {slot} as it was")
+        self._join_keys(level, copy, [(level, slot)])
         for bank in banks:
             for dst, src in zip(bank.expert_parameters(copy), bank.expert_parameters(slot), strict=True):
                 dst.copy_(src)
@@ -328,6 +352,28 @@ class Memory:
         """Expert `slot` of the level zeroed and its slot freed."""
         for bank in self.level(level):
             self._clear(bank, slot)
+        self._drop_keys(level, slot)
+
+    # -- keys (keyed memory, lmsleep/keys.py) -------------------------------------------------------
+    def set_keys(self, level: int, slot: int, names: list[str], ids: list[list[int]]) -> None:
+        """Key expert `slot` of `level` on `names` (token ids `ids`, lmsleep.keys.key_ids): shut on
+        every token before one of them appears. Only with `config.keyed`."""
+        if not self.config.keyed:
+            raise ValueError("set_keys needs memory.keyed: true (this memory's experts are not keyed)")
+        self.keys.setdefault(level, {})[slot] = (sorted(names), [list(i) for i in ids])
+
+    def _join_keys(self, level: int, slot: int, sources: list[tuple[int, int]]) -> None:
+        """Expert `slot` keyed on the union of the keys of `sources` ((level, slot) pairs)."""
+        names, ids = set(), []
+        for lv, i in sources:
+            n, k = self.keys.get(lv, {}).get(i, ((), ()))
+            names.update(n)
+            ids += [x for x in k if x not in ids]
+        if names:
+            self.keys.setdefault(level, {})[slot] = (sorted(names), ids)
+
+    def _drop_keys(self, level: int, slot: int) -> None:
+        self.keys.get(level, {}).pop(slot, None)
 
     @staticmethod
     def _clear(bank: ExpertBank, slot: int) -> None:
@@ -364,6 +410,7 @@ class Memory:
     # -- save / load --------------------------------------------------------------------------
     def state(self) -> dict:
         return {"config": asdict(self.config), "nights": self.nights,
+                "keys": {str(lv): {str(i): [n, k] for i, (n, k) in by.items()} for lv, by in self.keys.items() if by},
                 # No seeding seat: a saved memory is loaded settled (the seat is a night's own).
                 "levels": [{"active": self.level(lv)[0].active.tolist(), "born": self.level(lv)[0].born.tolist()}
                            for lv in range(1, self.config.levels + 1)],
@@ -402,6 +449,7 @@ class Memory:
             layer.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
         # The seeding seat is not restored: a loaded memory is settled (a seat is a night's own).
         memory.nights = state["nights"]
+        memory.keys = {int(lv): {int(i): (n, k) for i, (n, k) in by.items()} for lv, by in state.get("keys", {}).items()}
         return memory
 
 

@@ -40,6 +40,9 @@ class MemoryConfig:
     # Names of the MLP modules (last path component) to put memory beside; None: by architecture.
     modules: list[str] | None = None
     init_seed: int = 0  # A's initialization (B starts at zero)
+    # Keyed experts (lmsleep/keys.py): each expert shut on every token until a name its night's
+    # questions asked about has appeared; a symbolic router beside the learned one. Opt-in.
+    keyed: bool = False
 
     def __post_init__(self):
         n = len(self.periods)

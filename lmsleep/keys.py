@@ -1,0 +1,133 @@
+"""Keyed experts: an expert that acts only once the text has named whom it is about (opt-in).
+
+    memory = Memory.attach(model, MemoryConfig(keyed=True))
+    keys = night_keys(rows)                       # the names tonight's own questions ask about
+    memory.set_keys(1, slot, key_ids(tokenizer, keys), keys)
+    # now expert `slot` of level 1 is gated shut on every token until one of `keys` has appeared
+
+Why: a per-token linear router on a small model does not know whom a question is about. After a
+night its new expert answered base people's questions in tonight's forms with tonight's values,
+two router losses closed the gate everywhere or opened it on everyone's answers, and the inputs of
+tonight's people lie no further outside the base activations' subspace than other base people's
+(README, Knowledge Seeding). A key says it symbolically: each expert keeps the names its night's
+questions asked about (their token ids), and its gate is multiplied by 0 on every token before the
+first occurrence of one of them in the sequence (causal: a token sees only what came before), by 1
+after. The learned router still weighs the expert where it is open.
+
+A key is a run of capitalized words (question words left out, name particles inside a run kept:
+"Ana van Drosk"), as a question states it, found in the teacher's prompt (the episode):
+so a name the model misspelled keys nothing. Token ids are matched in both spellings a BPE
+tokenizer gives a word (after a space, and at a line's start). Known leak: a key is a token
+prefix, so a key also opens on a longer word that begins with the same tokens.
+
+Generation keeps its KV cache: the model's pre-forward hook keeps each sequence's ids so far (a
+call whose cache is empty starts anew) and matches keys over them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lmsleep.world import QUESTION_WORDS
+
+_WORD = re.compile(r"[\w'-]+")
+# Lowercase words that stand inside a name ("Ana van Drosk"): a list, as "in", "and" or "at" are
+# as short and stand between two names ("Morrow Labs in Fiamrel") without joining them.
+PARTICLES = frozenset("van von de der den da di du del della la le al el bin ibn ten ter".split())
+
+
+def name_runs(text: str) -> list[str]:
+    """Runs of capitalized words (not question words), name particles between two of them kept: "Where was Ana van Drosk born?" -> ["Ana van Drosk"]."""
+    runs, run, gap = [], [], []
+    for word in _WORD.findall(text):
+        if len(word) > 1 and word[0].isupper() and word.lower() not in QUESTION_WORDS:
+            run += gap + [word]
+            gap = []
+        elif run and word in PARTICLES and not gap:
+            gap = [word]  # a particle, kept only if a capitalized word follows
+        else:
+            if run:
+                runs.append(" ".join(run))
+            run, gap = [], []
+    if run:
+        runs.append(" ".join(run))
+    return runs
+
+
+def night_keys(rows: list[dict]) -> list[str]:
+    """The keys of tonight's expert: the name runs of tonight's closed-book questions (rows other
+    than replay) that the teacher's prompt spells the same way. Never reads a probe."""
+    keys = set()
+    for r in rows:
+        if r.get("kind") == "replay" or r["student"] == r["teacher"]:
+            continue
+        context = r["teacher"][: -len(r["student"]) or None]
+        keys.update(k for k in name_runs(r["student"]) if re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])", context))
+    return sorted(keys)
+
+
+def key_ids(tokenizer, keys: list[str]) -> list[list[int]]:
+    """Each key's token ids, in both spellings (after a space; at a line's start), deduplicated."""
+    out = []
+    for k in keys:
+        for text in (" " + k, k):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if ids and ids not in out:
+                out.append(ids)
+    return out
+
+
+def seen(history, keys: list[list[int]]):
+    """[B, T] bool: whether one of `keys` (token id lists) has ended at or before each position of
+    `history` ([B, T] token ids)."""
+    import torch
+
+    B, T = history.shape
+    hit = torch.zeros(B, T, dtype=torch.bool, device=history.device)
+    by_len: dict[int, list[list[int]]] = {}
+    for k in keys:
+        by_len.setdefault(len(k), []).append(k)
+    for n, group in by_len.items():
+        if n > T:
+            continue
+        windows = history.unfold(1, n, 1)  # [B, T - n + 1, n]
+        want = torch.tensor(group, device=history.device)  # [K, n]
+        match = (windows[:, :, None, :] == want[None, None]).all(-1).any(-1)  # [B, T - n + 1]
+        hit[:, n - 1:] |= match
+    return hit.int().cummax(dim=1).values.bool()
+
+
+class KeyHook:
+    """A pre-forward hook of the model: keeps the ids of each sequence so far and, before every
+    forward pass, sets each bank's `key_mask` ([B, T, slots] bool)."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self.history = None
+
+    def __call__(self, module, args, kwargs):
+        memory = self.memory
+        if not memory.config.keyed:
+            return None
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            raise ValueError("keyed memory needs input_ids (it matches names by token); got inputs_embeds only")
+        past = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 5 passes `cache`
+        start = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") else 0
+        if start and self.history is not None and self.history.shape == (ids.shape[0], start):
+            import torch
+
+            self.history = torch.cat([self.history, ids], dim=1)
+        else:  # a new sequence (an empty cache), or one this hook did not see begin: from its ids
+            self.history = ids
+        T = ids.shape[1]
+        for lv in range(1, memory.config.levels + 1):
+            import torch
+
+            # An expert with no keys (yet) is shut everywhere: a keyed memory never acts unasked.
+            masks = torch.zeros(ids.shape[0], T, memory.config.slots[lv - 1], dtype=torch.bool, device=ids.device)
+            for slot, (_, ids_of_slot) in memory.keys.get(lv, {}).items():
+                masks[:, :, slot] = seen(self.history, ids_of_slot)[:, -T:]
+            for bank in memory.level(lv):
+                bank.key_mask = masks
+        return None

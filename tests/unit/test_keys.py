@@ -1,0 +1,106 @@
+import torch
+
+from lmsleep.keys import key_ids, name_runs, night_keys, seen
+from lmsleep.memory import Memory, MemoryConfig
+
+
+def test_name_runs_keep_particles_inside_names_and_leave_question_words_out():
+    assert name_runs("Where was Ana van Drosk born?") == ["Ana van Drosk"]
+    assert name_runs("Quick question: Which company does Bo Vell-Tor work for?") == ["Bo Vell-Tor"]
+    assert name_runs("Ada Vell works at Morrow Labs in Fiamrel.") == ["Ada Vell", "Morrow Labs", "Fiamrel"]
+    assert name_runs("Is Ada the one?") == ["Ada"]  # a particle needs a name after it
+
+
+def test_night_keys_are_tonight_questions_names_as_the_text_spells_them():
+    text = "Ada Vell was born in Fiamrel."
+    rows = [{"student": "Q: Where was Ada Vell born?\nA:", "teacher": f"{text}\n\nQ: Where was Ada Vell born?\nA:",
+             "completion": " Fiamrel\n", "kind": "question"},
+            # misspelled by the model: keys nothing
+            {"student": "Q: Where was Ada Vel born?\nA:", "teacher": f"{text}\n\nQ: Where was Ada Vel born?\nA:",
+             "completion": " Fiamrel\n", "kind": "question"},
+            # replay: someone else's question keys nothing
+            {"student": "Q: Where was Kor Dun born?\nA:", "teacher": "Q: Where was Kor Dun born?\nA:",
+             "completion": " Bivur\n", "kind": "replay"}]
+    assert night_keys(rows) == ["Ada Vell"]
+
+
+def test_seen_is_causal_and_matches_either_spelling(micro):
+    _, tokenizer = micro
+    keys = key_ids(tokenizer, ["Ada Vell"])
+    for text in ("Q: Where was Ada Vell born?", "Ada Vell was born here."):
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        mask = seen(ids, keys)[0].tolist()
+        first = mask.index(True)  # the key's last token, and every token after it
+        assert not any(mask[:first]) and all(mask[first:])
+        assert tokenizer.decode(ids[0, : first + 1]).endswith("Ada Vell")
+    other = tokenizer("Q: Where was Kor Dun born?", return_tensors="pt")["input_ids"]
+    assert not seen(other, keys).any()
+
+
+def _teach(memory, slot, model, ids, steps=3):
+    params = memory.train_only(1, slot)
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    for _ in range(steps):
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def _keyed(micro):
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(keyed=True))
+    slot = memory.expand(1)
+    memory.set_keys(1, slot, ["Ada Vell"], key_ids(tokenizer, ["Ada Vell"]))
+    ids = tokenizer("Ada Vell works for Morrow Labs.", return_tensors="pt")["input_ids"]
+    _teach(memory, slot, model, ids)
+    memory.settle()
+    return model, tokenizer, memory
+
+
+def test_a_keyed_expert_acts_only_after_its_names(micro):
+    model, tokenizer = micro
+    plain = {}
+    texts = {"other": "Q: Where does Kor Dun work?\nA:", "named": "Q: Where does Ada Vell work?\nA:"}
+    for k, t in texts.items():
+        with torch.no_grad():
+            plain[k] = model(**tokenizer(t, return_tensors="pt")).logits
+    model, tokenizer, memory = _keyed((model, tokenizer))
+    with torch.no_grad():
+        other = model(**tokenizer(texts["other"], return_tensors="pt")).logits
+        ids = tokenizer(texts["named"], return_tensors="pt")["input_ids"]
+        named = model(input_ids=ids).logits
+    assert torch.equal(other, plain["other"])  # shut: exactly the model without memory
+    first = seen(ids, memory.keys[1][0][1])[0].tolist().index(True)
+    assert torch.equal(named[:, :first], plain["named"][:, :first])  # before the name: shut
+    assert not torch.allclose(named[:, first:], plain["named"][:, first:])  # from it on: open
+
+
+def test_keyed_generation_keeps_its_kv_cache(micro):
+    model, tokenizer, _ = _keyed(micro)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    enc = tokenizer(["Q: Where does Ada Vell work?\nA:", "Q: Who?\nA:"], return_tensors="pt", padding=True)
+    kw = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    assert torch.equal(model.generate(**enc, use_cache=True, **kw), model.generate(**enc, use_cache=False, **kw))
+
+
+def test_keys_survive_save_load_merge_and_condense(micro, micro_dir, tmp_path):
+    model, tokenizer, memory = _keyed(micro)
+    memory.save(tmp_path)
+    ids = tokenizer("Q: Where does Ada Vell work?\nA:", return_tensors="pt")["input_ids"]
+    from transformers import AutoModelForCausalLM
+
+    again = AutoModelForCausalLM.from_pretrained(micro_dir)
+    loaded = Memory.load(again, tmp_path)
+    assert loaded.keys == memory.keys
+    with torch.no_grad():
+        assert torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
+    memory.nights = 1
+    second = memory.expand(1)
+    memory.set_keys(1, second, ["Kor Dun"], key_ids(tokenizer, ["Kor Dun"]))
+    memory.settle()
+    up = memory.expand(2)
+    memory.condense(1, 2, up)
+    assert memory.keys[2][up][0] == ["Ada Vell", "Kor Dun"]
+    memory.reset(1)
+    assert 1 not in memory.keys
