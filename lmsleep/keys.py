@@ -77,11 +77,32 @@ def key_ids(tokenizer, keys: list[str]) -> list[list[int]]:
     return out
 
 
-def seen(history, keys: list[list[int]]):
-    """[B, T] bool: whether one of `keys` (token id lists) has ended at or before each position of
-    `history` ([B, T] token ids)."""
+# Token windows are matched by a double hash (two primes below 2^31: the code is exact in int64
+# and a collision is ~1e-18 per pair): a per-token comparison of every window with every key cost
+# 30-75 ms a forward pass per expert, and generation pays it at every token.
+_P1, _P2, _C1, _C2 = 2_147_483_629, 2_147_483_587, 1_000_003, 999_983
+
+
+def _codes(windows):
+    """[..., n] token ids -> [...] int64 codes."""
     import torch
 
+    h1 = windows.new_zeros(windows.shape[:-1], dtype=torch.long)
+    h2 = h1.clone()
+    for i in range(windows.shape[-1]):
+        x = windows[..., i].long()
+        h1 = (h1 * _C1 + x) % _P1
+        h2 = (h2 * _C2 + x) % _P2
+    return h1 * _P2 + h2
+
+
+def seen(history, keys: list[list[int]], codes: dict | None = None):
+    """[B, T] bool: whether one of `keys` (token id lists) has ended at or before each position of
+    `history` ([B, T] token ids). `codes`: the history's window codes by length, shared between
+    calls on the same history (one per expert)."""
+    import torch
+
+    codes = {} if codes is None else codes
     B, T = history.shape
     hit = torch.zeros(B, T, dtype=torch.bool, device=history.device)
     by_len: dict[int, list[list[int]]] = {}
@@ -90,10 +111,9 @@ def seen(history, keys: list[list[int]]):
     for n, group in by_len.items():
         if n > T:
             continue
-        windows = history.unfold(1, n, 1)  # [B, T - n + 1, n]
-        want = torch.tensor(group, device=history.device)  # [K, n]
-        match = (windows[:, :, None, :] == want[None, None]).all(-1).any(-1)  # [B, T - n + 1]
-        hit[:, n - 1:] |= match
+        if n not in codes:
+            codes[n] = _codes(history.unfold(1, n, 1))  # [B, T - n + 1]
+        hit[:, n - 1:] |= torch.isin(codes[n], _codes(torch.tensor(group, device=history.device)))
     return hit.int().cummax(dim=1).values.bool()
 
 
@@ -106,6 +126,8 @@ class KeyHook:
         self.history = None
 
     def __call__(self, module, args, kwargs):
+        import torch
+
         memory = self.memory
         if not memory.config.keyed:
             return None
@@ -115,19 +137,16 @@ class KeyHook:
         past = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 5 passes `cache`
         start = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") else 0
         if start and self.history is not None and self.history.shape == (ids.shape[0], start):
-            import torch
-
             self.history = torch.cat([self.history, ids], dim=1)
         else:  # a new sequence (an empty cache), or one this hook did not see begin: from its ids
             self.history = ids
         T = ids.shape[1]
+        codes: dict = {}  # the history's window codes, shared by every expert
         for lv in range(1, memory.config.levels + 1):
-            import torch
-
             # An expert with no keys (yet) is shut everywhere: a keyed memory never acts unasked.
             masks = torch.zeros(ids.shape[0], T, memory.config.slots[lv - 1], dtype=torch.bool, device=ids.device)
             for slot, (_, ids_of_slot) in memory.keys.get(lv, {}).items():
-                masks[:, :, slot] = seen(self.history, ids_of_slot)[:, -T:]
+                masks[:, :, slot] = seen(self.history, ids_of_slot, codes)[:, -T:]
             for bank in memory.level(lv):
                 bank.key_mask = masks
         return None

@@ -37,6 +37,17 @@ def test_seen_is_causal_and_matches_either_spelling(micro):
     assert not seen(other, keys).any()
 
 
+def test_seen_equals_a_window_by_window_search():
+    import random
+
+    rng = random.Random(0)
+    history = torch.randint(0, 6, (8, 50), generator=torch.Generator().manual_seed(0))
+    keys = [[rng.randrange(6) for _ in range(rng.randint(1, 4))] for _ in range(5)]
+    want = torch.tensor([[any(t + 1 >= len(k) and row[t + 1 - len(k):t + 1] == k for k in keys) for t in range(50)]
+                         for row in history.tolist()])
+    assert torch.equal(seen(history, keys), want.int().cummax(dim=1).values.bool())
+
+
 def _teach(memory, slot, model, ids, steps=3):
     params = memory.train_only(1, slot)
     opt = torch.optim.AdamW(params, lr=1e-2)
