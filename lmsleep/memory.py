@@ -26,6 +26,9 @@ picked), so `expand` is exactly function-preserving (B = 0 adds nothing and disp
 level has no more active experts than `top_k`, settling changes nothing either (the default's
 level 1); on a fuller level the least-gated experts of a token may lose their seat to it.
 
+Keyed memory (opt-in, `MemoryConfig.keyed`, lmsleep/keys.py): each expert's gate is also 0 on
+every token before a name its night asked about; a key-shut expert takes no top-k seat.
+
 When a level's slots run out, `plan` consolidates it upward early; the top level instead merges
 its two oldest experts into one (`merge_oldest`: the best rank-r approximation of their sum,
 lossy), so a hundred nights run in bounded memory (`simulate`).

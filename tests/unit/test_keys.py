@@ -115,3 +115,28 @@ def test_keys_survive_save_load_merge_and_condense(micro, micro_dir, tmp_path):
     assert memory.keys[2][up][0] == ["Ada Vell", "Kor Dun"]
     memory.reset(1)
     assert 1 not in memory.keys
+
+
+def test_a_shut_expert_takes_no_top_k_seat(micro):
+    from lmsleep.seeding import muted
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(slots=[3, 2], top_k=[1, 1], keyed=True))
+    text = tokenizer("Kor Dun works for Morrow Labs.", return_tensors="pt")["input_ids"]
+    slots = []
+    for night, name in enumerate(["Ada Vell", "Kor Dun"]):
+        memory.nights = night
+        slot = memory.expand(1)
+        memory.set_keys(1, slot, [name], key_ids(tokenizer, [name]))
+        _teach(memory, slot, model, text)
+        memory.settle()
+        slots.append(slot)
+    with torch.no_grad():
+        both = model(input_ids=text).logits
+        with muted(memory, {1: [slots[0]]}):
+            alone = model(input_ids=text).logits
+        with muted(memory, {1: slots}):
+            none = model(input_ids=text).logits
+    # Ada Vell's expert is shut on this text: Kor Dun's holds the one seat wherever it is open (a
+    # seat taken by the shut expert moves the logits by ~1; fp32 rounding of the two paths ~1e-7).
+    assert torch.allclose(both, alone, rtol=0, atol=1e-6) and not torch.allclose(both, none, rtol=0, atol=1e-2)
