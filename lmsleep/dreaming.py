@@ -362,14 +362,22 @@ class Dreamer:
         self.model, self.tokenizer, self.config, self.sleeper = model, tokenizer, config, sleeper
         self.dreamer_dir = dreamer_dir
 
-    def tonight_slot(self) -> int:
-        """Tonight's level-1 expert: the one seeding made, or a new one (dreams only)."""
+    def tonight_slot(self, episodes: list[dict] = (), lessons: list[dict] = ()) -> int:
+        """Tonight's level-1 expert: the one seeding made, or a new one (dreams only), keyed on
+        the names of tonight's `lessons` where the memory is keyed (lmsleep/keys.py): else the
+        trials would try dreams on an expert shut everywhere."""
         memory = self.sleeper.memory
         slots = memory.active_slots(1)
         if slots and int(memory.level(1)[0].born[slots[-1]]) == memory.nights:
             return slots[-1]
         slot = memory.expand(1)
         memory.settle(1)
+        if memory.config.keyed:
+            from lmsleep.keys import key_ids, night_keys
+            from lmsleep.seeding import seeding_rows
+
+            names = night_keys(seeding_rows(list(lessons), list(episodes)))
+            memory.set_keys(1, slot, names, key_ids(self.tokenizer, names))
         return slot
 
     def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print,
@@ -387,7 +395,7 @@ class Dreamer:
         c, memory = self.config, self.sleeper.memory
         rng = random.Random(f"{c.seed}-dream-{memory.nights}")
         times, t0 = {}, time.time()
-        slot = self.tonight_slot()
+        slot = self.tonight_slot(episodes, lessons)
         with dreamer_adapter(self.model, self.dreamer_dir) as dreaming_model:
             if c.random_expert:  # its own draws: with or without it, the dreams sample alike
                 with memory.random_experts(random.Random(f"{c.seed}-extra-{memory.nights}")) as switched:

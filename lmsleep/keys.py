@@ -2,7 +2,7 @@
 
     memory = Memory.attach(model, MemoryConfig(keyed=True))
     keys = night_keys(rows)                       # the names tonight's own questions ask about
-    memory.set_keys(1, slot, key_ids(tokenizer, keys), keys)
+    memory.set_keys(1, slot, keys, key_ids(tokenizer, keys))
     # now expert `slot` of level 1 is gated shut on every token until one of `keys` has appeared
 
 Why: a per-token linear router on a small model does not know whom a question is about. After a
@@ -37,7 +37,8 @@ PARTICLES = frozenset("van von de der den da di du del della la le al el bin ibn
 
 
 def name_runs(text: str) -> list[str]:
-    """Runs of capitalized words (not question words), name particles between two of them kept: "Where was Ana van Drosk born?" -> ["Ana van Drosk"]."""
+    """Runs of capitalized words (not question words), name particles between two of them kept:
+    "Where was Ana van Drosk born?" -> ["Ana van Drosk"]."""
     runs, run, gap = [], [], []
     for word in _WORD.findall(text):
         if len(word) > 1 and word[0].isupper() and word.lower() not in QUESTION_WORDS:

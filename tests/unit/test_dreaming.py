@@ -228,6 +228,15 @@ def test_dreams_only_gets_its_own_new_expert(micro):
     assert sleeper.memory.active_slots(1) == [slot] and dreamer.tonight_slot() == slot
 
 
+def test_dreams_only_keys_its_new_expert_on_tonights_lessons(micro):
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, SeedingConfig(lti=False), MemoryConfig(rank=2, keyed=True))
+    dreamer = Dreamer(model, tokenizer, DreamingConfig(seeding=False), sleeper, None)
+    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+    slot = dreamer.tonight_slot([EPISODE], lessons)
+    assert sleeper.memory.keys[1][slot][0] == ["Ada Vell"]
+
+
 def test_dream_prompts_are_params_and_default_to_the_cues_birth_teaches():
     from pathlib import Path
 
