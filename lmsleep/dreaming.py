@@ -373,11 +373,10 @@ class Dreamer:
         slot = memory.expand(1)
         memory.settle(1)
         if memory.config.keyed:
-            from lmsleep.keys import key_ids, night_keys
+            from lmsleep.keys import key_expert
             from lmsleep.seeding import seeding_rows
 
-            names = night_keys(seeding_rows(list(lessons), list(episodes)))
-            memory.set_keys(1, slot, names, key_ids(self.tokenizer, names))
+            key_expert(memory, self.tokenizer, 1, slot, seeding_rows(list(lessons), list(episodes)))
         return slot
 
     def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print,

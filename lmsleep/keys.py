@@ -67,6 +67,15 @@ def night_keys(rows: list[dict]) -> list[str]:
     return sorted(keys)
 
 
+def key_expert(memory, tokenizer, level: int, slot: int, rows: list[dict]) -> list[str]:
+    """Key expert `slot` of `level` on tonight's names in `rows` (`night_keys`), beside the names
+    it is keyed on already (a night that trains it further: dreams rehearsed, no expansion).
+    Returns its names."""
+    names = sorted(set(night_keys(rows)) | set(memory.keys.get(level, {}).get(slot, ((), ()))[0]))
+    memory.set_keys(level, slot, names, key_ids(tokenizer, names))
+    return names
+
+
 def key_ids(tokenizer, keys: list[str]) -> list[list[int]]:
     """Each key's token ids, in both spellings (after a space; at a line's start), deduplicated."""
     out = []

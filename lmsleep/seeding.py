@@ -396,10 +396,9 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
             bank.seeding = slot
     try:  # from here on, the kept copy goes whatever happens (a failure anywhere below)
         if memory.config.keyed and not sender:  # tonight's names key the expert (lmsleep/keys.py)
-            from lmsleep.keys import key_ids, night_keys
+            from lmsleep.keys import key_expert
 
-            names = sorted(set(night_keys(rows)) | set(memory.keys.get(receiver, {}).get(slot, ((), ()))[0]))
-            memory.set_keys(receiver, slot, names, key_ids(tokenizer, names))
+            key_expert(memory, tokenizer, receiver, slot, rows)
         memory.train_only(receiver, slot)
         # Dropout off, with TRL's own helper (its trainers do the same): the teacher's targets and the
         # student's samples must not be noised (GPT-2 drops 0.1 by default). The model stays so.

@@ -110,6 +110,9 @@ def test_keys_survive_save_load_merge_and_condense(micro, micro_dir, tmp_path):
     second = memory.expand(1)
     memory.set_keys(1, second, ["Kor Dun"], key_ids(tokenizer, ["Kor Dun"]))
     memory.settle()
+    gone = memory.merge_oldest(1)  # the two into the older slot: keyed on both
+    assert list(memory.keys[1]) == [next(i for i in (0, second) if i != gone)]
+    assert next(iter(memory.keys[1].values()))[0] == ["Ada Vell", "Kor Dun"]
     up = memory.expand(2)
     memory.condense(1, 2, up)
     assert memory.keys[2][up][0] == ["Ada Vell", "Kor Dun"]

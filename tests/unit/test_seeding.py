@@ -162,6 +162,20 @@ def test_a_night_of_seeding_changes_only_the_new_expert(micro):
     assert memory.level(1)[0].seeding is None  # settled: it competes from now on
 
 
+def test_a_keyed_night_keys_its_expert_on_tonights_names_and_moves_nothing_else(micro):
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=2, keyed=True))
+    other = tokenizer("Q: Where does Kor Dun work?\nA:", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = model(input_ids=other).logits
+    config = SeedingConfig(epochs=1, batch_size=4, lti=False, lmbda=0.0, replay=0.0)
+    slot = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config)["slot"]
+    assert memory.keys[1][slot][0] == ["Ada Vell"]
+    assert memory.level(1)[0].B[slot].abs().sum() > 0  # it learned ...
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=other).logits, before)  # ... and says nothing new about others
+
+
 def test_resume_trains_tonights_expert_further_against_the_model_before_it(micro, monkeypatch):
     """Dreams are rehearsed into tonight's expert (`resume`): no new slot, and the teacher still
     has that expert muted (a teacher that is the expert being trained would chase itself)."""
