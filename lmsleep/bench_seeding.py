@@ -117,6 +117,8 @@ def memory_after(nights: int, model, config) -> dict:
         for s in plan(night, [len(memory.active_slots(lv)) for lv in range(1, config.levels + 1)], config):
             if s.kind == "merge":
                 memory.merge_oldest(s.receiver)
+            elif s.kind == "move":
+                memory.move_up(s.sender, s.receiver)
             else:
                 memory.expand(s.receiver)
                 memory.settle(s.receiver)

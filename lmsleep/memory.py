@@ -31,7 +31,8 @@ every token before a name its night asked about; a key-shut expert takes no top-
 
 When a level's slots run out, `plan` consolidates it upward early; the top level instead merges
 its two oldest experts into one (`merge_oldest`: the best rank-r approximation of their sum,
-lossy), so a hundred nights run in bounded memory (`simulate`).
+lossy), so a hundred nights run in bounded memory (`simulate`). With `upward: move` a level goes
+up as its experts (`move_up`, exact), not distilled into one new expert.
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ class Memory:
         for name, mlp in mlps:
             p = next(mlp.parameters(), None)  # per layer: a sharded model spans devices
             p = p if p is not None else next(model.parameters())
-            layer_banks = nn.ModuleList(ExpertBank(d, s, config.rank, k) for s, k in zip(config.slots, config.top_k))
+            layer_banks = nn.ModuleList(ExpertBank(d, s, r, k)
+                                        for s, r, k in zip(config.slots, config.ranks, config.top_k, strict=True))
             layer_banks.to(device=p.device, dtype=p.dtype)
             mlp.add_module("memory_levels", layer_banks)
             mlp.register_forward_hook(_MemoryHook(layer_banks))
@@ -320,9 +322,10 @@ class Memory:
     @torch.no_grad()
     def condense(self, sender: int, receiver: int, slot: int) -> None:
         """Start the receiver's expert `slot` as the sender level condensed: the best rank-r
-        approximation of the sum of its experts' A B, the mean of their router rows. An upward
-        consolidation then starts near its teacher instead of from B = 0 (distillation mends the
-        rest: the sender's experts had a gate each, the new one has one)."""
+        approximation of the sum of its experts' A B (their exact sum where the receiver's rank is
+        at least their ranks summed: `MemoryConfig.rank` per level), the mean of their router
+        rows. An upward consolidation then starts near its teacher instead of from B = 0
+        (distillation mends the rest: the sender's experts had a gate each, the new one has one)."""
         idx = self.active_slots(sender)
         if not idx:
             return
@@ -331,6 +334,30 @@ class Memory:
             src, dst = layer[sender - 1], layer[receiver - 1]
             _set_low_rank(dst, slot, sum(src.A[i] @ src.B[i] for i in idx))
             dst.router[slot].copy_(torch.stack([src.router[i] for i in idx]).mean(0))
+
+    @torch.no_grad()
+    def move_up(self, sender: int, receiver: int) -> list[int]:
+        """Carry the sender level's experts (A, B, router row, age, keys) into free slots of the
+        receiver as they are, oldest first, and reset the sender (`MemoryConfig.upward: move`):
+        the model computes what it did, except where the receiver's top-k now has more to choose
+        from. Returns the receiver's new slots."""
+        idx = self.active_slots(sender)
+        if len(idx) > self.free_slots(receiver):
+            raise RuntimeError(f"memory level {receiver} has {self.free_slots(receiver)} free slots for the "
+                               f"{len(idx)} experts of level {sender}: merge its oldest first (memory.plan)")
+        slots = []
+        for i in idx:
+            slot = self._free_slot(receiver, "")
+            self._join_keys(receiver, slot, [(sender, i)])
+            for layer in self.banks:
+                src, dst = layer[sender - 1], layer[receiver - 1]
+                for a, b in zip(dst.expert_parameters(slot), src.expert_parameters(i), strict=True):
+                    a.copy_(b)
+                dst.set_active(slot, True)
+                dst.born[slot] = src.born[i]
+            slots.append(slot)
+        self.reset(sender)
+        return slots
 
     @torch.no_grad()
     def copy_expert(self, level: int, slot: int) -> int:
@@ -401,14 +428,17 @@ class Memory:
     def counts(self) -> dict:
         """Parameters: the model's own, the memory's (all slots), the active experts', and the
         most a token uses (top-k per level plus a seeding seat)."""
-        per_expert = sum(p.numel() for p in self.banks[0][0].expert_parameters(0)) * len(self.banks)
-        active = sum(len(self.active_slots(lv)) for lv in range(1, self.config.levels + 1))
-        per_token = sum(min(k + (1 if self.level(lv)[0].seeding is not None else 0), len(self.active_slots(lv)))
-                        for lv, k in enumerate(self.config.top_k, start=1))
+        levels = range(1, self.config.levels + 1)
+        # An expert's parameters in all layers, per level (levels may differ in rank).
+        per_expert = {lv: sum(p.numel() for bank in self.level(lv) for p in bank.expert_parameters(0)) for lv in levels}
+        active = {lv: len(self.active_slots(lv)) for lv in levels}
+        per_token = {lv: min(k + (1 if self.level(lv)[0].seeding is not None else 0), active[lv])
+                     for lv, k in zip(levels, self.config.top_k)}
         memory = sum(p.numel() for layer in self.banks for p in layer.parameters())
         return {"model": sum(p.numel() for p in self.model.parameters()) - memory, "memory": memory,
-                "active_experts": active, "active_parameters": active * per_expert,
-                "per_token_parameters": per_token * per_expert}
+                "active_experts": sum(active.values()),
+                "active_parameters": sum(active[lv] * per_expert[lv] for lv in levels),
+                "per_token_parameters": sum(per_token[lv] * per_expert[lv] for lv in levels)}
 
     # -- save / load --------------------------------------------------------------------------
     def state(self) -> dict:

@@ -240,6 +240,12 @@ class Sleeper:
                 memory.merge_oldest(step.receiver)
                 report["steps"].append({"kind": "merge", "level": step.receiver, "seconds": time.time() - t0})
                 continue
+            if step.kind == "move":  # memory.upward: move (the experts as they are, no rows)
+                slots = memory.move_up(step.sender, step.receiver)
+                self._went_up(step)
+                report["steps"].append({"kind": "move", "sender": step.sender, "receiver": step.receiver,
+                                        "slots": slots, "seconds": time.time() - t0})
+                continue
             new, replay = rows_of[step]
             rows = new + same_prompt_rows(replay, "replay")
             rng.shuffle(rows)
@@ -248,15 +254,19 @@ class Sleeper:
                 continue
             done = knowledge_seeding(self.model, self.tokenizer, memory, rows, c, sender=step.sender,
                                      receiver=step.receiver, callbacks=callbacks, reward=self.reward)
-            for n in self.past.nights:
-                if step.sender and n["level"] == step.sender:
-                    n["level"] = step.receiver
+            self._went_up(step)
             report["steps"].append({"kind": "consolidate", **done, "new_rows": len(new), "replay_rows": len(replay),
                                     "seconds": time.time() - t0})
         self.past.nights.append({"night": tonight, "level": 1,
                                  "questions": sorted({question_of(r["prompt"]) for r in lessons})})
         report["counts"] = memory.counts()
         return report
+
+    def _went_up(self, step) -> None:
+        """The nights the sender level held live in the receiver now."""
+        for n in self.past.nights:
+            if step.sender and n["level"] == step.sender:
+                n["level"] = step.receiver
 
 
 def as_note(draft: str) -> str | None:

@@ -267,3 +267,79 @@ def _logits_without(model, memory, ids, sender, slot):
 
     with muted(memory, {1: sender, 2: [slot]}):
         return _logits(model, ids)
+
+
+@pytest.mark.parametrize("ranks, exact", [([4, 8], True), ([4, 4], False)])
+def test_a_receiver_with_the_senders_summed_rank_condenses_exactly(micro, ranks, exact):
+    """Two level-1 experts of rank 4 condensed upward: a level 2 of rank 8 starts from their exact
+    sum in every layer, one of rank 4 from an approximation (it has to lose something)."""
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    memory = Memory.attach(model, MemoryConfig(rank=ranks))
+    for _ in range(2):
+        _teach(memory, 1, memory.expand(1), model, ids, steps=3)
+        memory.settle()
+    senders = memory.active_slots(1)
+    slot = memory.expand(2)
+    memory.condense(1, 2, slot)
+    for layer in memory.banks:
+        src, dst = layer[0], layer[1]
+        assert dst.A[slot].shape[1] == ranks[1]
+        target = sum(src.A[i] @ src.B[i] for i in senders)
+        assert torch.allclose(dst.A[slot] @ dst.B[slot], target, atol=1e-5) == exact
+    per_layer = {lv: sum(p.numel() for p in memory.level(lv)[0].expert_parameters(0)) for lv in (1, 2)}
+    assert memory.counts()["active_parameters"] == len(memory.banks) * (2 * per_layer[1] + per_layer[2])
+
+
+def test_one_rank_per_level_round_trips(micro, micro_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=[4, 8]))
+    _teach(memory, 2, memory.expand(2), model, _ids(tokenizer), steps=2)
+    memory.save(tmp_path)
+    again = Memory.load(AutoModelForCausalLM.from_pretrained(micro_dir), tmp_path)
+    assert again.config.ranks == [4, 8]
+    assert torch.equal(_logits(again.model, _ids(tokenizer)), _logits(model, _ids(tokenizer)))
+    with pytest.raises(ValueError, match="one number or one per level"):
+        MemoryConfig(rank=[4, 8, 16])
+
+
+def test_moving_a_level_up_keeps_the_function_and_frees_the_sender(micro):
+    """`upward: move`: level 1's two experts carried into level 2 as they are: the same logits
+    (level 2's top-k seats them both), level 1 empty, their ages kept."""
+    model, tokenizer = micro
+    ids = _ids(tokenizer)
+    memory = Memory.attach(model, MemoryConfig(slots=[2, 4], top_k=[2, 2], rank=4, upward="move"))
+    for night in (1, 2):
+        memory.nights = night
+        _teach(memory, 1, memory.expand(1), model, ids, steps=3)
+        memory.settle()
+    before = _logits(model, ids)
+    assert memory.move_up(1, 2) == [0, 1]
+    assert memory.active_slots(1) == [] and memory.active_slots(2) == [0, 1]
+    assert memory.level(2)[0].born[:2].tolist() == [1, 2]
+    assert torch.equal(_logits(model, ids), before)
+    for _ in range(2):  # level 2 full: the next move needs merges first (the schedule's, below)
+        memory.expand(1), memory.expand(1)
+        memory.settle()
+        if memory.free_slots(2) == 2:
+            memory.move_up(1, 2)
+    with pytest.raises(RuntimeError, match="0 free slots for the 2 experts of level 1"):
+        memory.move_up(1, 2)
+
+
+def test_moving_up_schedules_a_slot_per_expert_and_stays_bounded():
+    config = MemoryConfig(periods=[1, 4], slots=[4, 8], upward="move")
+    nights = simulate(100, config)
+    assert nights[3]["steps"] == [Step("move", 1, 2), Step("consolidate", 0, 1)]
+    assert [n["used"] for n in nights[:8]] == [[1, 0], [2, 0], [3, 0], [1, 3], [2, 3], [3, 3], [4, 3], [1, 7]]
+    # night 12: level 2 holds 7, 4 come: three merges of its oldest pairs first
+    assert nights[11]["steps"] == [Step("merge", None, 2)] * 3 + [Step("move", 1, 2), Step("consolidate", 0, 1)]
+    assert all(u <= s for n in nights for u, s in zip(n["used"], config.slots))
+    with pytest.raises(ValueError, match="same rank and more slots"):
+        MemoryConfig(slots=[4, 4], upward="move")
+    with pytest.raises(ValueError, match="same rank and more slots"):
+        MemoryConfig(rank=[32, 64], upward="move")
+    with pytest.raises(ValueError, match="'distil' or 'move'"):
+        MemoryConfig(upward="copy")

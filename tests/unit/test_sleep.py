@@ -125,6 +125,23 @@ def test_nights_follow_the_schedule_and_the_brain_round_trips(micro, micro_dir, 
         assert torch.equal(model(**prompt).logits, again(**prompt).logits)
 
 
+@pytest.mark.slow
+def test_with_upward_move_a_night_carries_level_1_up_as_it_is(micro):
+    """`memory.upward: move`: night 2 carries night 1's expert into level 2 untouched (no rows, no
+    training), then seeds tonight's into level 1."""
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, FAST, MemoryConfig(periods=[1, 2], slots=[2, 4], top_k=[2, 2], rank=2,
+                                                           upward="move"))
+    first = sleeper.night([EPISODE], LESSONS, progress=lambda *_: None)
+    night_1 = [p.detach().clone() for bank in sleeper.memory.level(1) for p in bank.expert_parameters(0)]
+    second = sleeper.night([EPISODE], LESSONS, progress=lambda *_: None)
+    assert [s["kind"] for s in first["steps"] + second["steps"]] == ["consolidate", "move", "consolidate"]
+    assert second["steps"][0]["slots"] == [0]
+    moved = [p for bank in sleeper.memory.level(2) for p in bank.expert_parameters(0)]
+    assert all(torch.equal(a, b) for a, b in zip(moved, night_1, strict=True))
+    assert [n["level"] for n in sleeper.past.nights] == [2, 1]
+
+
 def test_own_questions_in_held_out_forms_are_never_replayed():
     from lmsleep.grammar import question_forms
 
