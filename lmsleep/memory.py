@@ -350,11 +350,7 @@ class Memory:
             slot = self._free_slot(receiver, "")
             self._join_keys(receiver, slot, [(sender, i)])
             for layer in self.banks:
-                src, dst = layer[sender - 1], layer[receiver - 1]
-                for a, b in zip(dst.expert_parameters(slot), src.expert_parameters(i), strict=True):
-                    a.copy_(b)
-                dst.set_active(slot, True)
-                dst.born[slot] = src.born[i]
+                self._copy(layer[sender - 1], i, layer[receiver - 1], slot, active=True)
             slots.append(slot)
         self.reset(sender)
         return slots
@@ -371,10 +367,7 @@ class Memory:
         copy = self._free_slot(level, f"no room to keep expert {slot} as it was")
         self._join_keys(level, copy, [(level, slot)])
         for bank in banks:
-            for dst, src in zip(bank.expert_parameters(copy), bank.expert_parameters(slot), strict=True):
-                dst.copy_(src)
-            bank.set_active(copy, False)
-            bank.born[copy] = bank.born[slot]
+            self._copy(bank, slot, bank, copy, active=False)
         return copy
 
     @torch.no_grad()
@@ -404,6 +397,14 @@ class Memory:
 
     def _drop_keys(self, level: int, slot: int) -> None:
         self.keys.get(level, {}).pop(slot, None)
+
+    @staticmethod
+    def _copy(src: ExpertBank, i: int, dst: ExpertBank, slot: int, active: bool) -> None:
+        """Expert `i` of `src` (A, B, router row, age) into `slot` of `dst`, switched on or off."""
+        for a, b in zip(dst.expert_parameters(slot), src.expert_parameters(i), strict=True):
+            a.copy_(b)
+        dst.set_active(slot, active)
+        dst.born[slot] = src.born[i]
 
     @staticmethod
     def _clear(bank: ExpertBank, slot: int) -> None:

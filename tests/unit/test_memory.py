@@ -320,10 +320,12 @@ def test_moving_a_level_up_keeps_the_function_and_frees_the_sender(micro):
     assert memory.active_slots(1) == [] and memory.active_slots(2) == [0, 1]
     assert memory.level(2)[0].born[:2].tolist() == [1, 2]
     assert torch.equal(_logits(model, ids), before)
-    for _ in range(2):  # level 2 full: the next move needs merges first (the schedule's, below)
-        memory.expand(1), memory.expand(1)
+    # Two more nights fill level 2 (4 slots); two after them find no room (the schedule merges first).
+    for move in (True, False):
+        memory.expand(1)
+        memory.expand(1)
         memory.settle()
-        if memory.free_slots(2) == 2:
+        if move:
             memory.move_up(1, 2)
     with pytest.raises(RuntimeError, match="0 free slots for the 2 experts of level 1"):
         memory.move_up(1, 2)
