@@ -425,7 +425,8 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
                 output_dir=output_dir or tmp,
                 num_train_epochs=config.upward_epochs if sender and config.upward_epochs else config.epochs,
                 per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-                lr_scheduler_type=config.lr_scheduler, weight_decay=0.0, optim=config.optim, logging_steps=config.logging_steps,
+                lr_scheduler_type=config.lr_scheduler, weight_decay=0.0, optim=config.optim,
+                logging_steps=config.logging_steps,
                 save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
                 remove_unused_columns=False, bf16=config.bf16, disable_tqdm=False, dataloader_pin_memory=False)
             trainer = _trainer_class()(model=model, args=args, train_dataset=rows,

@@ -310,3 +310,28 @@ def test_imitation_cuts_leave_an_answer_to_write_and_may_give_none_of_it(micro):
     for prompt, ref in seen:  # prefix + rest is the teacher's answer
         row = next(r for r in rows if prompt.startswith(r["student"]))
         assert (prompt[len(row["student"]):] + ref).strip() == row["completion"].strip()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_the_learning_rate_follows_the_configured_schedule(micro, schedule):
+    from transformers import TrainerCallback
+
+    class Rates(TrainerCallback):
+        def __init__(self):
+            self.seen = []
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "learning_rate" in logs:
+                self.seen.append(float(logs["learning_rate"]))
+
+    model, tokenizer = micro
+    memory = Memory.attach(model, MemoryConfig(rank=4))
+    config = SeedingConfig(epochs=2, batch_size=1, lmbda=0.0, lti=False, replay=0.0, logging_steps=1,
+                           learning_rate=1e-2, lr_scheduler=schedule)
+    rates = Rates()
+    knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config, callbacks=[rates])
+    assert len(rates.seen) == 4
+    if schedule == "constant":
+        assert rates.seen == [1e-2] * 4
+    else:  # decays linearly towards 0 over the run
+        assert all(a > b for a, b in zip(rates.seen, rates.seen[1:])) and rates.seen[-1] < 0.5e-2
