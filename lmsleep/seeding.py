@@ -132,6 +132,13 @@ class SeedingConfig:
         if self.replay < 0 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"seeding needs replay >= 0, epochs >= 1, batch_size >= 1 (got {self.replay}, "
                              f"{self.epochs}, {self.batch_size})")
+        if self.lr_scheduler != "constant":  # checked now, not minutes into a night (the import costs ~6 s cold)
+            from transformers.trainer_utils import SchedulerType
+
+            names = [s.value for s in SchedulerType]
+            if self.lr_scheduler not in names:
+                raise ValueError(f"seeding.lr_scheduler must be one of transformers' {names}, "
+                                 f"got {self.lr_scheduler!r}")
 
 
 # -- rows -----------------------------------------------------------------------------------------

@@ -335,3 +335,5 @@ def test_the_learning_rate_follows_the_configured_schedule(micro, schedule):
         assert rates.seen == [1e-2] * 4
     else:  # decays linearly towards 0 over the run
         assert all(a > b for a, b in zip(rates.seen, rates.seen[1:])) and rates.seen[-1] < 0.5e-2
+    with pytest.raises(ValueError, match="seeding.lr_scheduler must be one of"):
+        SeedingConfig(lr_scheduler="linnear")
