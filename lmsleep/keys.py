@@ -114,7 +114,7 @@ def seen(history, keys: list[list[int]], codes: dict | None = None):
 
     codes = {} if codes is None else codes
     B, T = history.shape
-    hit = torch.zeros(B, T, dtype=torch.bool, device=history.device)
+    hit = history.new_zeros(B, T, dtype=torch.bool)
     by_len: dict[int, list[list[int]]] = {}
     for k in keys:
         by_len.setdefault(len(k), []).append(k)
@@ -123,7 +123,10 @@ def seen(history, keys: list[list[int]], codes: dict | None = None):
             continue
         if n not in codes:
             codes[n] = _codes(history.unfold(1, n, 1))  # [B, T - n + 1]
-        hit[:, n - 1:] |= torch.isin(codes[n], _codes(torch.tensor(group, device=history.device)))
+        ended = torch.isin(codes[n], _codes(torch.tensor(group, device=history.device)))
+        # Out of place, not `hit[:, n - 1:] |= ended`: under torch.func.vmap (dreaming's per-dream
+        # gradients) `ended` is batched, and an in-place write of it into a plain tensor fails.
+        hit = hit | torch.cat([ended.new_zeros(B, n - 1), ended], dim=1)
     return hit.int().cummax(dim=1).values.bool()
 
 
@@ -154,9 +157,10 @@ class KeyHook:
         codes: dict = {}  # the history's window codes, shared by every expert
         for lv in range(1, memory.config.levels + 1):
             # An expert with no keys (yet) is shut everywhere: a keyed memory never acts unasked.
-            masks = torch.zeros(ids.shape[0], T, memory.config.slots[lv - 1], dtype=torch.bool, device=ids.device)
+            columns = [ids.new_zeros(ids.shape[0], T, dtype=torch.bool)] * memory.config.slots[lv - 1]
             for slot, (_, ids_of_slot) in memory.keys.get(lv, {}).items():
-                masks[:, :, slot] = seen(self.history, ids_of_slot, codes)[:, -T:]
+                columns[slot] = seen(self.history, ids_of_slot, codes)[:, -T:]
+            masks = torch.stack(columns, dim=-1)  # stacked, not written in place: vmap-safe (`seen`)
             for bank in memory.level(lv):
                 bank.key_mask = masks
         return None

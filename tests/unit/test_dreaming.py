@@ -21,10 +21,15 @@ DREAMS = [{"episode_id": "ep-1", "form": "qa", "student": "Q: Where does Ada Vel
            "completion": "Q: Where does Ada Vell work?\nA: Morrow Labs\nQ: Where is Morrow Labs based?\nA: Tarvo\n"}]
 
 
-def expert(model, rank=4):
-    """A memory with tonight's expert expanded and nudged off zero (so gradients reach A too)."""
-    memory = Memory.attach(model, MemoryConfig(rank=rank))
+def expert(model, rank=4, tokenizer=None):
+    """A memory with tonight's expert expanded and nudged off zero (so gradients reach A too);
+    keyed on "Ada Vell" when a `tokenizer` is given (lmsleep/keys.py)."""
+    memory = Memory.attach(model, MemoryConfig(rank=rank, keyed=tokenizer is not None))
     slot = memory.expand(1)
+    if tokenizer is not None:
+        from lmsleep.keys import key_ids
+
+        memory.set_keys(1, slot, ["Ada Vell"], key_ids(tokenizer, ["Ada Vell"]))
     params = memory.train_only(1, slot)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -34,9 +39,10 @@ def expert(model, rank=4):
     return memory, slot, params, {names[id(p)]: p for p in params}
 
 
-def test_gradient_scores_equal_a_loop_of_backward_passes(micro):
+@pytest.mark.parametrize("keyed", [False, True])  # keyed: the key hook runs under vmap too
+def test_gradient_scores_equal_a_loop_of_backward_passes(micro, keyed):
     model, tokenizer = micro
-    _, _, params, named = expert(model)
+    _, _, params, named = expert(model, tokenizer=tokenizer if keyed else None)
     scores = gradient_scores(model, tokenizer, named, DREAMS, tau_rows(TAU), batch=2)  # two batches
 
     def grad_of(rows):
@@ -195,10 +201,11 @@ def memory_is_attached(model, memory):
 
 
 @pytest.mark.slow
-def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro, tmp_path):
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro, tmp_path, keyed):
     model, tokenizer = micro
     seeding = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6)
-    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2))
+    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2, keyed=keyed))
     lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
     sleeper.night([EPISODE], lessons, progress=lambda *_: None)
     slot = sleeper.memory.active_slots(1)[-1]
