@@ -405,6 +405,18 @@ class Dreamer:
         if check is not None:
             dreams = check(dreams)
         times["dream"] = time.time() - t0
+        shut = 0
+        if memory.config.keyed:
+            # Tonight's expert is shut on a row that names none of its people (lmsleep/keys.py): a
+            # dream that names none teaches it nothing, a check that names none it cannot move. The
+            # born model misspells names: on day 0 all 38 kept dreams left tau's loss unchanged.
+            from lmsleep.keys import mentions
+
+            keys = memory.keys.get(1, {}).get(slot, ([], []))[0]
+            tau = [t for t in tau if mentions(t["question"], keys)]
+            shut = len(dreams)
+            dreams = [d for d in dreams if mentions(d["student"] + d["completion"], keys)]
+            shut -= len(dreams)
         tau_of: dict[str, list[dict]] = {}
         for t in tau:
             tau_of.setdefault(t["episode_id"], []).append(t)
@@ -463,7 +475,7 @@ class Dreamer:
         times["rehearse"] = time.time() - t0
         by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
                        "helped": sum(d["form"] == f for d in good)} for f in c.forms}
-        return {"night": memory.nights, "sampled": sampled, "dreams": len(dreams), "kept": len(kept),
+        return {"night": memory.nights, "sampled": sampled, "shut": shut, "dreams": len(dreams), "kept": len(kept),
                 "helped": len(good),
                 "success": len(good) / len(kept) if kept else None, "by_form": by_form,
                 "random_expert_routers": switched, "rehearsal": rehearsed, "seconds": times,

@@ -63,8 +63,14 @@ def night_keys(rows: list[dict]) -> list[str]:
         if r.get("kind") == "replay" or r["student"] == r["teacher"]:
             continue
         context = r["teacher"][: -len(r["student"]) or None]
-        keys.update(k for k in name_runs(r["student"]) if re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])", context))
+        keys.update(k for k in name_runs(r["student"]) if mentions(context, [k]))
     return sorted(keys)
+
+
+def mentions(text: str, keys: list[str]) -> bool:
+    """Whether `text` names one of `keys` as a whole word run (a key's expert opens there; the
+    token match of `seen` also opens on a longer word with the same first tokens)."""
+    return any(re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])", text) for k in keys)
 
 
 def key_expert(memory, tokenizer, level: int, slot: int, rows: list[dict]) -> list[str]:

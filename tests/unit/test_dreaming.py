@@ -71,9 +71,10 @@ def test_select_keeps_the_top_per_episode_plus_random_ones():
     assert len(unscored) == 6 and "score" not in unscored[0]
 
 
-def test_a_trial_trains_a_copy_of_the_expert_and_puts_it_back(micro):
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_trial_trains_a_copy_of_the_expert_and_puts_it_back(micro, keyed):
     model, tokenizer = micro
-    _, _, params, _ = expert(model)
+    _, _, params, _ = expert(model, tokenizer=tokenizer if keyed else None)
     saved = [p.detach().clone() for p in params]
     tau = tau_rows(TAU)
     before = tau_score(model, tokenizer, tau)
