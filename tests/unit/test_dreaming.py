@@ -202,11 +202,10 @@ def memory_is_attached(model, memory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("keyed", [False, True])
-def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro, tmp_path, keyed):
+def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro, tmp_path):
     model, tokenizer = micro
     seeding = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6)
-    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2, keyed=keyed))
+    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2))
     lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
     sleeper.night([EPISODE], lessons, progress=lambda *_: None)
     slot = sleeper.memory.active_slots(1)[-1]
@@ -222,6 +221,30 @@ def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro
     assert (report["rehearsal"] is not None) == (report["helped"] > 0)
     assert (tmp_path / "dreamer" / "adapter_config.json").exists() == (report["helped"] > 0)
     assert "Qwibblefrotz" not in str(report["kept_dreams"])
+
+
+def test_a_keyed_night_tries_only_dreams_and_checks_that_name_tonights_people(micro):
+    model, tokenizer = micro
+    seeding = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6)
+    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2, keyed=True))
+    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+    sleeper.night([EPISODE], lessons, progress=lambda *_: None)  # keys tonight's expert on "Ada Vell"
+    # A misspelled name (the born model writes them): tonight's expert stays shut on these rows.
+    misspelled = {**DREAMS[1], "completion": " Ida Vell lives in Kestrel.\n"}
+    tau = TAU + [{"episode_id": "ep-1", "question": "Where does Ida Vell live?", "answer": "Kestrel"}]
+    jobs = []
+
+    def run_trials(batch):  # the trials as they run here, seen on their way
+        jobs.extend(batch)
+        return [try_dream(model, tokenizer, sleeper.memory.train_only(1, j["slot"]), j["dream"], j["tau"],
+                          j["before"], j["steps"], j["lr"]) for j in batch]
+
+    config = DreamingConfig(trial_steps=1, rehearse_epochs=1, dreamer_epochs=1)
+    report = Dreamer(model, tokenizer, config, sleeper, None).night(
+        [EPISODE], lessons, tau, progress=lambda *_: None, check=lambda _: [*DREAMS[1:], misspelled], run_trials=run_trials)
+    assert report["shut"] == 1 and report["dreams"] == 2 and len(jobs) == report["kept"] == 2
+    assert all("Ada Vell" in j["dream"]["completion"] for j in jobs)
+    assert all(len(j["tau"]) == 1 and "Ada Vell" in j["tau"][0]["student"] for j in jobs)
 
 
 @pytest.mark.slow
