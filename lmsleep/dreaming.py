@@ -38,6 +38,7 @@ night's lessons are not seeded, only the dreams go in: the SEAL-like dreams-only
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +60,10 @@ class DreamingConfig:
     dreams: int = 4  # m: dreams per episode and form
     max_new_tokens: int = 96  # a restatement's length
     temperature: float = 1.0
+    # Tonight's expert on while dreams are written. False: muted, so the model before tonight
+    # reads C, as seeding's teacher does. On a keyed memory C's names open the fitted expert and
+    # its dreams misname C's people (day 0: 0 of 47 named one as C does; the born model: 34 of 61).
+    tonight_while_dreaming: bool = True
     # Closed-book questions about a qa dream's answer: what it implies with what the model knows.
     # World-specific (the embedded world's companies have headquarters); [] turns the form off.
     bridges: list[str] = field(default_factory=lambda: ["Where is {answer} based?"])
@@ -395,7 +400,8 @@ class Dreamer:
         rng = random.Random(f"{c.seed}-dream-{memory.nights}")
         times, t0 = {}, time.time()
         slot = self.tonight_slot(episodes, lessons)
-        with dreamer_adapter(self.model, self.dreamer_dir) as dreaming_model:
+        tonight = contextlib.nullcontext() if c.tonight_while_dreaming else muted(memory, {1: [slot]})
+        with dreamer_adapter(self.model, self.dreamer_dir) as dreaming_model, tonight:
             if c.random_expert:  # its own draws: with or without it, the dreams sample alike
                 with memory.random_experts(random.Random(f"{c.seed}-extra-{memory.nights}")) as switched:
                     dreams = sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
