@@ -247,6 +247,28 @@ def test_a_keyed_night_tries_only_dreams_and_checks_that_name_tonights_people(mi
     assert all(len(j["tau"]) == 1 and "Ada Vell" in j["tau"][0]["student"] for j in jobs)
 
 
+@pytest.mark.parametrize("tonight", [True, False])
+def test_dreams_are_written_with_tonights_expert_unless_it_is_muted(micro, tonight):
+    from lmsleep.seeding import muted
+
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, SeedingConfig(lti=False), MemoryConfig(rank=4))
+    slot = sleeper.memory.expand(1)  # tonight's expert, nudged far off zero so that it shows
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in sleeper.memory.train_only(1, slot):
+            p.add_(torch.randn_like(p) * 0.5)
+    config = DreamingConfig(dreams=2, max_new_tokens=12, random_expert=False, tonight_while_dreaming=tonight)
+    written = []
+    Dreamer(model, tokenizer, config, sleeper, None).night(
+        [EPISODE], [], TAU, progress=lambda *_: None, check=lambda dreams: written.extend(dreams) or [])
+    with muted(sleeper.memory, {1: [slot]}):  # what the model before tonight writes from the same draws
+        before_tonight = sample_dreams(model, tokenizer, [EPISODE], config,
+                                       random.Random(f"{config.seed}-dream-{sleeper.memory.nights}"))
+    assert written and (written == before_tonight) == (not tonight)
+    assert slot in sleeper.memory.active_slots(1)  # muted while dreaming only
+
+
 @pytest.mark.slow
 def test_dreams_only_gets_its_own_new_expert(micro):
     model, tokenizer = micro
