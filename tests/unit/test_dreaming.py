@@ -241,7 +241,8 @@ def test_a_keyed_night_tries_only_dreams_and_checks_that_name_tonights_people(mi
 
     config = DreamingConfig(trial_steps=1, rehearse_epochs=1, dreamer_epochs=1)
     report = Dreamer(model, tokenizer, config, sleeper, None).night(
-        [EPISODE], lessons, tau, progress=lambda *_: None, check=lambda _: [*DREAMS[1:], misspelled], run_trials=run_trials)
+        [EPISODE], lessons, tau, progress=lambda *_: None, check=lambda _: [*DREAMS[1:], misspelled],
+        run_trials=run_trials)
     assert report["shut"] == 1 and report["dreams"] == 2 and len(jobs) == report["kept"] == 2
     assert all("Ada Vell" in j["dream"]["completion"] for j in jobs)
     assert all(len(j["tau"]) == 1 and "Ada Vell" in j["tau"][0]["student"] for j in jobs)
