@@ -190,8 +190,8 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
                      seed: int = 0) -> tuple[list[dict], list[dict]]:
     """(lessons, checks): for each episode in `episode_ids` (those without probes), a `share` of
     its lessons (at least one, when it has two or more) becomes a held-out check, never taught.
-    A check is `{episode_id, question, answer}`: the closed-book student should answer as the
-    open-book teacher did."""
+    A check is `{episode_id, question, answer}` (and the lesson's `context`, when it has one): the
+    closed-book student should answer as the open-book teacher did."""
     by_episode: dict[str, list[dict]] = {}
     for row in lessons:
         by_episode.setdefault(row["episode_id"], []).append(row)
@@ -202,7 +202,8 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
         k = max(1, round(share * len(rows)))
         held |= {id(r) for r in random.Random(f"{seed}-{eid}").sample(rows, k)}
     checks = [{"episode_id": r["episode_id"], "question": question_of(r["prompt"]),
-               "answer": r["completion"].strip()} for r in lessons if id(r) in held]
+               "answer": r["completion"].strip()} | ({"context": r["context"]} if "context" in r else {})
+              for r in lessons if id(r) in held]
     return [r for r in lessons if id(r) not in held], checks
 
 

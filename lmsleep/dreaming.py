@@ -84,6 +84,11 @@ class DreamingConfig:
     # Rehearse tonight's lessons beside the dreams: trained on dreams alone, the expert drifts off
     # what seeding just taught it (day 0: recall 0.19 -> 0.08 after dreams alone).
     rehearse_lessons: bool = True
+    # Teach tau in the rehearsal, once the trials have judged by it: its checks are the teacher's
+    # own Q/A (never the exam's probes), so after the trials nothing needs them untaught; kept
+    # untaught they cost seeding a quarter of its lessons (two nights: recall .27/.29 against
+    # Knowledge Seeding alone's .32/.32). With it, tonight is rehearsed even if no dream helped.
+    teach_tau: bool = False
     # Learning to imitate in the rehearsal too (when seeding has it on). PAPER.md says the dreams
     # are rehearsed into the new memory, not with which objective.
     rehearse_lti: bool = True
@@ -355,6 +360,12 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
 
 
 # -- the dreaming night -----------------------------------------------------------------------------
+def tau_lessons(tau: list[dict]) -> list[dict]:
+    """tau checks back as the lessons they were set aside from (`set_aside_checks`' inverse)."""
+    return [{"prompt": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n",
+             "episode_id": t["episode_id"]} | ({"context": t["context"]} if "context" in t else {}) for t in tau]
+
+
 def tau_rows(tau: list[dict]) -> list[dict]:
     """tau checks (`{episode_id, question, answer}`) as closed-book rows."""
     return [{"student": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n"} for t in tau]
@@ -411,7 +422,7 @@ class Dreamer:
         if check is not None:
             dreams = check(dreams)
         times["dream"] = time.time() - t0
-        shut = 0
+        shut, every_tau = 0, tau
         if memory.config.keyed:
             # Tonight's expert is shut on a row that names none of its people (lmsleep/keys.py): a
             # dream that names none teaches it nothing, a check that names none it cannot move. The
@@ -462,14 +473,16 @@ class Dreamer:
         times["learn"] = time.time() - t0
         t0 = time.time()
         rehearsed = None
-        if good:
+        taught = tau_lessons(every_tau) if c.teach_tau and c.seeding else []  # the trials are over
+        if good or taught:
             s = self.sleeper.config
             rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"} for d in good]
             if c.rehearse_lessons and c.seeding:  # dreams only: the lessons are taught in no form
                 rows += seeding_rows(lessons, episodes)
+            rows += seeding_rows(taught, episodes)
             with muted(memory, {1: [slot]}):  # replay is answered by the model before tonight, as in seeding
-                replay = self.sleeper.replay(round(s.replay * len(rows)), lessons if c.seeding else [], episodes, rng,
-                                             before=memory.nights)
+                replay = self.sleeper.replay(round(s.replay * len(rows)), lessons + taught if c.seeding else [],
+                                             episodes, rng, before=memory.nights)
             rows += same_prompt_rows(replay, "replay")
             rng.shuffle(rows)
             # The teacher is the model before tonight (tonight's expert muted), as in seeding: a
@@ -482,7 +495,7 @@ class Dreamer:
         by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
                        "helped": sum(d["form"] == f for d in good)} for f in c.forms}
         return {"night": memory.nights, "sampled": sampled, "shut": shut, "dreams": len(dreams), "kept": len(kept),
-                "helped": len(good),
+                "helped": len(good), "taught_tau": len(taught),
                 "success": len(good) / len(kept) if kept else None, "by_form": by_form,
                 "random_expert_routers": switched, "rehearsal": rehearsed, "seconds": times,
                 "all_dreams": dreams, "kept_dreams": kept}
