@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, dreamer_adapter, gradient_scores, judgeable, sample_dreams,
-                              select, tau_rows, tau_score, train_dreamer, try_dream)
+                              select, tau_lessons, tau_rows, tau_score, train_dreamer, try_dream)
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.sleep import Sleeper
@@ -246,6 +246,43 @@ def test_a_keyed_night_tries_only_dreams_and_checks_that_name_tonights_people(mi
     assert report["shut"] == 1 and report["dreams"] == 2 and len(jobs) == report["kept"] == 2
     assert all("Ada Vell" in j["dream"]["completion"] for j in jobs)
     assert all(len(j["tau"]) == 1 and "Ada Vell" in j["tau"][0]["student"] for j in jobs)
+
+
+@pytest.mark.parametrize("teach", [False, True])
+def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teach):
+    model, tokenizer = micro
+    seeding = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6, replay=0.0)
+    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2))
+    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    slot = sleeper.memory.active_slots(1)[-1]
+    seeded = [p.detach().clone() for p in sleeper.memory.train_only(1, slot)]
+    judged_on = []
+
+    def run_trials(batch):  # no dream helps: with teach_tau, tau and the lessons alone are rehearsed
+        judged_on.append([p.detach().clone() for p in sleeper.memory.train_only(1, slot)])
+        return [{"reward": 0} for _ in batch]
+
+    config = DreamingConfig(rehearse_epochs=1, teach_tau=teach, random_expert=False)
+    report = Dreamer(model, tokenizer, config, sleeper, None).night(
+        [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: DREAMS[1:2], run_trials=run_trials)
+    after = sleeper.memory.train_only(1, slot)
+    assert report["helped"] == 0 and report["taught_tau"] == (1 if teach else 0)
+    assert all(torch.equal(a, b) for a, b in zip(judged_on[0], seeded))  # judged on the expert tau never taught
+    if teach:  # tau's one check and the one lesson, rehearsed (no replay here)
+        assert report["rehearsal"]["rows"] == 2 and report["rehearsal"]["slot"] == slot
+        assert not all(torch.equal(a, b) for a, b in zip(after, seeded))
+    else:
+        assert report["rehearsal"] is None and all(torch.equal(a, b) for a, b in zip(after, seeded))
+
+
+def test_tau_goes_back_to_the_lessons_it_was_set_aside_from():
+    from lmsleep.baselines import set_aside_checks
+
+    lessons = [{"prompt": f"Q: Where does Ada Vell work {i}?\nA:", "completion": f" Morrow {i}\n", "episode_id": "ep-1"}
+               | ({"context": f"paragraph {i}"} if i % 2 else {}) for i in range(8)]
+    taught, tau = set_aside_checks(lessons, {"ep-1"}, 0.5, seed=0)
+    assert len(tau) == 4 and sorted(map(str, taught + tau_lessons(tau))) == sorted(map(str, lessons))
 
 
 @pytest.mark.parametrize("tonight", [True, False])
