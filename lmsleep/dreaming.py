@@ -95,6 +95,7 @@ class DreamingConfig:
     # Switches for the ablations.
     selection: bool = True  # False: keep keep_top + keep_random dreams at random
     random_expert: bool = True  # False: dream with the routers' own top-k only
+    rest_em: bool = True  # False: the dreamer never learns (tomorrow dreams as the model does tonight)
     seeding: bool = True  # False: the night's lessons are not seeded (dreams only, SEAL-like)
     seed: int = 0
 
@@ -468,7 +469,7 @@ class Dreamer:
         times["try"] = time.time() - t0
         progress(f"night {memory.nights}: {len(dreams)} dreams, {len(kept)} kept, {len(good)} helped")
         t0 = time.time()
-        if self.dreamer_dir is not None:
+        if self.dreamer_dir is not None and c.rest_em:
             train_dreamer(self.model, self.tokenizer, good, self.dreamer_dir, c)
         times["learn"] = time.time() - t0
         t0 = time.time()
