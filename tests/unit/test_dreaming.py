@@ -291,6 +291,27 @@ def test_the_dreamer_learns_from_the_dreams_that_helped_only_with_rest_em(micro,
     assert (tmp_path / "dreamer" / "adapter_config.json").exists() == rest_em
 
 
+def test_the_rehearsal_trains_at_rehearse_lr(micro):
+    from transformers import TrainerCallback
+
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, SeedingConfig(epochs=1, lti=False, lmbda=0.0, replay=0.0), MemoryConfig(rank=2))
+    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    rates = []
+
+    class Rates(TrainerCallback):
+        def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+            rates.append(optimizer.param_groups[0]["lr"])
+
+    config = DreamingConfig(rehearse_epochs=1, rehearse_lr=1e-4, teach_tau=True, random_expert=False)
+    Dreamer(model, tokenizer, config, sleeper, None).night(
+        [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: [], callbacks=[Rates()])
+    assert rates and all(r == pytest.approx(1e-4) for r in rates)  # seeding's own is 1e-2
+    with pytest.raises(ValueError, match="rehearse_lr"):
+        DreamingConfig(rehearse_lr=0.0)
+
+
 def test_tau_goes_back_to_the_lessons_it_was_set_aside_from():
     from lmsleep.baselines import set_aside_checks
 
