@@ -1,7 +1,7 @@
 """Dreaming: the model writes itself a practice curriculum, keeps what measurably helps, and
 learns to dream better (PAPER.md section 4, built on SEAL).
 
-    lessons, tau = set_aside_checks(lessons, episode_ids, config.tau_share)   # tau: never taught
+    lessons, tau = set_aside_checks(lessons, episode_ids, config.tau_share)   # tau: untaught while judging
     sleeper.night(episodes, lessons)                 # Knowledge Seeding first (lmsleep/sleep.py)
     report = Dreamer(model, tokenizer, DreamingConfig(), sleeper, "models/brain/dreamer").night(
         episodes, lessons, tau)
@@ -81,10 +81,10 @@ class DreamingConfig:
     dreamer_lr: float = 1e-3
     dreamer_epochs: int = 2
     rehearse_epochs: int = 4  # successful dreams into tonight's expert (Knowledge Seeding's loss)
-    # The rehearsal's rate (None: seeding's). Seeding may have decayed its rate to 0 as it fitted
-    # the expert; a rehearsal back at the full rate shakes that fit (without dreams, lessons
-    # rehearsed again for 4 epochs took day-0 recall from 0.190 to 0.131). A rate where the
-    # seeding's schedule ended its last `rehearse_epochs` continues it instead.
+    # The rehearsal's rate (None: seeding's). A seeding whose rate decays to 0 (`lr_scheduler:
+    # linear`) ends on a fitted expert, which the rehearsal would start shaking at the full rate
+    # again; the rate of the seeding's last `rehearse_epochs` continues its tail instead
+    # (1e-2 x 4/32 after 32 epochs). Measured both ways: README, Dreaming.
     rehearse_lr: float | None = None
     # Rehearse tonight's lessons beside the dreams: trained on dreams alone, the expert drifts off
     # what seeding just taught it (day 0: recall 0.19 -> 0.08 after dreams alone).

@@ -20,7 +20,7 @@ in `data/curriculum/curriculum.jsonl`, except:
   the night's exam for them;
 - when tonight dreams, a share (`dreaming.tau_share`) of every episode's remaining lessons is
   set aside too, as `data/curriculum/tau.jsonl`: what dreams are judged on, taught by neither
-  `seed` nor `dream`.
+  `seed` nor `dream`'s trials (`dreaming.teach_tau`: rehearsed once the trials are over).
 `tonight.json` lists tonight's episodes and what the teacher (the brain before the night)
 scores: the open-book ceiling of every probe family, retention and reading: the "before" of
 the measuring stick and the gates.
