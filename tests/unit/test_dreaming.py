@@ -276,19 +276,19 @@ def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teac
         assert report["rehearsal"] is None and all(torch.equal(a, b) for a, b in zip(after, seeded))
 
 
-@pytest.mark.parametrize("rest_em", [False, True])
-def test_the_dreamer_learns_from_the_dreams_that_helped_only_with_rest_em(micro, tmp_path, rest_em):
+def test_without_rest_em_the_dreamer_never_learns(micro, tmp_path):
+    # With it on, a night whose dreams helped leaves the adapter (the dreaming-night test above).
     model, tokenizer = micro
     sleeper = Sleeper(model, tokenizer, SeedingConfig(epochs=1, lti=False, lmbda=0.0, replay=0.0), MemoryConfig(rank=2))
     lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
     sleeper.night([EPISODE], lessons, progress=lambda *_: None)
     dream = DREAMS[1] | {"prompt": DREAMS[1]["teacher"], "sample": DREAMS[1]["completion"]}
-    config = DreamingConfig(rehearse_epochs=1, dreamer_epochs=1, dreamer_rank=2, rest_em=rest_em, random_expert=False)
+    config = DreamingConfig(rehearse_epochs=1, dreamer_epochs=1, dreamer_rank=2, rest_em=False, random_expert=False)
     report = Dreamer(model, tokenizer, config, sleeper, tmp_path / "dreamer").night(
         [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: [dream],
         run_trials=lambda batch: [{"reward": 1} for _ in batch])
-    assert report["helped"] == 1 and report["rehearsal"] is not None  # rehearsed either way
-    assert (tmp_path / "dreamer" / "adapter_config.json").exists() == rest_em
+    assert report["helped"] == 1 and report["rehearsal"] is not None  # still rehearsed
+    assert not (tmp_path / "dreamer").exists()
 
 
 def test_the_rehearsal_trains_at_rehearse_lr(micro):
