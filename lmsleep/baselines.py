@@ -207,6 +207,12 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
     return [r for r in lessons if id(r) not in held], checks
 
 
+def checks_as_lessons(checks: list[dict]) -> list[dict]:
+    """Checks back as the lessons they were set aside from (`set_aside_checks`' inverse)."""
+    return [{"prompt": closed_book_prompt(c["question"]), "completion": f" {c['answer']}\n",
+             "episode_id": c["episode_id"]} | ({"context": c["context"]} if "context" in c else {}) for c in checks]
+
+
 def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):
     """Language-model the raw episode text into the LoRA adapter."""
     return train_lora(model, tokenizer, [{"text": ep["text"]} for ep in episodes], config)

@@ -368,12 +368,6 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
 
 
 # -- the dreaming night -----------------------------------------------------------------------------
-def tau_lessons(tau: list[dict]) -> list[dict]:
-    """tau checks back as the lessons they were set aside from (`set_aside_checks`' inverse)."""
-    return [{"prompt": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n",
-             "episode_id": t["episode_id"]} | ({"context": t["context"]} if "context" in t else {}) for t in tau]
-
-
 def tau_rows(tau: list[dict]) -> list[dict]:
     """tau checks (`{episode_id, question, answer}`) as closed-book rows."""
     return [{"student": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n"} for t in tau]
@@ -413,6 +407,7 @@ class Dreamer:
         the model as it is now (tonight's expert in `slot`)."""
         import time
 
+        from lmsleep.baselines import checks_as_lessons
         from lmsleep.seeding import knowledge_seeding, muted, same_prompt_rows, seeding_rows
 
         c, memory = self.config, self.sleeper.memory
@@ -481,7 +476,7 @@ class Dreamer:
         times["learn"] = time.time() - t0
         t0 = time.time()
         rehearsed = None
-        taught = tau_lessons(every_tau) if c.teach_tau and c.seeding else []  # the trials are over
+        taught = checks_as_lessons(every_tau) if c.teach_tau and c.seeding else []  # the trials are over
         if good or taught:
             s = self.sleeper.config
             rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"} for d in good]

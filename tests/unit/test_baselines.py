@@ -218,3 +218,10 @@ def test_baselines_run_on_gpt2_architecture(tmp_path, micro_world):
     merged = bl.sequential_merge(model, tokenizer, episodes, CONFIG, curriculum)
     assert isinstance(merged, GPT2LMHeadModel)
     assert completion_loss(merged, tokenizer, curriculum) < before - 0.2
+
+
+def test_checks_go_back_to_the_lessons_they_were_set_aside_from():
+    lessons = [{"prompt": f"Q: Where does Ada Vell work {i}?\nA:", "completion": f" Morrow {i}\n", "episode_id": "ep-1"}
+               | ({"context": f"paragraph {i}"} if i % 2 else {}) for i in range(8)]
+    taught, checks = bl.set_aside_checks(lessons, {"ep-1"}, 0.5, seed=0)
+    assert len(checks) == 4 and sorted(map(str, taught + bl.checks_as_lessons(checks))) == sorted(map(str, lessons))

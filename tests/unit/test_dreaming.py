@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, dreamer_adapter, gradient_scores, judgeable, sample_dreams,
-                              select, tau_lessons, tau_rows, tau_score, train_dreamer, try_dream)
+                              select, tau_rows, tau_score, train_dreamer, try_dream)
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.sleep import Sleeper
@@ -248,13 +248,19 @@ def test_a_keyed_night_tries_only_dreams_and_checks_that_name_tonights_people(mi
     assert all(len(j["tau"]) == 1 and "Ada Vell" in j["tau"][0]["student"] for j in jobs)
 
 
+def seeded_night(model, tokenizer, **seeding):
+    """A Sleeper after one night of one lesson about Ada Vell (no replay): (sleeper, lessons)."""
+    sleeper = Sleeper(model, tokenizer, SeedingConfig(epochs=1, lti=False, lmbda=0.0, replay=0.0, **seeding),
+                      MemoryConfig(rank=2))
+    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    return sleeper, lessons
+
+
 @pytest.mark.parametrize("teach", [False, True])
 def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teach):
     model, tokenizer = micro
-    seeding = SeedingConfig(epochs=1, batch_size=8, lti=False, lmbda=0.0, max_new_tokens=6, replay=0.0)
-    sleeper = Sleeper(model, tokenizer, seeding, MemoryConfig(rank=2))
-    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
-    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    sleeper, lessons = seeded_night(model, tokenizer, batch_size=8, max_new_tokens=6)
     slot = sleeper.memory.active_slots(1)[-1]
     seeded = [p.detach().clone() for p in sleeper.memory.train_only(1, slot)]
     judged_on = []
@@ -279,9 +285,7 @@ def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teac
 def test_without_rest_em_the_dreamer_never_learns(micro, tmp_path):
     # With it on, a night whose dreams helped leaves the adapter (the dreaming-night test above).
     model, tokenizer = micro
-    sleeper = Sleeper(model, tokenizer, SeedingConfig(epochs=1, lti=False, lmbda=0.0, replay=0.0), MemoryConfig(rank=2))
-    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
-    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    sleeper, lessons = seeded_night(model, tokenizer)
     dream = DREAMS[1] | {"prompt": DREAMS[1]["teacher"], "sample": DREAMS[1]["completion"]}
     config = DreamingConfig(rehearse_epochs=1, dreamer_epochs=1, dreamer_rank=2, rest_em=False, random_expert=False)
     report = Dreamer(model, tokenizer, config, sleeper, tmp_path / "dreamer").night(
@@ -295,9 +299,7 @@ def test_the_rehearsal_trains_at_rehearse_lr(micro):
     from transformers import TrainerCallback
 
     model, tokenizer = micro
-    sleeper = Sleeper(model, tokenizer, SeedingConfig(epochs=1, lti=False, lmbda=0.0, replay=0.0), MemoryConfig(rank=2))
-    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
-    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    sleeper, lessons = seeded_night(model, tokenizer)
     rates = []
 
     class Rates(TrainerCallback):
@@ -310,15 +312,6 @@ def test_the_rehearsal_trains_at_rehearse_lr(micro):
     assert rates and all(r == pytest.approx(1e-4) for r in rates)  # seeding's own is 1e-2
     with pytest.raises(ValueError, match="rehearse_lr"):
         DreamingConfig(rehearse_lr=0.0)
-
-
-def test_tau_goes_back_to_the_lessons_it_was_set_aside_from():
-    from lmsleep.baselines import set_aside_checks
-
-    lessons = [{"prompt": f"Q: Where does Ada Vell work {i}?\nA:", "completion": f" Morrow {i}\n", "episode_id": "ep-1"}
-               | ({"context": f"paragraph {i}"} if i % 2 else {}) for i in range(8)]
-    taught, tau = set_aside_checks(lessons, {"ep-1"}, 0.5, seed=0)
-    assert len(tau) == 4 and sorted(map(str, taught + tau_lessons(tau))) == sorted(map(str, lessons))
 
 
 @pytest.mark.parametrize("tonight", [True, False])
