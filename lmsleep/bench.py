@@ -45,10 +45,12 @@ import json
 import statistics
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 from lmsleep import evaluation as ev
 from lmsleep.baselines import BaselineConfig, consolidate
+from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
 from lmsleep.dreaming import DreamingConfig
 from lmsleep.evaluation import base_probe_set, reader_episodes
 from lmsleep.schedule import MemoryConfig
@@ -58,10 +60,11 @@ from lmsleep.world import World, WorldConfig
 
 def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: SeedingConfig | None,
              memory: MemoryConfig | None, dreaming: DreamingConfig | None = None, dreamer_dir: str | None = None,
-             reports: list | None = None):
+             reports: list | None = None, check=None):
     """`night(episodes) -> model`: a baseline, or Knowledge Seeding when `seeding` is given (the
     teacher's own curriculum, then the night's consolidations over the memory levels), followed by
-    Dreaming when `dreaming` is given (its reports appended to `reports`)."""
+    Dreaming when `dreaming` is given (its reports appended to `reports`; `check(dreams, episodes)
+    -> (fit, set aside)` guards the dreams before any is used, as the pipeline's data suite does)."""
     if seeding is None:
         return lambda episodes: consolidate(method, model, tokenizer, episodes, config)
     from lmsleep.baselines import set_aside_checks, teacher_curriculum
@@ -79,7 +82,8 @@ def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: See
         # tau: a share of the teacher's own Q/A set aside, taught neither by seeding nor by dreams.
         lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, config.seed)
         sleeper.night(episodes, lessons if dreaming.seeding else [], progress=lambda *_: None)
-        reports.append(dreamer.night(episodes, lessons, tau, progress=lambda *_: None))
+        guard = (lambda dreams: check(dreams, episodes)[0]) if check else None
+        reports.append(dreamer.night(episodes, lessons, tau, progress=lambda *_: None, check=guard))
         return model
 
     return night
@@ -87,8 +91,11 @@ def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: See
 
 def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: int, config: BaselineConfig,
                n_base: int, n_readers: int, threads: int = 2, seeding: SeedingConfig | None = None,
-               memory: MemoryConfig | None = None, dreaming: DreamingConfig | None = None, log=print) -> dict:
-    """One method, one seed (config.seed), `n_days` nights from the born model."""
+               memory: MemoryConfig | None = None, dreaming: DreamingConfig | None = None,
+               limits: ValidationLimits | None = None, log=print) -> dict:
+    """One method, one seed (config.seed), `n_days` nights from the born model. Dreams are held
+    to the pipeline's dreams suite (`limits`: params.yaml `validate:`; lmsleep/checks.py), with
+    what birth taught this world as the base knowledge."""
     import tempfile
 
     import torch
@@ -106,7 +113,9 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
     days = [world.day(d) for d in range(n_days)]
     dreams: list[dict] = []
     dreamer_dir = tempfile.TemporaryDirectory()  # the dreamer's adapter, night after night
-    night = night_of(method, model, tokenizer, config, seeding, memory, dreaming, dreamer_dir.name, dreams)
+    knowledge = world_knowledge(world)
+    check = partial(fit_dreams, limits=limits or ValidationLimits(), knowledge=knowledge)
+    night = night_of(method, model, tokenizer, config, seeding, memory, dreaming, dreamer_dir.name, dreams, check)
     R, R_para, nights = [], [], []
     for d in range(n_days):
         t0 = time.time()
@@ -369,9 +378,10 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lmsleep.params import load_params
+    from lmsleep.params import build_section, load_params, read_yaml
 
     params = load_params(args.params)
+    limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
     b = params.bench
     n_days, methods, seeds = args.days or b.days, args.methods or b.methods, args.seeds or b.seeds
     if not (Path(params.base_model) / "config.json").exists():
@@ -390,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
             **{family: ev.closed_book(born_model, tokenizer, days, key) for family, key in ev.FAMILY_KEYS.items()}}
     common = {"base_model": params.base_model, "world_config": params.world, "n_days": n_days,
               "config": params.baselines, "n_base": b.base_probes, "n_readers": b.readers,
-              "threads": max(1, b.threads // b.workers)}
+              "threads": max(1, b.threads // b.workers), "limits": limits}
     configs = {m: method_configs(m, params) for m in methods}
     jobs = [(m, s, {**common, **configs[m]}) for m in methods for s in (seeds[:1] if m == "none" else seeds)]
     jobs.sort(key=lambda job: "seeding" not in job[2])  # the longest runs (Knowledge Seeding) first: less idle at the end

@@ -424,6 +424,7 @@ class Dreamer:
         sampled = len(dreams)
         if check is not None:
             dreams = check(dreams)
+        set_aside = sampled - len(dreams)
         times["dream"] = time.time() - t0
         shut, every_tau = 0, tau
         if memory.config.keyed:
@@ -498,8 +499,8 @@ class Dreamer:
         times["rehearse"] = time.time() - t0
         by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
                        "helped": sum(d["form"] == f for d in good)} for f in c.forms}
-        return {"night": memory.nights, "sampled": sampled, "shut": shut, "dreams": len(dreams), "kept": len(kept),
-                "helped": len(good), "taught_tau": len(taught),
+        return {"night": memory.nights, "sampled": sampled, "set_aside": set_aside, "shut": shut,
+                "dreams": len(dreams), "kept": len(kept), "helped": len(good), "taught_tau": len(taught),
                 "success": len(good) / len(kept) if kept else None, "by_form": by_form,
                 "random_expert_routers": switched, "rehearsal": rehearsed, "seconds": times,
                 "all_dreams": dreams, "kept_dreams": kept}

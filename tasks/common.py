@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmsleep import jsonl
-from lmsleep.episodes import MAX_TEXT_CHARS
+from lmsleep.checks import ValidationLimits
 from lmsleep.params import Params, build_section, load_params, read_yaml
 
 
@@ -66,21 +66,6 @@ class Trials:
     def __post_init__(self):
         if self.runner not in ("thread", "dask", "ray"):
             raise ValueError(f"params.yaml trials.runner must be thread, dask or ray, got {self.runner!r}")
-
-
-@dataclass
-class ValidationLimits:
-    """Bounds of the data suites (params.yaml `validate:`), see tasks/validate.py."""
-
-    max_text_chars: int = MAX_TEXT_CHARS  # the Episode contract's own bound
-    max_answer_chars: int = 200
-    min_grounded: float = 0.95  # share of answers found in their episode text
-    max_repetition: float = 0.5  # share of repeated word 3-grams in a text
-    teacher_floor: float = 0.5  # teacher's open-book accuracy on probes with a known answer
-    max_dropped: float = 0.5  # share of the teacher's lessons dropped as ungrounded
-    max_dream_chars: int = 2000  # a dream's length (the dreams suite; a dream out of bounds is set aside)
-    min_dream_grounding: float = 0.8  # share of a dream's names (capitalized words) its episode says
-    drop_ungrounded: bool = True  # the curriculum stage drops lessons whose answer is not in the text
 
 
 @dataclass

@@ -33,21 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmsleep import jsonl
-from lmsleep.evaluation import grounded, normalize
-from tasks.common import ValidationLimits, crash_point, read_tonight
+from lmsleep.checks import ValidationLimits, dream_measures, repetition, world_knowledge
+from lmsleep.evaluation import grounded
+from tasks.common import crash_point, read_tonight
 
 
 class ValidationFailed(RuntimeError):
     def __init__(self, summary: str, results: dict):
         super().__init__(summary)
         self.summary, self.results = summary, results
-
-
-def repetition(text: str, n: int = 3) -> float:
-    """Share of word n-grams that repeat an earlier one: 0 for prose, near 1 for a stuck loop."""
-    words = text.split()
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def episode_frame(episodes: list[dict]):
@@ -78,58 +72,21 @@ def curriculum_frame(curriculum: list[dict], episodes: list[dict]):
                                        "grounded", "repetition"])
 
 
-def names_grounded(text: str, context: str) -> float:
-    """Share of a text's capitalized words (names, places, companies: the facts a restatement
-    states) found in `context`; 1.0 for a text without any."""
-    import re
-
-    names = re.findall(r"\b[A-Z][\w-]+", text)
-    words = set(re.findall(r"\b[\w-]+", context))
-    return sum(n in words for n in names) / len(names) if names else 1.0
-
-
 def base_knowledge(params) -> list[str] | None:
-    """What the born model was taught about the world, as sentences (its companies' headquarters,
-    the base population's biographies), when it was born on this world (`world.json` beside
-    it); None for a model born elsewhere, whose knowledge we cannot read."""
-    import random
-
+    """What the born model was taught about the world, as sentences (`checks.world_knowledge`),
+    when it was born on this world (`world.json` beside it); None for a model born elsewhere,
+    whose knowledge we cannot read."""
     from lmsleep.world import World
 
     if not (Path(params.base_model) / "world.json").exists():
         return None
-    world, rng = World(params.world), random.Random(0)
-    return ([world.company_sentence(c, rng) for c in world.values["employer"]]
-            + [world.bio(p, rng) for p in world.base])
-
-
-def _implied(first: str, second: str, known: list[str]) -> bool:
-    """Some sentence of the knowledge says both answers, as whole words (`known`: its sentences
-    normalized and padded with a space each side, once per suite)."""
-    a, b = f" {normalize(first)} ", f" {normalize(second)} "
-    return a.strip() != "" and b.strip() != "" and any(a in s and b in s for s in known)
+    return world_knowledge(World(params.world))
 
 
 def dream_frame(dreams: list[dict], episodes: list[dict], knowledge: list[str] | None = None):
     import pandas as pd
 
-    texts = {ep["id"]: ep["text"] for ep in episodes}
-    known = [f" {normalize(s)} " for s in knowledge or []]
-    rows = []
-    for d in dreams:
-        text, implies = texts.get(d["episode_id"], ""), 1.0
-        if d["form"] == "restatement":
-            score = names_grounded(d["completion"], text)
-        elif d["form"] == "qa":  # the answer read from the episode
-            score = float(grounded(d["completion"], text))
-        else:  # implication, "Q: q\nA: a\nQ: bridge\nA: i\n": a read from the episode, i from what birth taught
-            answers = [line[3:] for line in d["completion"].split("\n") if line.startswith("A: ")] or [""]
-            score = float(grounded(answers[0], text))
-            if knowledge is not None:
-                implies = float(_implied(answers[0], answers[-1], known))
-        rows.append({"chars": len(d["completion"].strip()), "repetition": repetition(d["completion"]),
-                     "grounded": score, "implied": implies})
-    return pd.DataFrame(rows, columns=["chars", "repetition", "grounded", "implied"])
+    return pd.DataFrame(dream_measures(dreams, episodes, knowledge), columns=["chars", "repetition", "grounded", "implied"])
 
 
 def validate_dreams(dreams: list[dict], episodes: list[dict], limits: ValidationLimits,

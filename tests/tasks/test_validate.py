@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from lmsleep.squad import import_squad
-from tasks.validate import ValidationFailed, ValidationLimits, repetition, validate
+from lmsleep.checks import ValidationLimits
+from tasks.validate import ValidationFailed, validate
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "squad_val.json"
 LIMITS = ValidationLimits()
@@ -85,16 +86,12 @@ def test_a_lesson_read_from_text_not_in_its_episode_fails(micro_world):
         validate(episodes, rows, LIMITS)
 
 
-def test_repetition_measure():
-    assert repetition("a b c d e f") == 0.0
-    assert repetition("a b " * 20) > 0.9
-    assert repetition("two words") == 0.0
-
-
 def test_the_dreams_suite_sets_aside_degenerate_dreams_each_with_its_reason(micro_world):
     """The GX dreams suite on hand-made dreams about a real day: empty, a repetition loop, an
     answer not in the episode, a restatement of names it does not say, an implication whose
-    second answer the base knowledge does not imply; the good ones of each form pass."""
+    second answer the base knowledge does not imply; the good ones of each form pass. The
+    bench's stand-in (`checks.fit_dreams`, no GX) reaches the same verdicts."""
+    from lmsleep.checks import fit_dreams
     from tasks.validate import validate_dreams
 
     ep = micro_world.day(0)[0]
@@ -117,10 +114,15 @@ def test_the_dreams_suite_sets_aside_degenerate_dreams_each_with_its_reason(micr
     assert [d["completion"] for d in aside] == [d["completion"] for _, d in bad]
     for (column, _), d in zip(bad, aside, strict=True):
         assert any(r.startswith(f"{column} out of") for r in d["reasons"]), d["reasons"]
+    fit, unfit = fit_dreams(good + [d for _, d in bad], [ep], LIMITS, knowledge)
+    assert fit == good and [d["completion"] for d in unfit] == [d["completion"] for _, d in bad]
+    for gx, d in zip(aside, unfit, strict=True):  # and for the same reasons
+        assert sorted(r.split()[0] for r in d["reasons"]) == sorted(r.split()[0] for r in gx["reasons"])
     # Without the base knowledge (a model born elsewhere) the second answer goes unchecked.
     wrong_implication = bad[-1][1]
     kept, aside, _ = validate_dreams(good + [wrong_implication], [ep], LIMITS, None)
     assert kept == good + [wrong_implication] and aside == []
+    assert fit_dreams(good + [wrong_implication], [ep], LIMITS, None) == (kept, [])
 
 
 def test_base_knowledge_is_what_birth_taught_and_unknown_for_a_model_born_elsewhere(born_micro_dir, micro_world,

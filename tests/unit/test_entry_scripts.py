@@ -70,6 +70,8 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     sleep = report["methods"]["sleep"]["seeds"][0]
     assert len(sleep["dream_success"]) == 2 and {"dreams", "kept", "helped", "quality"} <= set(sleep["nights"][0]["dreams"])
     assert "all_dreams" not in sleep["nights"][0]["dreams"]  # texts are not kept in the report
+    night = sleep["nights"][0]["dreams"]  # the dreams suite's bounds guarded them (lmsleep/checks.py)
+    assert night["sampled"] >= night["set_aside"] + night["shut"] + night["dreams"]
     summary = json.loads((tmp_path / "reports" / "bench_summary.json").read_text())  # the table's columns
     assert summary.keys() == report["methods"].keys()
     assert all(summary[n][k] == m[k] for n, m in report["methods"].items() for k in ("recall", "recall_std", "reading"))
