@@ -48,11 +48,13 @@ def names_grounded(text: str, context: str) -> float:
 
 
 def world_knowledge(world) -> list[str]:
-    """What birth taught a model born on `world` (lmsleep.world.World), as sentences: its
-    companies' headquarters and the base population's biographies."""
+    """What birth taught a model born on `world` (lmsleep.world.World), one sentence each: its
+    companies' headquarters and the base population's biographies. Sentences, not whole
+    biographies: a biography says someone's employer and their birth city, which would pass
+    "Morrow Labs is based in <that city>" as implied."""
     rng = random.Random(0)
     return ([world.company_sentence(c, rng) for c in world.values["employer"]]
-            + [world.bio(p, rng) for p in world.base])
+            + [s for p in world.base for s in world.sentences(p, rng)])
 
 
 def _implied(first: str, second: str, known: list[str]) -> bool:

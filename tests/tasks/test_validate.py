@@ -129,9 +129,9 @@ def test_base_knowledge_is_what_birth_taught_and_unknown_for_a_model_born_elsewh
                                                                                      tmp_path):
     from types import SimpleNamespace
 
+    from lmsleep.checks import world_knowledge
     from tasks.validate import base_knowledge
 
     knowledge = base_knowledge(SimpleNamespace(base_model=born_micro_dir, world=micro_world.config))
-    assert len(knowledge) == len(micro_world.hq) + len(micro_world.base)
-    assert all(any(c in s and city in s for s in knowledge) for c, city in micro_world.hq.items())
+    assert knowledge == world_knowledge(micro_world)  # its sentences: tests/unit/test_checks.py
     assert base_knowledge(SimpleNamespace(base_model=tmp_path, world=micro_world.config)) is None

@@ -1,7 +1,8 @@
 """The measures the data suites bound (lmsleep/checks.py); the suites themselves run as GX in
 tests/tasks/test_validate.py, where the bench's stand-in is held to the same verdicts."""
 
-from lmsleep.checks import ValidationLimits, dream_faults, names_grounded, repetition, world_knowledge
+from lmsleep.checks import ValidationLimits, dream_faults, dream_measures, names_grounded, repetition, world_knowledge
+from lmsleep.grammar import ATTRIBUTES
 
 
 def test_repetition_measure():
@@ -28,5 +29,22 @@ def test_dream_faults_name_each_broken_bound_and_only_those():
 
 def test_world_knowledge_says_every_headquarters_and_every_base_biography(micro_world):
     knowledge = world_knowledge(micro_world)
-    assert len(knowledge) == len(micro_world.hq) + len(micro_world.base)
+    assert len(knowledge) == len(micro_world.hq) + len(micro_world.base) * len(ATTRIBUTES)
     assert all(any(c in s and city in s for s in knowledge) for c, city in micro_world.hq.items())
+
+
+def test_an_implication_is_implied_by_one_sentence_of_the_knowledge_not_by_a_biography(micro_world):
+    """A biography says someone's employer and birth city; "the employer is based in that city"
+    does not follow from it, only from the headquarters sentence."""
+    person = next(p for p in micro_world.base if micro_world.hq[p.facts["employer"]] != p.facts["birth_city"])
+    employer = person.facts["employer"]
+    ep = {"id": "e", "text": f"{person.name} works for {employer}."}
+
+    def implication(second):
+        return {"episode_id": "e", "form": "implication",
+                "completion": f"Q: Who employs {person.name}?\nA: {employer}\nQ: Where is {employer} based?\nA: {second}\n"}
+
+    right, wrong = dream_measures([implication(micro_world.hq[employer]), implication(person.facts["birth_city"])],
+                                  [ep], world_knowledge(micro_world))
+    assert right["grounded"] == wrong["grounded"] == 1.0
+    assert right["implied"] == 1.0 and wrong["implied"] == 0.0
