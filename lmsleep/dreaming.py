@@ -499,8 +499,13 @@ class Dreamer:
         times["rehearse"] = time.time() - t0
         by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
                        "helped": sum(d["form"] == f for d in good)} for f in c.forms}
+        # Why trials did or did not help: how much of tau was exact before any, and how many
+        # trials moved its loss down at all (a reward needs one more check exact).
+        exact = sum(b["exact"] * len(tau_of[e]) for e, b in before.items())
+        judged = {"checks": len(tau), "episodes": len(before), "exact_before": exact / len(tau) if tau else None,
+                  "loss_fell": sum(d["trial"]["after"]["loss"] < d["trial"]["before"]["loss"] for d in kept)}
         return {"night": memory.nights, "sampled": sampled, "set_aside": set_aside, "shut": shut,
-                "dreams": len(dreams), "kept": len(kept), "helped": len(good), "taught_tau": len(taught),
+                "dreams": len(dreams), "kept": len(kept), "helped": len(good), "tau": judged, "taught_tau": len(taught),
                 "success": len(good) / len(kept) if kept else None, "by_form": by_form,
                 "random_expert_routers": switched, "rehearsal": rehearsed, "seconds": times,
                 "all_dreams": dreams, "kept_dreams": kept}

@@ -221,6 +221,9 @@ def test_a_dreaming_night_dreams_judges_and_rehearses_into_tonights_expert(micro
     assert (report["rehearsal"] is not None) == (report["helped"] > 0)
     assert (tmp_path / "dreamer" / "adapter_config.json").exists() == (report["helped"] > 0)
     assert "Qwibblefrotz" not in str(report["kept_dreams"])
+    judged = report["tau"]  # what the trials were judged on: tau's share exact before any, and the losses moved
+    assert judged["checks"] == len(TAU) and 0.0 <= judged["exact_before"] <= 1.0
+    assert 0 <= judged["loss_fell"] <= report["kept"]
 
 
 def test_a_keyed_night_tries_only_dreams_and_checks_that_name_tonights_people(micro):
