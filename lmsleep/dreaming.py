@@ -19,6 +19,8 @@ never the episode's probes, which stay the exam). After the night's consolidatio
      in a held-out question form: those are the exam's);
    - implication: a qa dream whose answer is then asked about closed-book through each
      `bridges` template ("Where is {answer} based?"): what C implies with what the model knew;
+     with `compose`, the dream also carries that implication asked in one hop ("What city is
+     {subject}'s company in?"), the student closed-book, the teacher reading C and the chain;
 2. select: score each dream by the cosine between the gradient of its SFT loss and that of the
    tau loss, over tonight's expert (the parameters a dream would train); per-sample gradients
    with `torch.func` (`vmap(grad(...))`: one batched pass, not a loop of backwards). Keep the
@@ -43,8 +45,8 @@ import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lmsleep.grammar import is_heldout_question
-from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, restate_prompt
+from lmsleep.grammar import is_heldout_question, is_implication_question
+from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, restate_prompt, subject
 
 FORMS = ("restatement", "qa", "implication")
 # The prompts dreams are sampled from by default: the cues birth teaches (world.restate_prompt's
@@ -67,6 +69,13 @@ class DreamingConfig:
     # Closed-book questions about a qa dream's answer: what it implies with what the model knows.
     # World-specific (the embedded world's companies have headquarters); [] turns the form off.
     bridges: list[str] = field(default_factory=lambda: ["Where is {answer} based?"])
+    # The implication asked in one hop: an implication dream whose question names one person of
+    # C (`world.subject`) also carries, per template, a row asking it closed-book ("What city is
+    # {subject}'s company in?", `{subject}` that person), answered by a teacher that reads C and
+    # the chain (privileged context, as in seeding). The chain alone trains the two hops apart,
+    # each in the presence of the other. Tried and rehearsed with its chain. Never an exam form
+    # (refused): the exam's implication probes are lmsleep/grammar.py's IMPLICATION_FORMS.
+    compose: list[str] = field(default_factory=list)
     # What dreams are sampled from, the episode in place of {context}: the cues birth teaches the
     # born model (restatement after `world.RESTATE_CUE`, questions after "Q:"). A user's model
     # dreams after the cues it knows; a cue it never learned yields dreams the GX suite refuses.
@@ -118,6 +127,12 @@ class DreamingConfig:
         if missing:
             raise ValueError(f"dreaming.prompts.{missing[0]} has no {{context}} (where the episode goes): "
                              f"{self.prompts[missing[0]]!r}")
+        asked = {t: t.format(subject="Ada Vell") for t in self.compose if "{subject}" in t}
+        exam = [t for t in self.compose if t not in asked or is_heldout_question(asked[t])
+                or is_implication_question(asked[t])]
+        if exam:
+            raise ValueError(f"dreaming.compose: {exam[0]!r} has no {{subject}} or is in a form of the exam's probes "
+                             "(lmsleep/grammar.py): a dream must not teach the exam's phrasing")
         if self.rehearse_lr is not None and self.rehearse_lr <= 0:
             raise ValueError(f"dreaming.rehearse_lr must be > 0 or null (seeding's rate), got {self.rehearse_lr}")
         if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
@@ -143,6 +158,24 @@ def dream_row(form: str, prompt: str, sample: str, episode_id: str, student: str
     `question`: the question the model asked itself about C (qa, implication)."""
     return {"episode_id": episode_id, "form": form, "prompt": prompt, "sample": sample, "question": question,
             "student": student, "teacher": teacher, "completion": completion}
+
+
+def dream_rows(dream: dict) -> list[dict]:
+    """The rows a dream trains: its own, and the one-hop questions it carries (`compose`)."""
+    return [dream] + dream.get("composed", [])
+
+
+def composed_rows(templates: list[str], question: str, answer: str, implied: str, chain: str,
+                  context: str) -> list[dict]:
+    """The one-hop rows an implication dream carries (`DreamingConfig.compose`): each template
+    asked closed-book about the person the dream's `question` names (`world.subject`), the
+    student without anything, the teacher reading C and the `chain`; none where the question
+    names no one person of C, or the person is the answer."""
+    who = subject(question, context)
+    if not templates or who is None or who in answer:
+        return []
+    asked = [closed_book_prompt(t.format(subject=who)) for t in templates]
+    return [{"student": q, "teacher": f"{context}\n\n{chain}{q}", "completion": f" {implied}\n"} for q in asked]
 
 
 def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig, rng: random.Random) -> list[dict]:
@@ -179,9 +212,13 @@ def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig
             implied = answer(model, tokenizer, [b for *_, b in chains], max_new_tokens=24)
             for (ep, q, a, b), i in zip(chains, implied, strict=True):
                 if i:
-                    dreams.append(dream_row("implication", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n",
-                                            ep["id"], "",
-                                            f"{ep['text']}\n\n", f"Q: {q}\nA: {a}\nQ: {b}\nA: {i}\n", q))
+                    chain = f"Q: {q}\nA: {a}\nQ: {b}\nA: {i}\n"
+                    dream = dream_row("implication", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n", ep["id"],
+                                      "", f"{ep['text']}\n\n", chain, q)
+                    composed = composed_rows(config.compose, q, a, i, chain, ep["text"])
+                    if composed:
+                        dream["composed"] = composed
+                    dreams.append(dream)
     unique = {(d["episode_id"], d["form"], d["completion"]): d for d in dreams}  # one trial and one vote each
     return list(unique.values())
 
@@ -304,7 +341,7 @@ def try_dream(model, tokenizer, params: list, dream: dict, tau: list[dict], befo
 
     saved = [p.detach().clone() for p in params]
     optimizer = torch.optim.Adam(params, lr=lr)
-    ids, labels = _sequences(tokenizer, [dream])
+    ids, labels = _sequences(tokenizer, dream_rows(dream))
     device = next(model.parameters()).device
     try:
         for _ in range(steps):
@@ -480,7 +517,8 @@ class Dreamer:
         taught = checks_as_lessons(every_tau) if c.teach_tau and c.seeding else []  # the trials are over
         if good or taught:
             s = self.sleeper.config
-            rows = [{k: d[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"} for d in good]
+            rows = [{k: r[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"}
+                    for d in good for r in dream_rows(d)]
             if c.rehearse_lessons and c.seeding:  # dreams only: the lessons are taught in no form
                 rows += seeding_rows(lessons, episodes)
             rows += seeding_rows(taught, episodes)

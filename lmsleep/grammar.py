@@ -156,13 +156,27 @@ UPDATE_SENTENCES: tuple[str, ...] = (
 )
 
 
-@lru_cache(maxsize=None)
-def _heldout_question_pattern() -> re.Pattern:
-    forms = {f for a in ATTRIBUTES for f in question_forms(a, "heldout")}
+def _forms_pattern(forms) -> re.Pattern:
+    """A pattern matching any of `forms` whoever `{n}` names (longest forms tried first)."""
     alts = sorted((re.escape(f).replace(re.escape("{n}"), r".+?") for f in forms), key=len, reverse=True)
     return re.compile("^(?:" + "|".join(alts) + ")$")
+
+
+@lru_cache(maxsize=None)
+def _heldout_question_pattern() -> re.Pattern:
+    return _forms_pattern({f for a in ATTRIBUTES for f in question_forms(a, "heldout")})
 
 
 def is_heldout_question(question: str) -> bool:
     """True if `question` has a held-out form (whoever it names): the teacher must not teach it."""
     return bool(_heldout_question_pattern().match(question.strip()))
+
+
+@lru_cache(maxsize=None)
+def _implication_question_pattern() -> re.Pattern:
+    return _forms_pattern(IMPLICATION_FORMS)
+
+
+def is_implication_question(question: str) -> bool:
+    """True if `question` has the form of an implication probe (whoever it names): the exam's."""
+    return bool(_implication_question_pattern().match(question.strip()))

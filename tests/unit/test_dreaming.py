@@ -3,8 +3,8 @@ import random
 import pytest
 import torch
 
-from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, dreamer_adapter, gradient_scores, judgeable, sample_dreams,
-                              select, tau_rows, tau_score, train_dreamer, try_dream)
+from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, composed_rows, dreamer_adapter, gradient_scores, judgeable,
+                              sample_dreams, select, tau_rows, tau_score, train_dreamer, try_dream)
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.sleep import Sleeper
@@ -82,6 +82,40 @@ def test_a_trial_trains_a_copy_of_the_expert_and_puts_it_back(micro, keyed):
     assert trial["after"]["loss"] < before["loss"]  # tau's own question: it moves tau's way
     assert all(torch.equal(p, s) for p, s in zip(params, saved))
     assert tau_score(model, tokenizer, tau) == before
+
+
+def test_a_trial_trains_the_one_hop_rows_a_dream_carries(micro):
+    """The composed row rides with its dream: here it is tau's own Q/A and the dream itself is
+    unrelated text, so only with it does the trial move tau's loss down."""
+    model, tokenizer = micro
+    _, _, params, _ = expert(model)
+    tau = tau_rows(TAU)
+    before = tau_score(model, tokenizer, tau)
+    alone = {**DREAMS[1], "completion": " The weather was mild all week.\n"}
+    carried = {**alone, "composed": [{"student": tau[0]["student"], "teacher": "", "completion": tau[0]["completion"]}]}
+    loss = {name: try_dream(model, tokenizer, params, d, tau, before, steps=4, lr=0.05)["after"]["loss"]
+            for name, d in (("alone", alone), ("carried", carried))}
+    assert loss["carried"] < before["loss"] and loss["carried"] < loss["alone"]
+
+
+def test_composed_rows_ask_the_implication_in_one_hop_about_the_person_asked():
+    chain = "Q: Where does Ada Vell work?\nA: Morrow Labs\nQ: Where is Morrow Labs based?\nA: Tarvo\n"
+    rows = composed_rows(["What city is {subject}'s company in?"], "Where does Ada Vell work?", "Morrow Labs",
+                         "Tarvo", chain, EPISODE["text"])
+    assert rows == [{"student": "Q: What city is Ada Vell's company in?\nA:",
+                     "teacher": f"{EPISODE['text']}\n\n{chain}Q: What city is Ada Vell's company in?\nA:",
+                     "completion": " Tarvo\n"}]
+    for question in ("Where does Ada Vrell work?", "Who works for Morrow Labs?"):  # misnamed; a company, the answer
+        assert composed_rows(["What city is {subject}'s company in?"], question, "Morrow Labs", "Tarvo", chain,
+                             EPISODE["text"]) == []
+    assert composed_rows([], "Where does Ada Vell work?", "Morrow Labs", "Tarvo", chain, EPISODE["text"]) == []
+
+
+def test_compose_refuses_the_exams_forms():
+    DreamingConfig(compose=["What city is {subject}'s company in?"])
+    for template in ("Where is {subject}'s employer based?", "What city is the company in?"):
+        with pytest.raises(ValueError, match="compose"):
+            DreamingConfig(compose=[template])
 
 
 def test_a_dream_helps_only_where_more_of_tau_is_answered_exactly():
@@ -270,7 +304,7 @@ def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teac
 
     def run_trials(batch):  # no dream helps: with teach_tau, tau and the lessons alone are rehearsed
         judged_on.append([p.detach().clone() for p in sleeper.memory.train_only(1, slot)])
-        return [{"reward": 0} for _ in batch]
+        return [{"before": j["before"], "after": j["before"], "reward": 0} for j in batch]
 
     config = DreamingConfig(rehearse_epochs=1, teach_tau=teach, random_expert=False)
     report = Dreamer(model, tokenizer, config, sleeper, None).night(
@@ -293,7 +327,7 @@ def test_without_rest_em_the_dreamer_never_learns(micro, tmp_path):
     config = DreamingConfig(rehearse_epochs=1, dreamer_epochs=1, dreamer_rank=2, rest_em=False, random_expert=False)
     report = Dreamer(model, tokenizer, config, sleeper, tmp_path / "dreamer").night(
         [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: [dream],
-        run_trials=lambda batch: [{"reward": 1} for _ in batch])
+        run_trials=lambda batch: [{"before": j["before"], "after": j["before"], "reward": 1} for j in batch])
     assert report["helped"] == 1 and report["rehearsal"] is not None  # still rehearsed
     assert not (tmp_path / "dreamer").exists()
 

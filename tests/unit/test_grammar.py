@@ -70,6 +70,13 @@ def test_is_heldout_question_recognizes_the_family_for_any_name():
     assert not g.is_heldout_question("Who wrote the Principia?")
 
 
+def test_is_implication_question_recognizes_the_implication_probes_for_any_name():
+    for form in g.IMPLICATION_FORMS:
+        assert g.is_implication_question(form.format(n="Ana van Drosk"))
+    assert not g.is_implication_question("What city is Ana van Drosk's company in?")
+    assert not g.is_implication_question(g.HQ_QUESTIONS[0].format(c="Morrow Labs"))
+
+
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown question family"):
         g.question_forms("employer", "exam")

@@ -156,3 +156,14 @@ def test_misnamed_questions_name_someone_as_the_text_does_not(question, wrong):
 
     text = "Ada Vell studied at Morrow College. Nes van Kratrouthris was born in Kestrel."
     assert misnamed(question, text) is wrong
+
+
+def test_subject_is_the_one_person_a_question_names_as_the_text_spells_them():
+    from lmsleep.world import subject
+
+    text = "Ada Vell works for Morrow Labs. Bo Tran lives in Qelton."
+    assert subject("Where does Ada Vell work?", text) == "Ada Vell"
+    assert subject("Tell me: what is Ada Vell's job?", text) == "Ada Vell"  # question words left out
+    assert subject("Who employs Ada Vrell?", text) is None  # misspelled
+    assert subject("Where do Ada Vell and Bo Tran live?", text) is None  # two people
+    assert subject("Where does Ada work?", text) is None  # not in full
