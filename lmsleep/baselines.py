@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lmsleep.evaluation import normalize
 from lmsleep.grammar import is_heldout_question
 from lmsleep.world import closed_book_prompt, first_question, misnamed, question_of
 
@@ -186,10 +187,13 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     return lessons, dropped
 
 
-def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
-                     seed: int = 0) -> tuple[list[dict], list[dict]]:
+def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float, seed: int = 0,
+                     by_answer: bool = False) -> tuple[list[dict], list[dict]]:
     """(lessons, checks): for each episode in `episode_ids` (those without probes), a `share` of
     its lessons (at least one, when it has two or more) becomes a held-out check, never taught.
+    `by_answer`: a share of its distinct answers instead, every lesson with one of them a check:
+    the teacher asks one fact several ways, and a check whose answer another lesson still
+    teaches judges what was taught (on day 0, 35 of 42 checks set aside by question had one).
     A check is `{episode_id, question, answer}` (and the lesson's `context`, when it has one): the
     closed-book student should answer as the open-book teacher did."""
     by_episode: dict[str, list[dict]] = {}
@@ -197,10 +201,14 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float,
         by_episode.setdefault(row["episode_id"], []).append(row)
     held: set[int] = set()
     for eid, rows in by_episode.items():
-        if eid not in episode_ids or len(rows) < 2:
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            groups.setdefault(normalize(r["completion"]) if by_answer else str(id(r)), []).append(r)
+        if eid not in episode_ids or len(groups) < 2:
             continue
-        k = max(1, round(share * len(rows)))
-        held |= {id(r) for r in random.Random(f"{seed}-{eid}").sample(rows, k)}
+        k = max(1, round(share * len(groups)))
+        for key in random.Random(f"{seed}-{eid}").sample(sorted(groups) if by_answer else list(groups), k):
+            held |= {id(r) for r in groups[key]}
     checks = [{"episode_id": r["episode_id"], "question": question_of(r["prompt"]),
                "answer": r["completion"].strip()} | ({"context": r["context"]} if "context" in r else {})
               for r in lessons if id(r) in held]

@@ -81,6 +81,10 @@ class DreamingConfig:
     # dreams after the cues it knows; a cue it never learned yields dreams the GX suite refuses.
     prompts: dict[str, str] = field(default_factory=dict)  # {form: template}; a form left out keeps PROMPTS'
     tau_share: float = 0.25  # of each episode's lessons, set aside as tau (never taught)
+    # A share of each episode's answers instead, with every lesson that has one (`set_aside_checks`):
+    # set aside by question, 35 of day 0's 42 checks (39 of day 1's) had a taught lesson with their
+    # answer, and tonight's expert answered .58-.77 of night 1's tau before any trial.
+    tau_by_answer: bool = False
     keep_top: int = 4  # dreams kept per episode by gradient score
     keep_random: int = 2  # and at random, for diversity
     grad_batch: int = 16  # dreams per batched per-sample-gradient pass

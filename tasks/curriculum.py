@@ -18,9 +18,10 @@ in `data/curriculum/curriculum.jsonl`, except:
 - for episodes that bring no probes (a user's own documents), a share of the lessons
   (`baselines.checks_share`) is set aside, never taught, as `data/curriculum/checks.jsonl`:
   the night's exam for them;
-- when tonight dreams, a share (`dreaming.tau_share`) of every episode's remaining lessons is
-  set aside too, as `data/curriculum/tau.jsonl`: what dreams are judged on, taught by neither
-  `seed` nor `dream`'s trials (`dreaming.teach_tau`: rehearsed once the trials are over).
+- when tonight dreams, a share (`dreaming.tau_share`) of every episode's remaining lessons
+  (`dreaming.tau_by_answer`: of its answers, with every lesson that has one) is set aside
+  too, as `data/curriculum/tau.jsonl`: what dreams are judged on, taught by neither `seed`
+  nor `dream`'s trials (`dreaming.teach_tau`: rehearsed once the trials are over).
 `tonight.json` lists tonight's episodes and what the teacher (the brain before the night)
 scores: the open-book ceiling of every probe family, retention and reading: the "before" of
 the measuring stick and the gates.
@@ -80,8 +81,9 @@ def curriculum(pipe: Pipeline) -> dict:
     lessons, checks = set_aside_checks(lessons, probe_less, config.checks_share, config.seed)
     tau = []
     if dreams_tonight(pipe):  # the night's own judge of dreams: never taught, never the exam's checks
-        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, pipe.params.dreaming.tau_share,
-                                        config.seed + 1)
+        dreaming = pipe.params.dreaming
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, config.seed + 1,
+                                        dreaming.tau_by_answer)
     ungrounded = sum(r["reason"].startswith("answer not in") for r in dropped)
     misnamed = sum(r["reason"].startswith("question names") for r in dropped)
     # The teacher is the brain before the night: its numbers are the "before" of the stick and gates.

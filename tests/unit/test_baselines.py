@@ -141,6 +141,19 @@ def test_checks_are_set_aside_for_probe_less_episodes_only():
     assert bl.set_aside_checks(lessons, {"mine"}, 0.25, seed=0) == (taught, checks)
 
 
+def test_checks_set_aside_by_answer_take_every_lesson_with_that_answer():
+    """Three answers asked three ways each: by answer, a whole answer goes (no lesson teaches
+    a held-out check's answer); by question, some held-out answer is still taught."""
+    lessons = [{"prompt": f"Q: q{a}-{w}?\nA:", "completion": f" A{a}\n", "episode_id": "ep"}
+               for a in range(4) for w in range(3)]
+    taught, checks = bl.set_aside_checks(lessons, {"ep"}, 0.25, seed=0, by_answer=True)
+    assert len(checks) == 3 and len({c["answer"] for c in checks}) == 1
+    assert not {c["answer"] for c in checks} & {r["completion"].strip() for r in taught}
+    assert len(taught) == 9
+    leaked = [bl.set_aside_checks(lessons, {"ep"}, 0.25, seed=s)[0:2] for s in range(5)]
+    assert any({c["answer"] for c in ch} & {r["completion"].strip() for r in ta} for ta, ch in leaked)
+
+
 def test_context_distillation_lowers_closed_book_loss_on_new_facts(micro, micro_world):
     # A random micro model is no reader, so the teacher here is a perfect one: the true answers.
     def distil(model, tokenizer, episodes, config):
