@@ -83,7 +83,8 @@ class DreamingConfig:
     tau_share: float = 0.25  # of each episode's lessons, set aside as tau (never taught)
     # A share of each episode's answers instead, with every lesson that has one (`set_aside_checks`):
     # set aside by question, 35 of day 0's 42 checks (39 of day 1's) had a taught lesson with their
-    # answer, and tonight's expert answered .58-.77 of night 1's tau before any trial.
+    # answer, and tonight's expert answered .36-.77 of tau before any trial; by answer, .00-.05
+    # (README, Dreaming).
     tau_by_answer: bool = False
     keep_top: int = 4  # dreams kept per episode by gradient score
     keep_random: int = 2  # and at random, for diversity
