@@ -201,14 +201,17 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float, s
         by_episode.setdefault(row["episode_id"], []).append(row)
     held: set[int] = set()
     for eid, rows in by_episode.items():
-        groups: dict[str, list[dict]] = {}
-        for r in rows:
-            groups.setdefault(normalize(r["completion"]) if by_answer else str(id(r)), []).append(r)
+        groups = [[r] for r in rows]  # what is held out together: a lesson, or every lesson with one answer
+        if by_answer:
+            same: dict[str, list[dict]] = {}
+            for r in rows:
+                same.setdefault(normalize(r["completion"]), []).append(r)
+            groups = [same[a] for a in sorted(same)]
         if eid not in episode_ids or len(groups) < 2:
             continue
         k = max(1, round(share * len(groups)))
-        for key in random.Random(f"{seed}-{eid}").sample(sorted(groups) if by_answer else list(groups), k):
-            held |= {id(r) for r in groups[key]}
+        for group in random.Random(f"{seed}-{eid}").sample(groups, k):
+            held |= {id(r) for r in group}
     checks = [{"episode_id": r["episode_id"], "question": question_of(r["prompt"]),
                "answer": r["completion"].strip()} | ({"context": r["context"]} if "context" in r else {})
               for r in lessons if id(r) in held]

@@ -173,9 +173,9 @@ def dream_rows(dream: dict) -> list[dict]:
 def composed_rows(templates: list[str], question: str, answer: str, implied: str, chain: str,
                   context: str) -> list[dict]:
     """The one-hop rows an implication dream carries (`DreamingConfig.compose`): each template
-    asked closed-book about the person the dream's `question` names (`world.subject`), the
-    student without anything, the teacher reading C and the `chain`; none where the question
-    names no one person of C, or the person is the answer."""
+    asked about the person the dream's `question` names (`world.subject`), closed-book for the
+    student, after C and the `chain` for the teacher; none where the question names no one
+    person of C, or the person is the answer."""
     who = subject(question, context)
     if not templates or who is None or who in answer:
         return []

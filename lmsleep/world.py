@@ -96,11 +96,13 @@ def subject(question: str, text: str) -> str | None:
     """The one person a question asks about, as `text` spells them: its run of capitalized words
     (question words left out) that `text` says in full ("Ada Vell" in "Where does Ada Vell
     work?"); None where it names no one the text says, or several."""
-    said = names(text)
-    runs = {run for run in re.findall(r"\b[A-Z][\w-]*(?: [A-Z][\w-]*)*", question)
-            for run in [" ".join(w for w in run.split() if w.lower() not in QUESTION_WORDS)]
-            if len(run.split()) > 1 and set(run.split()) <= said and run in text}
-    return runs.pop() if len(runs) == 1 else None
+    said, people = names(text), set()
+    for run in re.findall(r"\b[A-Z][\w-]*(?: [A-Z][\w-]*)*", question):
+        words = [w for w in run.split() if w.lower() not in QUESTION_WORDS]
+        name = " ".join(words)
+        if len(words) > 1 and set(words) <= said and name in text:
+            people.add(name)
+    return people.pop() if len(people) == 1 else None
 
 
 def misnamed(question: str, text: str) -> bool:
