@@ -2,9 +2,9 @@
 
 The pipeline runs them as Great Expectations suites (tasks/validate.py: the GX result is the
 night's artifact, a failing row is set aside with the failed expectation). The bench runs no
-GX, yet it must measure the night users run, so it sets dreams aside with `dream_faults`: the
-same measures against the same bounds (params.yaml `validate:`), written as the comparisons
-the suite's expectations are. A test holds the two to the same verdicts.
+GX, yet it must measure the night users run, so it sets dreams aside with `fit_dreams`: the
+same measures against the same bounds (`dream_bounds`, from params.yaml `validate:`), as plain
+comparisons. A test holds the two to the same verdicts.
 """
 
 from __future__ import annotations
@@ -88,13 +88,18 @@ def dream_measures(dreams: list[dict], episodes: list[dict], knowledge: list[str
     return rows
 
 
+def dream_bounds(limits: ValidationLimits) -> dict[str, tuple[float | None, float | None]]:
+    """The dreams suite's bounds, `{column: (min, max)}` (None: unbounded), inclusive: what the
+    GX suite expects of each column and what `dream_faults` compares, from one table."""
+    return {"chars": (1, limits.max_dream_chars), "repetition": (None, limits.max_repetition),
+            "grounded": (limits.min_dream_grounding, None), "implied": (1, None)}
+
+
 def dream_faults(measures: dict, limits: ValidationLimits) -> list[str]:
-    """The bounds of the dreams suite that a dream's `measures` break, each as "column value
-    below/above bound" (the suite's own expectations, tasks/validate.py, on the same bounds)."""
-    bounds = {"chars": (1, limits.max_dream_chars), "repetition": (None, limits.max_repetition),
-              "grounded": (limits.min_dream_grounding, None), "implied": (1, None)}
+    """The bounds (`dream_bounds`) that a dream's `measures` break, each as "column value
+    below/above bound"."""
     faults = []
-    for column, (lo, hi) in bounds.items():
+    for column, (lo, hi) in dream_bounds(limits).items():
         value = measures[column]
         if lo is not None and value < lo:
             faults.append(f"{column} {value:g} below {lo:g}")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmsleep import jsonl
-from lmsleep.checks import ValidationLimits, dream_measures, repetition, world_knowledge
+from lmsleep.checks import ValidationLimits, dream_bounds, dream_measures, repetition, world_knowledge
 from lmsleep.evaluation import grounded
 from tasks.common import crash_point, read_tonight
 
@@ -86,7 +86,8 @@ def base_knowledge(params) -> list[str] | None:
 def dream_frame(dreams: list[dict], episodes: list[dict], knowledge: list[str] | None = None):
     import pandas as pd
 
-    return pd.DataFrame(dream_measures(dreams, episodes, knowledge), columns=["chars", "repetition", "grounded", "implied"])
+    return pd.DataFrame(dream_measures(dreams, episodes, knowledge),
+                        columns=["chars", "repetition", "grounded", "implied"])
 
 
 def validate_dreams(dreams: list[dict], episodes: list[dict], limits: ValidationLimits,
@@ -97,12 +98,9 @@ def validate_dreams(dreams: list[dict], episodes: list[dict], limits: Validation
 
     if not dreams:
         return [], [], {}
-    expectations = [
-        gxe.ExpectColumnValuesToBeBetween(column="chars", min_value=1, max_value=limits.max_dream_chars),
-        gxe.ExpectColumnValuesToBeBetween(column="repetition", max_value=limits.max_repetition),
-        gxe.ExpectColumnValuesToBeBetween(column="grounded", min_value=limits.min_dream_grounding),
-        gxe.ExpectColumnValuesToBeBetween(column="implied", min_value=1),
-    ]
+    expectations = [gxe.ExpectColumnValuesToBeBetween(column=column, **({"min_value": lo} if lo is not None else {}),
+                                                      **({"max_value": hi} if hi is not None else {}))
+                    for column, (lo, hi) in dream_bounds(limits).items()]
     result = _run("dreams", dream_frame(dreams, episodes, knowledge), expectations, result_format="COMPLETE")
     reasons: dict[int, list[str]] = {}
     for r in result["results"]:
