@@ -49,13 +49,13 @@ class BaselineConfig:
     # one): sampled at temperature 1, 60-74% of day 0's and day 3's lessons (seeds 0 and 2)
     # changed a syllable of a name. Off: those lessons still teach the right value for a name
     # one syllable off, and without them context distillation's night 0 learned less (recall
-    # 0.234 -> 0.135 over 3 seeds; 0.226 with 2.5x the questions). README, Knowledge Seeding.
+    # 0.234 -> 0.135 over 3 seeds; 0.226 with 2.5x the questions). docs/knowledge-seeding.md.
     drop_misnamed: bool = False
     question_temperature: float = 1.0  # the teacher's own questions are sampled at this temperature
     # What the teacher reads at a time as it asks and answers: the whole episode, or each of its
     # paragraphs (lines) alone. The born model reads one person's note far better than six
     # people's (birth.json: open_book 0.98, open_book_multi 0.17), and asked about the whole
-    # episode it keeps to a few of its facts (README, Knowledge Seeding: a curriculum that covers).
+    # episode it keeps to a few of its facts (docs/knowledge-seeding.md: a curriculum that covers).
     window: str = "episode"
     checks_share: float = 0.25  # of a probe-less episode's grounded Q/A, set aside as checks, never taught
     max_length: int = 512

@@ -22,7 +22,7 @@ Steps:
    Reading is taught as a curriculum (`reading_stage`): notes state one fact per person first
    (copy the value), then all five (choose by the asked type), then speak of up to six people
    (choose by person); answer tokens weigh `answer_weight` in the loss. Without the curriculum
-   reading never emerged in 4.5 M tokens (README, "Birth").
+   reading never emerged in 4.5 M tokens (docs/birth.md).
 3. A step is a fixed budget of tokens (`tokens_per_step`): its documents are sorted by length
    and cut into micro-batches of about `micro_tokens` tokens (gradients accumulate), so little
    compute goes to padding and none to attention across documents. (Packing documents into

@@ -84,7 +84,7 @@ class DreamingConfig:
     # A share of each episode's answers instead, with every lesson that has one (`set_aside_checks`):
     # set aside by question, 35 of day 0's 42 checks (39 of day 1's) had a taught lesson with their
     # answer, and tonight's expert answered .36-.77 of tau before any trial; by answer, .00-.05
-    # (README, Dreaming).
+    # (docs/dreaming.md).
     tau_by_answer: bool = False
     keep_top: int = 4  # dreams kept per episode by gradient score
     keep_random: int = 2  # and at random, for diversity
@@ -98,7 +98,7 @@ class DreamingConfig:
     # The rehearsal's rate (None: seeding's). A seeding whose rate decays to 0 (`lr_scheduler:
     # linear`) ends on a fitted expert, which the rehearsal would start shaking at the full rate
     # again; the rate of the seeding's last `rehearse_epochs` continues its tail instead
-    # (1e-2 x 4/32 after 32 epochs). Measured both ways: README, Dreaming.
+    # (1e-2 x 4/32 after 32 epochs). Measured both ways: docs/dreaming.md.
     rehearse_lr: float | None = None
     # Rehearse tonight's lessons beside the dreams: trained on dreams alone, the expert drifts off
     # what seeding just taught it (day 0: recall 0.19 -> 0.08 after dreams alone).
@@ -333,7 +333,7 @@ def tau_score(model, tokenizer, tau: list[dict]) -> dict:
 def beats(after: dict, before: dict) -> bool:
     """A trial's reward (SEAL's): more of tau answered exactly than before. A lower loss alone
     does not count: on day 0 it rewarded 45% of the kept dreams, and rehearsing them left recall
-    at 0.167 against 0.202 with this rule (README, Dreaming)."""
+    at 0.167 against 0.202 with this rule (docs/dreaming.md)."""
     return after["exact"] > before["exact"]
 
 

@@ -9,7 +9,7 @@ Why: a per-token linear router on a small model does not know whom a question is
 night its new expert answered base people's questions in tonight's forms with tonight's values,
 two router losses closed the gate everywhere or opened it on everyone's answers, and the inputs of
 tonight's people lie no further outside the base activations' subspace than other base people's
-(README, Knowledge Seeding). A key says it symbolically: each expert keeps the names its night's
+(docs/knowledge-seeding.md). A key says it symbolically: each expert keeps the names its night's
 questions asked about (their token ids), and its gate is multiplied by 0 on every token before the
 first occurrence of one of them in the sequence (causal: a token sees only what came before), by 1
 after. The learned router still weighs the expert where it is open.

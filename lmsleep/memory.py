@@ -277,7 +277,7 @@ class Memory:
         is on already and the switch changes nothing. A fully open gate (1) was tried and
         measured: after one sleep night, 10 of 32 qa dreams parsed and none grounded, against
         27 and 25 without it (0.5: 20 and 8), as the routers had learned to keep the expert
-        nearly shut on these tokens (README, Dreaming). Yields how many routers switched one on
+        nearly shut on these tokens (docs/dreaming.md). Yields how many routers switched one on
         (a level with no earlier night's expert has none to)."""
         changed = 0
         banks = [bank for layer in self.banks for bank in layer]

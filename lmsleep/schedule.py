@@ -53,7 +53,7 @@ class MemoryConfig:
     # are, each into a slot of its own (no training: the receiver needs the same rank and room for
     # them all, and the top level merges its oldest pairs as it fills). Under keys one expert for
     # several nights' names loses what their separate gates kept apart (days 0-2 at night 4:
-    # recall .27 .30 .23 -> .19 .21 .14 distilled; README, keyed memory), moving loses nothing.
+    # recall .27 .30 .23 -> .19 .21 .14 distilled; docs/knowledge-seeding.md, keyed memory), moving loses nothing.
     upward: str = "distil"
 
     def __post_init__(self):

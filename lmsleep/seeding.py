@@ -66,7 +66,7 @@ class SeedingConfig:
     lti_rows: int = 2  # teacher completions cut per batch for learning to imitate
     lti_group: int = 4  # student continuations per prefix
     # Replay rows per new row: 1x -> 2x with the matched questions took day 0's base (held-out)
-    # 0.48 -> 0.58 and reading 0.83 -> 0.96 (README, Knowledge Seeding).
+    # 0.48 -> 0.58 and reading 0.83 -> 0.96 (docs/knowledge-seeding.md).
     replay: float = 2.0
     # Sampling temperature of the questions the model asks itself for replay: lower asks more
     # about what it knows (on the born model, 0.5: 99% of them about people of its base world,
@@ -79,19 +79,19 @@ class SeedingConfig:
     # or "born", the born model (every memory level muted), so a night's expert is held to what
     # birth taught rather than to what earlier nights' drift left of it; its own questions then
     # leave out whatever an earlier night's questions named (the born model does not know them).
-    # Measured worse after one night (base held-out 0.34 vs 0.45 without LTI; README), so "before".
+    # Measured worse after one night (base held-out 0.34 vs 0.45 without LTI; docs/knowledge-seeding.md), so "before".
     replay_anchor: str = "before"
     # Share of the reading replay asked on notes the model writes itself (from nothing: invented
     # people, in birth's forms) instead of tonight's episodes. On tonight's episodes the text's
     # answer is tonight's value, so nothing there tells a night's expert to read the text: after
-    # one night it answered strangers' birthplaces with tonight's city (README, Knowledge Seeding).
+    # one night it answered strangers' birthplaces with tonight's city (docs/knowledge-seeding.md).
     replay_notes: float = 0.0
     # Each note's question asked closed-book too, answered as the model's own questions are
     # (mostly about someone it does not know): tonight's values are no answer there either.
     replay_notes_closed: bool = False
     # Rows where the teacher continues an episode's sentences from the text before (the student
     # from nothing). Off: on day 0 they halved the night's speed and left closed-book recall
-    # where it was (0.107 with, 0.119 without; README, Knowledge Seeding).
+    # where it was (0.107 with, 0.119 without; docs/knowledge-seeding.md).
     continuations: bool = False
     # Share of the divergence given to tonight's rows in batches that hold both kinds; the rest
     # goes to the replay. None: TRL's mean over all completion tokens, where tonight's rows, a
@@ -104,7 +104,7 @@ class SeedingConfig:
     # Upward consolidations (level l -> l+1, no context): start the new expert as the sender level
     # condensed (Memory.condense) and train it `upward_epochs` (None: `epochs`). Over 4 nights
     # this made the upward night 2.2x faster (820 -> 367 s) and kept the earlier days as well
-    # (paraphrase 0.073 vs 0.077 after it; README, Knowledge Seeding). PAPER.md leaves the init open.
+    # (paraphrase 0.073 vs 0.077 after it; docs/knowledge-seeding.md). PAPER.md leaves the init open.
     condense: bool = True
     upward_epochs: int | None = 2
     # Switches for the paper's ablations.
@@ -112,7 +112,7 @@ class SeedingConfig:
     expansion: bool = True  # False: distil into the level's existing newest expert (no new one)
     optim: str = "adamw_torch"  # transformers' optimizer names
     # bf16 autocast: on for GPUs that have bf16 units; off on CPUs, where TRL's bf16 default made
-    # each step ~11x slower on CPUs without them (README, baselines).
+    # each step ~11x slower on CPUs without them (docs/baselines.md).
     bf16: bool = False
     logging_steps: int = 5
     seed: int = 0
@@ -417,7 +417,7 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         # The teacher is the model before tonight (PAPER.md section 3): without the new expert, with
         # the sender level. Without expansion it is the trained expert's copy from before tonight:
         # with the live expert as teacher, teacher and student were one model on the replay, which
-        # then held nothing (ten nights of `ks_no_expansion` ended at base 0.00, reading 0.00; README).
+        # then held nothing (ten nights of `ks_no_expansion` ended at base 0.00, reading 0.00; docs/knowledge-seeding.md).
         sender_slots = {sender: memory.active_slots(sender)} if sender else {}
         teacher_mute = {receiver: [slot]}
         teacher_on = {receiver: [before]} if before is not None else {}

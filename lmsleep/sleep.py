@@ -121,7 +121,7 @@ class Sleeper:
         """The words before the first name (a word of `tonight`) of `n` of tonight's own questions:
         the model completes them with people it knows, so the replay asks about the old in the
         very forms tonight's lessons ask about the new. A night's expert otherwise learns the form
-        ("born where? -> tonight's city") and answers it for everyone (README, Knowledge Seeding)."""
+        ("born where? -> tonight's city") and answers it for everyone (docs/knowledge-seeding.md)."""
         starts = set()
         for r in lessons:
             words = question_of(r["prompt"]).split()
