@@ -264,7 +264,8 @@ def report(s: dict) -> str:
                      ("implication (two hops)", "implication")):
         lines.append(f"  {label:30s}{f(s.get(k)):>8s}{f(s.get(k + '_ceiling')):>9s}")
     lines += [f"  {'checks (probe-less episodes)':30s}{f(s.get('checks')):>8s}",
-              f"  {'update: new / old value':30s}{f(s.get('update')):>8s}{f(s.get('update_stale')):>9s}", "",
+              f"  {'update: the new value':30s}{f(s.get('update')):>8s}{f(s.get('update_ceiling')):>9s}",
+              f"  {'update: the old value still':30s}{f(s.get('update_stale')):>8s}{f(s.get('update_stale_ceiling')):>9s}", "",
               f"  {'kept':30s}{'before':>8s}{'after':>9s}"]
     for label, k in (("retention (trained forms)", "retention"), ("retention (held-out forms)", "retention_heldout"),
                      ("reading strangers (open)", "reading")):

@@ -152,7 +152,8 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
 
     return {
         **{k: mean(k) for k in ("recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication",
-                                "implication_ceiling", "update", "update_stale")},
+                                "implication_ceiling", "update", "update_ceiling", "update_stale",
+                                "update_stale_ceiling")},
         "acc": ev.acc(R), "bwt": ev.bwt(R), "forgetting": ev.forgetting(R),
         "acc_paraphrase": ev.acc(R_para), "bwt_paraphrase": ev.bwt(R_para),
         "forgetting_paraphrase": ev.forgetting(R_para),
@@ -182,7 +183,8 @@ def summarize(per_seed: list[dict]) -> dict:
 COLUMNS = [("recall", "recall"), ("recall_ceiling", "ceil"), ("paraphrase", "paraphr"),
            ("paraphrase_ceiling", "ceil"), ("implication", "implic"), ("implication_ceiling", "ceil"),
            ("acc", "ACC"), ("bwt", "BWT"), ("forgetting", "forget"), ("forgetting_paraphrase", "fgt_par"),
-           ("base_retention_heldout", "base_ho"), ("update", "update"), ("update_stale", "stale"),
+           ("base_retention_heldout", "base_ho"), ("update", "update"), ("update_ceiling", "ceil"),
+           ("update_stale", "stale"), ("update_stale_ceiling", "ceil"),
            ("reading", "reading"), ("seconds_per_night", "s/night")]
 
 

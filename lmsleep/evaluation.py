@@ -198,12 +198,17 @@ def open_book(model, tokenizer, episodes: Sequence[dict], key: str = "probes") -
 
 
 def ceilings(model, tokenizer, episodes: Sequence[dict]) -> dict[str, float | None]:
-    """The open-book ceiling of each probe family: asked of the teacher (the model before the night)."""
-    return {f"{family}_ceiling": open_book(model, tokenizer, episodes, key) for family, key in FAMILY_KEYS.items()}
+    """The open-book ceiling of each probe family, and of the update test: asked of the teacher
+    (the model before the night). A night distils what the teacher says; where the teacher,
+    reading "X left A and now works at B", still answers A, the night is taught A."""
+    update = update_test(model, tokenizer, episodes, in_context=True)
+    return {**{f"{family}_ceiling": open_book(model, tokenizer, episodes, key) for family, key in FAMILY_KEYS.items()},
+            "update_ceiling": update["new"], "update_stale_ceiling": update["old"]}
 
 
-def update_test(model, tokenizer, episodes: Sequence[dict]) -> dict:
-    """On episodes with an update: share answering the new value, share still answering the old."""
+def update_test(model, tokenizer, episodes: Sequence[dict], in_context: bool = False) -> dict:
+    """On episodes with an update: share answering the new value, share still answering the old
+    (closed-book; `in_context`: each question after its episode's text, open-book)."""
     updates = [ep for ep in episodes if (ep.get("meta") or {}).get("old_answer")]
     if not updates:
         return {"new": None, "old": None, "n": 0}
@@ -211,7 +216,8 @@ def update_test(model, tokenizer, episodes: Sequence[dict]) -> dict:
     for ep in updates:
         asked = ep["meta"].get("update_question")
         probes.append(next((p for p in ep["probes"] if p["question"] == asked), ep["probes"][0]))
-    preds = answer(model, tokenizer, [p["question"] for p in probes])
+    preds = answer(model, tokenizer, [p["question"] for p in probes],
+                   [ep["text"] for ep in updates] if in_context else None)
     new = sum(exact_match(a, p["answer"]) for a, p in zip(preds, probes))
     old = sum(exact_match(a, ep["meta"]["old_answer"]) for a, ep in zip(preds, updates))
     return {"new": new / len(updates), "old": old / len(updates), "n": len(updates)}

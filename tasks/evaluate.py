@@ -54,7 +54,8 @@ def evaluate(pipe: Pipeline) -> dict:
     metrics = {"night": tonight["night"], "episodes": len(episodes)}
     for family in ev.FAMILY_KEYS:
         metrics |= {family: a[family], f"{family}_ceiling": tonight[f"{family}_ceiling"]}
-    metrics |= {"checks": a["checks"], "update": a["update"]["new"], "update_stale": a["update"]["old"]}
+    metrics |= {"checks": a["checks"], "update": a["update"]["new"], "update_stale": a["update"]["old"],
+                "update_ceiling": tonight["update_ceiling"], "update_stale_ceiling": tonight["update_stale_ceiling"]}
     for name in kept:
         metrics |= {name: a[name], f"{name}_before": tonight[f"{name}_before"]}
     metrics |= {"reading": a["reading"], "reading_before": tonight["reading_before"]}

@@ -56,7 +56,8 @@ def test_two_nights_promote_by_the_gates(harness, night_dir, born_micro_dir):
     first = sleep_cycle(NightParameters())
     metrics = json.loads(Path("reports/metrics.json").read_text())
     for key in ("night", "recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication",
-                "implication_ceiling", "checks", "update", "update_stale", "retention", "retention_heldout",
+                "implication_ceiling", "checks", "update", "update_ceiling", "update_stale", "update_stale_ceiling",
+                "retention", "retention_heldout",
                 "retention_before", "reading", "reading_before"):
         assert key in metrics
     assert metrics["checks"] is None, "world episodes bring probes: no checks are set aside"

@@ -55,7 +55,8 @@ def test_bench_writes_the_table_json_and_heatmaps(tmp_path, micro_dir, capsys):
     assert report["days"] == 2 and report["world_seed"] == MICRO_WORLD.seed and report["seeds"] == [0, 1]
     keys = {"recall", "recall_ceiling", "paraphrase", "paraphrase_ceiling", "implication", "implication_ceiling",
             "acc", "bwt", "forgetting", "acc_paraphrase", "bwt_paraphrase", "forgetting_paraphrase", "base_retention",
-            "base_retention_heldout", "update", "update_stale", "reading", "seconds_per_night", "seeds"}
+            "base_retention_heldout", "update", "update_ceiling", "update_stale", "update_stale_ceiling", "reading",
+            "seconds_per_night", "seeds"}
     assert set(report["methods"]) == {"none", "sft_text", "context_distillation", "sequential_merge", "knowledge_seeding",
                                       "sleep"}
     for name, m in report["methods"].items():

@@ -101,7 +101,8 @@ def test_nothing_to_measure_is_none_not_zero(micro, micro_world):
     assert ev.accuracy(model, tokenizer, []) is None
     assert ev.closed_book(model, tokenizer, bare) is None
     assert ev.ceilings(model, tokenizer, bare) == {"recall_ceiling": None, "paraphrase_ceiling": None,
-                                                   "implication_ceiling": None}
+                                                   "implication_ceiling": None, "update_ceiling": None,
+                                                   "update_stale_ceiling": None}
     a = ev.after_night(model, tokenizer, bare, {"retention": []}, [])
     assert a["recall"] is a["paraphrase"] is a["implication"] is a["checks"] is a["retention"] is None
     assert a["update"] == {"new": None, "old": None, "n": 0} and a["reading"] is None
@@ -116,6 +117,29 @@ def test_update_test_counts_new_and_old(micro, micro_world, monkeypatch):
     replies = [new["answer"], eps[1]["meta"]["old_answer"]]
     monkeypatch.setattr(ev, "answer", lambda *a, **k: replies)
     assert ev.update_test(model, tokenizer, eps) == {"new": 0.5, "old": 0.5, "n": 2}
+
+
+def test_the_update_ceiling_asks_the_teacher_reading_the_news(micro, micro_world, monkeypatch):
+    """The teacher reads "X left A and now works at B" before the question: what it answers there
+    is what a night can teach. The model's replies are stood in (a micro model cannot read)."""
+    model, tokenizer = micro
+    eps = [ep for ep in micro_world.day(0) if ep["meta"]["kind"] == "update"]
+    asked = []
+
+    def reads(model, tokenizer, prompts, **kw):
+        asked.extend(prompts)  # open-book: the new value if the news is in the prompt, else the old
+        return [next((ep["meta"]["old_answer"] if ep["text"] not in p else
+                      next(q["answer"] for q in ep["probes"] if q["question"] == ep["meta"]["update_question"])
+                      for ep in eps if p.endswith(f"Q: {ep['meta']['update_question']}\nA:")), "") for p in prompts]
+
+    monkeypatch.setattr(ev, "generate", reads)
+    assert ev.update_test(model, tokenizer, eps) == {"new": 0.0, "old": 1.0, "n": 2}
+    assert not any(ep["text"] in p for p in asked for ep in eps)  # closed-book: no episode read
+    asked.clear()
+    assert ev.update_test(model, tokenizer, eps, in_context=True) == {"new": 1.0, "old": 0.0, "n": 2}
+    assert [ep["text"] in p for p, ep in zip(asked, eps)] == [True, True]
+    c = ev.ceilings(model, tokenizer, eps)
+    assert (c["update_ceiling"], c["update_stale_ceiling"]) == (1.0, 0.0)
 
 
 def test_restatement_grades_stated_facts(micro_world, monkeypatch):
