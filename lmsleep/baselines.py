@@ -57,6 +57,13 @@ class BaselineConfig:
     # people's (birth.json: open_book 0.98, open_book_multi 0.17), and asked about the whole
     # episode it keeps to a few of its facts (docs/knowledge-seeding.md: a curriculum that covers).
     window: str = "episode"
+    # Every name a window states is asked about at least this many times (0: off). A free sample
+    # after "Q:" drifts to some people and skips others: an update ("X left A and now works at
+    # B") with no question about X is never taught, and X's old employer stays. The missing ones
+    # are sampled begun with the name ("Q: X"), which the grammar's name-first frames continue;
+    # a name is a run of two or more capitalized words (`keys.name_runs`; one word alone is as
+    # often a sentence's first word).
+    ask_each_name: int = 0
     checks_share: float = 0.25  # of a probe-less episode's grounded Q/A, set aside as checks, never taught
     max_length: int = 512
     logging_steps: int = 5  # loss reported to callbacks (the pipeline logs it to MLflow)
@@ -71,6 +78,8 @@ class BaselineConfig:
                              f"{self.question_temperature}")
         if self.window not in WINDOWS:
             raise ValueError(f"baselines.window must be one of {WINDOWS}, got {self.window!r}")
+        if self.ask_each_name < 0:
+            raise ValueError(f"baselines.ask_each_name must be >= 0, got {self.ask_each_name}")
 
 
 def lora_config(config: BaselineConfig, model):
@@ -162,11 +171,19 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     asked = generate(teacher, tokenizer, [f"{text}\n\nQ:" for _, text in owners], max_new_tokens=40,
                      do_sample=True, top_k=0, temperature=config.question_temperature)
     seen, questions = set(), []
-    for (ep, text), q in zip(owners, asked, strict=True):
-        q = first_question(q)
+
+    def add(ep, text, q):
         if q and (ep["id"], q) not in seen:
             seen.add((ep["id"], q))
             questions.append((ep, text, q))
+
+    for (ep, text), q in zip(owners, asked, strict=True):
+        add(ep, text, first_question(q))
+    owed = unasked_names(owners, questions, config.ask_each_name)
+    rests = generate(teacher, tokenizer, [f"{text}\n\nQ: {name}" for _, text, name in owed], max_new_tokens=40,
+                     do_sample=True, top_k=0, temperature=config.question_temperature)
+    for (ep, text, name), rest in zip(owed, rests, strict=True):
+        add(ep, text, first_question(name + rest))
     answers = answer(teacher, tokenizer, [q for _, _, q in questions], [text for _, text, _ in questions],
                      max_new_tokens=24)
     lessons, dropped = [], []
@@ -185,6 +202,30 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
         else:
             lessons.append(row)
     return lessons, dropped
+
+
+def text_names(text: str) -> list[str]:
+    """The names of two or more words a text states, in order, each once: `keys.name_runs`
+    within punctuation (in running text "Morrow Labs. Ben Kay" is two names, not one)."""
+    from lmsleep.keys import name_runs
+
+    runs = (n for part in re.split(r"[^\w\s'-]+", text) for n in name_runs(part))
+    return list(dict.fromkeys(n for n in runs if " " in n))
+
+
+def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, str, str]],
+                  at_least: int) -> list[tuple[dict, str, str]]:
+    """(episode, window, name) once for each question still owed: every name of two or more words
+    that a window states is asked about `at_least` times among that window's `questions`."""
+    from lmsleep.keys import mentions
+
+    read = {(ep["id"], text): ep for ep, text in owners}
+    owed = []
+    for (episode_id, text), ep in read.items():
+        asked = [q for e, t, q in questions if e["id"] == episode_id and t == text]
+        for name in text_names(text):
+            owed += [(ep, text, name)] * max(0, at_least - sum(mentions(q, [name]) for q in asked))
+    return owed
 
 
 def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float, seed: int = 0,

@@ -238,3 +238,36 @@ def test_checks_go_back_to_the_lessons_they_were_set_aside_from():
                | ({"context": f"paragraph {i}"} if i % 2 else {}) for i in range(8)]
     taught, checks = bl.set_aside_checks(lessons, {"ep-1"}, 0.5, seed=0)
     assert len(checks) == 4 and sorted(map(str, taught + bl.checks_as_lessons(checks))) == sorted(map(str, lessons))
+
+
+def test_every_name_a_window_states_is_owed_its_questions():
+    """`ask_each_name`: each name of two or more words in a window is asked about at least that
+    often; one word alone ("Update") is not a name here."""
+    ep = {"id": "e"}
+    text = "Update: Ana van Drosk left Morrow Labs. Ben Kay was born in 1980."
+    owners = [(ep, text)] * 3
+    questions = [(ep, text, "Where does Ana van Drosk work?"), (ep, "another window", "Who is Ben Kay?")]
+    owed = bl.unasked_names(owners, questions, 2)
+    assert [name for _, _, name in owed] == ["Ana van Drosk", "Morrow Labs", "Morrow Labs", "Ben Kay", "Ben Kay"]
+    assert all(t == text for _, t, _ in owed)
+    assert bl.unasked_names(owners, questions, 0) == []
+    assert bl.text_names("Drilzail is employed by Durkmux Foods. Drethras Brabian-Zourkpu was born in 1955.") == [
+        "Durkmux Foods", "Drethras Brabian-Zourkpu"]
+
+
+def test_the_teacher_asks_about_the_names_it_skipped(micro, micro_world):
+    """The free questions are sampled as before; the owed ones are begun with the name."""
+    from dataclasses import replace
+
+    model, tokenizer = micro
+    episodes = micro_world.day(0)
+    free, _ = bl.teacher_curriculum(model, tokenizer, episodes, CONFIG, drop_ungrounded=False)
+    named, _ = bl.teacher_curriculum(model, tokenizer, episodes, replace(CONFIG, ask_each_name=3),
+                                     drop_ungrounded=False)
+    assert named[:len(free)] == free
+    extra = named[len(free):]
+    assert extra, "a random micro teacher still ends some name-begun samples with a question mark"
+    text = {ep["id"]: ep["text"] for ep in episodes}
+    assert all(any(r["prompt"].startswith(f"Q: {n}") for n in bl.text_names(text[r["episode_id"]])) for r in extra)
+    with pytest.raises(ValueError, match="ask_each_name"):
+        bl.BaselineConfig(ask_each_name=-1)
