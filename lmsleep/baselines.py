@@ -57,7 +57,7 @@ class BaselineConfig:
     # people's (birth.json: open_book 0.98, open_book_multi 0.17), and asked about the whole
     # episode it keeps to a few of its facts (docs/knowledge-seeding.md: a curriculum that covers).
     window: str = "episode"
-    # Every name a window states is asked about at least this many times (0: off). A free sample
+    # Every name a window states is asked about in at least this many lessons (0: off). A free sample
     # after "Q:" drifts to some people and skips others: an update ("X left A and now works at
     # B") with no question about X is never taught, and X's old employer stays. The missing ones
     # are sampled begun with the name ("Q: X"), which the grammar's name-first frames continue;
@@ -170,37 +170,48 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     owners = [(ep, text) for ep in episodes for text, n in _asks(ep["text"], config) for _ in range(n)]
     asked = generate(teacher, tokenizer, [f"{text}\n\nQ:" for _, text in owners], max_new_tokens=40,
                      do_sample=True, top_k=0, temperature=config.question_temperature)
-    seen, questions = set(), []
+    seen: set = set()
 
-    def add(ep, text, q):
-        if q and (ep["id"], q) not in seen:
-            seen.add((ep["id"], q))
-            questions.append((ep, text, q))
+    def new_questions(samples) -> list[tuple[dict, str, str]]:
+        out = []
+        for ep, text, q in samples:
+            if q and (ep["id"], q) not in seen:
+                seen.add((ep["id"], q))
+                out.append((ep, text, q))
+        return out
 
-    for (ep, text), q in zip(owners, asked, strict=True):
-        add(ep, text, first_question(q))
-    owed = unasked_names(owners, questions, config.ask_each_name)
-    rests = generate(teacher, tokenizer, [f"{text}\n\nQ: {name}" for _, text, name in owed], max_new_tokens=40,
-                     do_sample=True, top_k=0, temperature=config.question_temperature)
-    for (ep, text, name), rest in zip(owed, rests, strict=True):
-        add(ep, text, first_question(name + rest))
-    answers = answer(teacher, tokenizer, [q for _, _, q in questions], [text for _, text, _ in questions],
-                     max_new_tokens=24)
-    lessons, dropped = [], []
-    for (ep, text, q), a in zip(questions, answers, strict=True):
-        if not a:
-            continue
-        row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"]}
-        if text != ep["text"]:  # read from one paragraph: the teacher's view when it is distilled
-            row["context"] = text
-        if is_heldout_question(q):
-            dropped.append(row | {"reason": "held-out question form (the exam asks in it)"})
-        elif drop_ungrounded and not grounded(a, text):
-            dropped.append(row | {"reason": "answer not in the text the teacher read"})
-        elif config.drop_misnamed and misnamed(q, ep["text"]):
-            dropped.append(row | {"reason": "question names someone the episode does not (or no one)"})
-        else:
-            lessons.append(row)
+    def judge(questions) -> tuple[list[dict], list[dict], list[tuple[dict, str, str]]]:
+        """The teacher answers each question open-book: (lessons, dropped, the lessons' questions)."""
+        answers = answer(teacher, tokenizer, [q for _, _, q in questions], [text for _, text, _ in questions],
+                         max_new_tokens=24)
+        lessons, dropped, taught = [], [], []
+        for (ep, text, q), a in zip(questions, answers, strict=True):
+            if not a:
+                continue
+            row = {"prompt": closed_book_prompt(q), "completion": f" {a}\n", "episode_id": ep["id"]}
+            if text != ep["text"]:  # read from one paragraph: the teacher's view when it is distilled
+                row["context"] = text
+            if is_heldout_question(q):
+                dropped.append(row | {"reason": "held-out question form (the exam asks in it)"})
+            elif drop_ungrounded and not grounded(a, text):
+                dropped.append(row | {"reason": "answer not in the text the teacher read"})
+            elif config.drop_misnamed and misnamed(q, ep["text"]):
+                dropped.append(row | {"reason": "question names someone the episode does not (or no one)"})
+            else:
+                lessons.append(row)
+                taught.append((ep, text, q))
+        return lessons, dropped, taught
+
+    lessons, dropped, taught = judge(new_questions(
+        (ep, text, first_question(q)) for (ep, text), q in zip(owners, asked, strict=True)))
+    # Then the names the lessons skipped (`ask_each_name`), each question begun with the name.
+    owed = unasked_names(owners, taught, config.ask_each_name)
+    if owed:
+        rests = generate(teacher, tokenizer, [f"{text}\n\nQ: {name}" for _, text, name in owed], max_new_tokens=40,
+                         do_sample=True, top_k=0, temperature=config.question_temperature)
+        more, gone, _ = judge(new_questions(
+            (ep, text, first_question(name + rest)) for (ep, text, name), rest in zip(owed, rests, strict=True)))
+        lessons, dropped = lessons + more, dropped + gone
     return lessons, dropped
 
 
@@ -216,7 +227,8 @@ def text_names(text: str) -> list[str]:
 def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, str, str]],
                   at_least: int) -> list[tuple[dict, str, str]]:
     """(episode, window, name) once for each question still owed: every name of two or more words
-    that a window states is asked about `at_least` times among that window's `questions`."""
+    that a window states is asked about `at_least` times among that window's `questions` (the
+    lessons' questions: one dropped as ungrounded or held-out teaches nothing)."""
     from lmsleep.keys import mentions
 
     read = {(ep["id"], text): ep for ep, text in owners}
