@@ -62,7 +62,9 @@ class BaselineConfig:
     # B") with no question about X is never taught, and X's old employer stays. The missing ones
     # are sampled begun with the name ("Q: X"), which the grammar's name-first frames continue;
     # a name is a run of two or more capitalized words (`keys.name_runs`; one word alone is as
-    # often a sentence's first word).
+    # often a sentence's first word), and one that a lesson gives as its answer is a value, left
+    # out: asked about, companies keyed tonight's expert open on strangers' notes (reading 0.98
+    # -> 0.73-0.86 after one night, docs/knowledge-seeding.md).
     ask_each_name: int = 0
     checks_share: float = 0.25  # of a probe-less episode's grounded Q/A, set aside as checks, never taught
     max_length: int = 512
@@ -205,7 +207,7 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     lessons, dropped, taught = judge(new_questions(
         (ep, text, first_question(q)) for (ep, text), q in zip(owners, asked, strict=True)))
     # Then the names the lessons skipped (`ask_each_name`), each question begun with the name.
-    owed = unasked_names(owners, taught, config.ask_each_name)
+    owed = unasked_names(owners, taught, config.ask_each_name, [r["completion"] for r in lessons])
     if owed:
         rests = generate(teacher, tokenizer, [f"{text}\n\nQ: {name}" for _, text, name in owed], max_new_tokens=40,
                          do_sample=True, top_k=0, temperature=config.question_temperature)
@@ -225,18 +227,22 @@ def text_names(text: str) -> list[str]:
 
 
 def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, str, str]],
-                  at_least: int) -> list[tuple[dict, str, str]]:
+                  at_least: int, answers: Sequence[str] = ()) -> list[tuple[dict, str, str]]:
     """(episode, window, name) once for each question still owed: every name of two or more words
     that a window states is asked about `at_least` times among that window's `questions` (the
-    lessons' questions: one dropped as ungrounded or held-out teaches nothing)."""
+    lessons' questions: one dropped as ungrounded or held-out teaches nothing). A name that one
+    of the lessons' `answers` gives is a value (a company, a city), not whom the text is about:
+    asked about, it would key tonight's expert on a name that strangers' notes share."""
     from lmsleep.keys import mentions
 
+    values = " | ".join(answers)
     read = {(ep["id"], text): ep for ep, text in owners}
     owed = []
     for (episode_id, text), ep in read.items():
         asked = [q for e, t, q in questions if e["id"] == episode_id and t == text]
         for name in text_names(text):
-            owed += [(ep, text, name)] * max(0, at_least - sum(mentions(q, [name]) for q in asked))
+            if not mentions(values, [name]):
+                owed += [(ep, text, name)] * max(0, at_least - sum(mentions(q, [name]) for q in asked))
     return owed
 
 

@@ -251,6 +251,8 @@ def test_every_name_a_window_states_is_owed_its_questions():
     assert [name for _, _, name in owed] == ["Ana van Drosk", "Morrow Labs", "Morrow Labs", "Ben Kay", "Ben Kay"]
     assert all(t == text for _, t, _ in owed)
     assert bl.unasked_names(owners, questions, 0) == []
+    values = bl.unasked_names(owners, questions, 2, answers=[" Morrow Labs\n"])  # an answer: a value, not a subject
+    assert [name for _, _, name in values] == ["Ana van Drosk", "Ben Kay", "Ben Kay"]
     assert bl.text_names("Drilzail is employed by Durkmux Foods. Drethras Brabian-Zourkpu was born in 1955.") == [
         "Durkmux Foods", "Drethras Brabian-Zourkpu"]
 
