@@ -162,7 +162,8 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     paraphrases ask in those forms), with `drop_ungrounded`, when its answer is not in the text
     read (the teacher can ask about someone who is not there, and would teach a hallucination),
     and with `config.drop_misnamed`, when the question names someone as the episode does not
-    (`world.misnamed`: a name with a syllable changed in sampling).
+    (`world.misnamed`: a name with a syllable changed in sampling). With `config.ask_each_name`,
+    a second round asks about the names the first round's lessons skipped (`unasked_names`).
     """
     import torch
 
