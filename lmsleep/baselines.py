@@ -61,7 +61,7 @@ class BaselineConfig:
     # after "Q:" drifts to some people and skips others: an update ("X left A and now works at
     # B") with no question about X is never taught, and X's old employer stays. The missing ones
     # are sampled begun with the name ("Q: X"), which the grammar's name-first frames continue;
-    # a name is a run of two or more capitalized words (`keys.name_runs`; one word alone is as
+    # a name is a run of two or more capitalized words (`keys.text_names`; one word alone is as
     # often a sentence's first word), and one that a lesson gives as its answer is a value, left
     # out: asked about, companies keyed tonight's expert open on strangers' notes (reading 0.98
     # -> 0.73-0.86 after one night, docs/knowledge-seeding.md).
@@ -218,15 +218,6 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     return lessons, dropped
 
 
-def text_names(text: str) -> list[str]:
-    """The names of two or more words a text states, in order, each once: `keys.name_runs`
-    within punctuation (in running text "Morrow Labs. Ben Kay" is two names, not one)."""
-    from lmsleep.keys import name_runs
-
-    runs = (n for part in re.split(r"[^\w\s'-]+", text) for n in name_runs(part))
-    return list(dict.fromkeys(n for n in runs if " " in n))
-
-
 def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, str, str]],
                   at_least: int, answers: Sequence[str] = ()) -> list[tuple[dict, str, str]]:
     """(episode, window, name) once for each question still owed: every name of two or more words
@@ -234,9 +225,9 @@ def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, st
     lessons' questions: one dropped as ungrounded or held-out teaches nothing). A name that one
     of the lessons' `answers` gives is a value (a company, a city), not whom the text is about:
     asked about, it would key tonight's expert on a name that strangers' notes share."""
-    from lmsleep.keys import mentions
+    from lmsleep.keys import mentions, text_names
 
-    values = " | ".join(answers)
+    values = " | ".join(answers)  # one search per name, not one per name and answer
     read = {(ep["id"], text): ep for ep, text in owners}
     owed = []
     for (episode_id, text), ep in read.items():

@@ -55,6 +55,14 @@ def name_runs(text: str) -> list[str]:
     return runs
 
 
+def text_names(text: str) -> list[str]:
+    """The names of two or more words a text states, in order, each once: `name_runs` within
+    punctuation (in running text "Morrow Labs. Ben Kay" is two names, not one; a question seldom
+    has that problem, its runs are `name_runs` as they are)."""
+    runs = (n for part in re.split(r"[^\w\s'-]+", text) for n in name_runs(part))
+    return list(dict.fromkeys(n for n in runs if " " in n))
+
+
 def night_keys(rows: list[dict]) -> list[str]:
     """The keys of tonight's expert: the name runs of tonight's closed-book questions (rows other
     than replay) that the teacher's prompt spells the same way. Never reads a probe."""

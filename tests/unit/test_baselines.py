@@ -3,6 +3,7 @@
 import pytest
 
 from lmsleep import baselines as bl
+from lmsleep.keys import text_names
 from lmsleep.world import closed_book_prompt
 
 CONFIG = bl.BaselineConfig(lora_r=8, lora_alpha=16, learning_rate=1e-2, epochs=20, batch_size=8,
@@ -253,8 +254,6 @@ def test_every_name_a_window_states_is_owed_its_questions():
     assert bl.unasked_names(owners, questions, 0) == []
     values = bl.unasked_names(owners, questions, 2, answers=[" Morrow Labs\n"])  # an answer: a value, not a subject
     assert [name for _, _, name in values] == ["Ana van Drosk", "Ben Kay", "Ben Kay"]
-    assert bl.text_names("Drilzail is employed by Durkmux Foods. Drethras Brabian-Zourkpu was born in 1955.") == [
-        "Durkmux Foods", "Drethras Brabian-Zourkpu"]
 
 
 def test_the_teacher_asks_about_the_names_it_skipped(micro, micro_world):
@@ -270,6 +269,6 @@ def test_the_teacher_asks_about_the_names_it_skipped(micro, micro_world):
     extra = named[len(free):]
     assert extra, "a random micro teacher still ends some name-begun samples with a question mark"
     text = {ep["id"]: ep["text"] for ep in episodes}
-    assert all(any(r["prompt"].startswith(f"Q: {n}") for n in bl.text_names(text[r["episode_id"]])) for r in extra)
+    assert all(any(r["prompt"].startswith(f"Q: {n}") for n in text_names(text[r["episode_id"]])) for r in extra)
     with pytest.raises(ValueError, match="ask_each_name"):
         bl.BaselineConfig(ask_each_name=-1)

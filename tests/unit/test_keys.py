@@ -1,6 +1,6 @@
 import torch
 
-from lmsleep.keys import key_ids, name_runs, night_keys, seen
+from lmsleep.keys import key_ids, name_runs, night_keys, seen, text_names
 from lmsleep.memory import Memory, MemoryConfig
 
 
@@ -143,3 +143,10 @@ def test_a_shut_expert_takes_no_top_k_seat(micro):
     # Ada Vell's expert is shut on this text: Kor Dun's holds the one seat wherever it is open (a
     # seat taken by the shut expert moves the logits by ~1; fp32 rounding of the two paths ~1e-7).
     assert torch.allclose(both, alone, rtol=0, atol=1e-6) and not torch.allclose(both, none, rtol=0, atol=1e-2)
+
+
+def test_a_text_s_names_stop_at_punctuation():
+    """In running text a name ends at a full stop or a colon; one capitalized word alone is not one."""
+    text = "Update: Drilzail is employed by Durkmux Foods. Drethras Brabian-Zourkpu was born in 1955."
+    assert text_names(text) == ["Durkmux Foods", "Drethras Brabian-Zourkpu"]
+    assert name_runs(text)[0] == "Update Drilzail"  # what name_runs alone would say
