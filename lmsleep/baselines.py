@@ -228,13 +228,15 @@ def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, st
     from lmsleep.keys import mentions, text_names
 
     values = " | ".join(answers)  # one search per name, not one per name and answer
-    read = {(ep["id"], text): ep for ep, text in owners}
+    asked: dict[tuple[str, str], list[str]] = {}
+    for ep, text, q in questions:
+        asked.setdefault((ep["id"], text), []).append(q)
     owed = []
-    for (episode_id, text), ep in read.items():
-        asked = [q for e, t, q in questions if e["id"] == episode_id and t == text]
+    for (episode_id, text), ep in {(ep["id"], text): ep for ep, text in owners}.items():
         for name in text_names(text):
             if not mentions(values, [name]):
-                owed += [(ep, text, name)] * max(0, at_least - sum(mentions(q, [name]) for q in asked))
+                told = sum(mentions(q, [name]) for q in asked.get((episode_id, text), []))
+                owed += [(ep, text, name)] * max(0, at_least - told)
     return owed
 
 
