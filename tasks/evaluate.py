@@ -54,8 +54,11 @@ def evaluate(pipe: Pipeline) -> dict:
     metrics = {"night": tonight["night"], "episodes": len(episodes)}
     for family in ev.FAMILY_KEYS:
         metrics |= {family: a[family], f"{family}_ceiling": tonight[f"{family}_ceiling"]}
+    # .get: a night whose curriculum was written before the update ceiling was measured (resumed
+    # after an upgrade) has none; it reads null, like any figure with nothing to measure.
     metrics |= {"checks": a["checks"], "update": a["update"]["new"], "update_stale": a["update"]["old"],
-                "update_ceiling": tonight["update_ceiling"], "update_stale_ceiling": tonight["update_stale_ceiling"]}
+                "update_ceiling": tonight.get("update_ceiling"),
+                "update_stale_ceiling": tonight.get("update_stale_ceiling")}
     for name in kept:
         metrics |= {name: a[name], f"{name}_before": tonight[f"{name}_before"]}
     metrics |= {"reading": a["reading"], "reading_before": tonight["reading_before"]}
