@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from lmsleep.evaluation import normalize
 from lmsleep.grammar import is_heldout_question
-from lmsleep.world import closed_book_prompt, first_question, misnamed, question_of
+from lmsleep.world import closed_book_prompt, first_question, misnamed, question_names, question_of
 
 METHODS = ("none", "sft_text", "context_distillation", "sequential_merge")
 WINDOWS = ("episode", "paragraph")  # what the teacher reads at a time (BaselineConfig.window)
@@ -64,7 +64,8 @@ class BaselineConfig:
     # a name is a run of two or more capitalized words (`keys.text_names`; one word alone is as
     # often a sentence's first word), and one that a lesson gives as its answer is a value, left
     # out: asked about, companies keyed tonight's expert open on strangers' notes (reading 0.98
-    # -> 0.73-0.86 after one night, docs/knowledge-seeding.md).
+    # -> 0.73-0.86 after one night, docs/knowledge-seeding.md). An owed question that names
+    # someone besides its name is dropped (`about_alone`): its other names would be keys too.
     ask_each_name: int = 0
     checks_share: float = 0.25  # of a probe-less episode's grounded Q/A, set aside as checks, never taught
     max_length: int = 512
@@ -163,7 +164,8 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     read (the teacher can ask about someone who is not there, and would teach a hallucination),
     and with `config.drop_misnamed`, when the question names someone as the episode does not
     (`world.misnamed`: a name with a syllable changed in sampling). With `config.ask_each_name`,
-    a second round asks about the names the first round's lessons skipped (`unasked_names`).
+    a second round asks about the names the first round's lessons skipped (`unasked_names`),
+    and drops a question there that names someone besides its name (`about_alone`).
     """
     import torch
 
@@ -214,8 +216,24 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
                          do_sample=True, top_k=0, temperature=config.question_temperature)
         more, gone, _ = judge(new_questions(
             (ep, text, first_question(name + rest)) for (ep, text, name), rest in zip(owed, rests, strict=True)))
-        lessons, dropped = lessons + more, dropped + gone
+        names = sorted({name for _, _, name in owed}, key=len, reverse=True)  # the longest a question begins with
+        for row in more:
+            q = question_of(row["prompt"])
+            if about_alone(q, next(n for n in names if q.startswith(n))):
+                lessons.append(row)
+            else:
+                gone.append(row | {"reason": "an owed question names someone besides the name it was owed for"})
+        dropped = dropped + gone
     return lessons, dropped
+
+
+def about_alone(question: str, name: str) -> bool:
+    """Whether `question` names no one but `name` (question words aside). Begun with a company, the
+    teacher writes the grammar's value-first frames ("Dendvian Press employs Ana Vell?"): a
+    question about a relation, whose answer is often wrong and whose names key tonight's expert
+    open on every note that mentions the company (day 0: 2 of 29 keys, day 2: 9 of 33; each
+    opens on 1-5 of the reading test's 100 notes, docs/knowledge-seeding.md)."""
+    return not question_names(question) - set(name.split())
 
 
 def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, str, str]],

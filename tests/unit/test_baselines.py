@@ -4,7 +4,7 @@ import pytest
 
 from lmsleep import baselines as bl
 from lmsleep.keys import text_names
-from lmsleep.world import closed_book_prompt
+from lmsleep.world import closed_book_prompt, question_of
 
 CONFIG = bl.BaselineConfig(lora_r=8, lora_alpha=16, learning_rate=1e-2, epochs=20, batch_size=8,
                            self_questions=4.0, seed=0)  # a random micro teacher asks few well-formed questions
@@ -256,6 +256,16 @@ def test_every_name_a_window_states_is_owed_its_questions():
     assert [name for _, _, name in values] == ["Ana van Drosk", "Ben Kay", "Ben Kay"]
 
 
+def test_an_owed_question_asks_about_its_name_alone():
+    """Begun with a company, the teacher asks about a relation ("Morrow Labs employs Ana Vell?"):
+    dropped, it would key tonight's expert on the company."""
+    assert bl.about_alone("Ana van Drosk works at which company?", "Ana van Drosk")
+    assert bl.about_alone("Ana van Drosk's birth year is what?", "Ana van Drosk")
+    assert not bl.about_alone("Morrow Labs employs Ana Vell?", "Morrow Labs")
+    assert not bl.about_alone("Ana Vell left Morrow Labs for which company?", "Ana Vell")
+    assert not bl.about_alone("Ana Vell works with Ben?", "Ana Vell")  # one capitalized word is someone too
+
+
 def test_the_teacher_asks_about_the_names_it_skipped(micro, micro_world):
     """The free questions are sampled as before; the owed ones are begun with the name."""
     from dataclasses import replace
@@ -269,6 +279,7 @@ def test_the_teacher_asks_about_the_names_it_skipped(micro, micro_world):
     extra = named[len(free):]
     assert extra, "a random micro teacher still ends some name-begun samples with a question mark"
     text = {ep["id"]: ep["text"] for ep in episodes}
-    assert all(any(r["prompt"].startswith(f"Q: {n}") for n in text_names(text[r["episode_id"]])) for r in extra)
+    assert all(any(r["prompt"].startswith(f"Q: {n}") and bl.about_alone(question_of(r["prompt"]), n)
+                   for n in text_names(text[r["episode_id"]])) for r in extra)
     with pytest.raises(ValueError, match="ask_each_name"):
         bl.BaselineConfig(ask_each_name=-1)
