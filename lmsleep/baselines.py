@@ -232,7 +232,7 @@ def about_alone(question: str, name: str) -> bool:
     teacher writes the grammar's value-first frames ("Dendvian Press employs Ana Vell?"): a
     question about a relation, whose answer is often wrong and whose names key tonight's expert
     open on every note that mentions the company (day 0: 2 of 29 keys, day 2: 8 of 33; each
-    opens on 1-5 of the reading test's 100 notes, docs/knowledge-seeding.md)."""
+    opens on up to 5 of the reading test's 100 notes, docs/knowledge-seeding.md)."""
     return not question_names(question) - set(name.split())
 
 
