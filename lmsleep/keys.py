@@ -14,11 +14,17 @@ questions asked about (their token ids), and its gate is multiplied by 0 on ever
 first occurrence of one of them in the sequence (causal: a token sees only what came before), by 1
 after. The learned router still weighs the expert where it is open.
 
-A key is a run of capitalized words (question words left out, name particles inside a run kept:
-"Ana van Drosk"), as a question states it, found in the teacher's prompt (the episode):
-so a name the model misspelled keys nothing. Token ids are matched in both spellings a BPE
-tokenizer gives a word (after a space, and at a line's start). Known leak: a key is a token
-prefix, so a key also opens on a longer word that begins with the same tokens.
+A key is a name of two or more capitalized words (question words left out, name particles inside
+kept: "Ana van Drosk"), as a question states it, found in the teacher's prompt (the episode):
+so a name the model misspelled keys nothing. One word alone ("Lin") is left out: a key is a
+token prefix, and one short word opens on every longer word it begins ("Lintrulou"). Token ids
+are matched in both spellings a BPE tokenizer gives a word (after a space, and at a line's start).
+
+A key opens its expert for the rest of its passage only: a blank line shuts it again
+(`passage_breaks`). A note that mentions a keyed company ("Sur is employed by Gaimgux Bank") would
+otherwise open that night's expert on the question after it, about someone else: on the reading
+test, every expert a stranger's note opened changed 3 to 4 of its 5 answers
+(docs/knowledge-seeding.md). A question names whom it asks about itself.
 
 Generation keeps its KV cache: the model's pre-forward hook keeps each sequence's ids so far (a
 call whose cache is empty starts anew) and matches keys over them.
@@ -64,14 +70,15 @@ def text_names(text: str) -> list[str]:
 
 
 def night_keys(rows: list[dict]) -> list[str]:
-    """The keys of tonight's expert: the name runs of tonight's closed-book questions (rows other
-    than replay) that the teacher's prompt spells the same way. Never reads a probe."""
+    """The keys of tonight's expert: the names (`text_names`: two words or more) of tonight's
+    closed-book questions (rows other than replay) that the teacher's prompt spells the same way.
+    Never reads a probe."""
     keys = set()
     for r in rows:
         if r.get("kind") == "replay" or r["student"] == r["teacher"]:
             continue
         context = r["teacher"][: -len(r["student"]) or None]
-        keys.update(k for k in name_runs(r["student"]) if mentions(context, [k]))
+        keys.update(k for k in text_names(r["student"]) if mentions(context, [k]))
     return sorted(keys)
 
 
@@ -87,6 +94,8 @@ def key_expert(memory, tokenizer, level: int, slot: int, rows: list[dict]) -> li
     Returns its names."""
     names = sorted(set(night_keys(rows)) | set(memory.keys.get(level, {}).get(slot, ((), ()))[0]))
     memory.set_keys(level, slot, names, key_ids(tokenizer, names))
+    if memory.breaks is None:
+        memory.breaks = passage_breaks(tokenizer)
     return names
 
 
@@ -99,6 +108,30 @@ def key_ids(tokenizer, keys: list[str]) -> list[list[int]]:
             if ids and ids not in out:
                 out.append(ids)
     return out
+
+
+def passage_breaks(tokenizer) -> dict[str, list[int]]:
+    """The token ids that make a blank line, which ends a key's passage: `blank`, the ids whose text
+    holds one ("\n\n" in a GPT-2 vocabulary), and the pairs that make one across two tokens, an id
+    whose text `ends` a line followed by one whose text `starts` with a newline ("\n", "\n" in a
+    vocabulary that keeps newlines apart, as ours does). One pass over the vocabulary (~1 s for
+    128k ids), once per memory: saved with it."""
+    texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    return {"blank": [i for i, t in enumerate(texts) if "\n\n" in t],
+            "ends": [i for i, t in enumerate(texts) if t.endswith("\n")],
+            "starts": [i for i, t in enumerate(texts) if t.startswith("\n")]}
+
+
+def breaks_at(history, breaks: dict[str, list[int]]):
+    """[B, T] bool: whether a blank line ends at each position of `history` (`passage_breaks`)."""
+    import torch
+
+    def among(ids, name):
+        return torch.isin(ids, torch.tensor(breaks[name], dtype=ids.dtype, device=ids.device))
+
+    ended = among(history[:, :-1], "ends")
+    pairs = among(history, "starts") & torch.cat([ended.new_zeros(ended.shape[0], 1), ended], dim=1)
+    return among(history, "blank") | pairs
 
 
 # Token windows are matched by a double hash (two primes below 2^31: the code is exact in int64
@@ -120,9 +153,10 @@ def _codes(windows):
     return h1 * _P2 + h2
 
 
-def seen(history, keys: list[list[int]], codes: dict | None = None):
+def seen(history, keys: list[list[int]], codes: dict | None = None, breaks: dict[str, list[int]] | None = None):
     """[B, T] bool: whether one of `keys` (token id lists) has ended at or before each position of
-    `history` ([B, T] token ids). `codes`: the history's window codes by length, shared between
+    `history` ([B, T] token ids); with `breaks` (`passage_breaks`), after the last blank line
+    before it. `codes`: the history's window codes by length (and its blank lines), shared between
     calls on the same history (one per expert)."""
     import torch
 
@@ -141,7 +175,19 @@ def seen(history, keys: list[list[int]], codes: dict | None = None):
         # Out of place, not `hit[:, n - 1:] |= ended`: under torch.func.vmap (dreaming's per-dream
         # gradients) `ended` is batched, and an in-place write of it into a plain tensor fails.
         hit = hit | torch.cat([ended.new_zeros(B, n - 1), ended], dim=1)
-    return hit.int().cummax(dim=1).values.bool()
+    if breaks is None:
+        return hit.int().cummax(dim=1).values.bool()
+    if "breaks" not in codes:
+        codes["breaks"] = _last(breaks_at(history, breaks))
+    return _last(hit) > codes["breaks"]
+
+
+def _last(flags):
+    """[B, T] bool -> [B, T] long: the last position at or before each one where `flags` holds (-1: none)."""
+    import torch
+
+    at = torch.arange(flags.shape[1], device=flags.device)
+    return torch.where(flags, at, -1).cummax(dim=1).values
 
 
 class KeyHook:
@@ -173,7 +219,7 @@ class KeyHook:
             # An expert with no keys (yet) is shut everywhere: a keyed memory never acts unasked.
             columns = [ids.new_zeros(ids.shape[0], T, dtype=torch.bool)] * memory.config.slots[lv - 1]
             for slot, (_, ids_of_slot) in memory.keys.get(lv, {}).items():
-                columns[slot] = seen(self.history, ids_of_slot, codes)[:, -T:]
+                columns[slot] = seen(self.history, ids_of_slot, codes, memory.breaks)[:, -T:]
             masks = torch.stack(columns, dim=-1)  # stacked, not written in place: vmap-safe (`seen`)
             for bank in memory.level(lv):
                 bank.key_mask = masks

@@ -189,6 +189,9 @@ class Memory:
         self.nights = 0  # the clock of `born` (ages for merging); saved and loaded with the memory
         # Keyed memory (config.keyed): {level: {slot: (names, their token ids)}} (lmsleep/keys.py).
         self.keys: dict[int, dict[int, tuple[list[str], list[list[int]]]]] = {}
+        # The token ids of a blank line, where a key's passage ends (lmsleep.keys.passage_breaks);
+        # None: keys stay open to the end of the text (a memory saved before passages existed).
+        self.breaks: dict[str, list[int]] | None = None
 
     @classmethod
     def attach(cls, model, config: MemoryConfig | None = None) -> Memory:
@@ -445,6 +448,7 @@ class Memory:
     def state(self) -> dict:
         return {"config": asdict(self.config), "nights": self.nights,
                 "keys": {str(lv): {str(i): [n, k] for i, (n, k) in by.items()} for lv, by in self.keys.items() if by},
+                "breaks": self.breaks,
                 # No seeding seat: a saved memory is loaded settled (the seat is a night's own).
                 "levels": [{"active": self.level(lv)[0].active.tolist(), "born": self.level(lv)[0].born.tolist()}
                            for lv in range(1, self.config.levels + 1)],
@@ -484,6 +488,7 @@ class Memory:
         # The seeding seat is not restored: a loaded memory is settled (a seat is a night's own).
         memory.nights = state["nights"]
         memory.keys = {int(lv): {int(i): (n, k) for i, (n, k) in by.items()} for lv, by in state.get("keys", {}).items()}
+        memory.breaks = state.get("breaks")
         return memory
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from lmsleep.keys import key_ids, name_runs, night_keys, seen, text_names
+from lmsleep.keys import breaks_at, key_ids, name_runs, night_keys, passage_breaks, seen, text_names
 from lmsleep.memory import Memory, MemoryConfig
 
 
@@ -20,7 +20,10 @@ def test_night_keys_are_tonight_questions_names_as_the_text_spells_them():
              "completion": " Fiamrel\n", "kind": "question"},
             # replay: someone else's question keys nothing
             {"student": "Q: Where was Kor Dun born?\nA:", "teacher": "Q: Where was Kor Dun born?\nA:",
-             "completion": " Bivur\n", "kind": "replay"}]
+             "completion": " Bivur\n", "kind": "replay"},
+            # one word alone keys nothing: as a token prefix "Ada" would open on "Adamsky" too
+            {"student": "Q: Where was Ada born?\nA:", "teacher": f"{text}\n\nQ: Where was Ada born?\nA:",
+             "completion": " Fiamrel\n", "kind": "question"}]
     assert night_keys(rows) == ["Ada Vell"]
 
 
@@ -35,6 +38,36 @@ def test_seen_is_causal_and_matches_either_spelling(micro):
         assert tokenizer.decode(ids[0, : first + 1]).endswith("Ada Vell")
     other = tokenizer("Q: Where was Kor Dun born?", return_tensors="pt")["input_ids"]
     assert not seen(other, keys).any()
+
+
+def test_a_blank_line_ends_a_passage_in_either_kind_of_vocabulary(micro):
+    _, tokenizer = micro
+    breaks = passage_breaks(tokenizer)
+    for text, blank_after in (("A note.\n\nQ: Who?", "A note.\n\n"), ("One\ntwo\nthree", None)):
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        at = breaks_at(ids, breaks)[0].tolist()
+        want = [tokenizer.decode(ids[0, : t + 1]) == blank_after for t in range(ids.shape[1])]
+        assert at == want
+    # A vocabulary with one token for a blank line (GPT-2's "\n\n") and one ending a line (".\n").
+    gpt2 = {"blank": [7], "ends": [5], "starts": [6]}
+    history = torch.tensor([[1, 5, 6, 2, 7, 3, 6, 4]])  # "x.\n" "\n" ... "\n\n" ... a lone "\n"
+    assert breaks_at(history, gpt2)[0].tolist() == [False, False, True, False, True, False, False, False]
+
+
+def test_a_key_opens_its_passage_only(micro):
+    """A note that names a keyed name opens the expert until the blank line before the question; a
+    question that names it opens it again."""
+    _, tokenizer = micro
+    keys, breaks = key_ids(tokenizer, ["Morrow Labs"]), passage_breaks(tokenizer)
+    note, question = "Ana Vell works at Morrow Labs.", "\n\nQ: Where does Ana Vell work?\nA:"
+    for asked, opens_again in ((question, False), (question.replace("Ana Vell", "Morrow Labs"), True)):
+        ids = tokenizer(note + asked, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        open_, scoped = seen(ids, keys)[0].tolist(), seen(ids, keys, breaks=breaks)[0].tolist()
+        first = open_.index(True)
+        blank = next(t for t in range(ids.shape[1]) if tokenizer.decode(ids[0, : t + 1]).endswith("\n\n"))
+        assert all(open_[first:])  # without passages: open to the end
+        assert scoped[:blank] == open_[:blank] and not any(scoped[blank:blank + 3])
+        assert scoped[-1] == opens_again
 
 
 def test_seen_equals_a_window_by_window_search():
@@ -62,6 +95,7 @@ def _keyed(micro):
     memory = Memory.attach(model, MemoryConfig(keyed=True))
     slot = memory.expand(1)
     memory.set_keys(1, slot, ["Ada Vell"], key_ids(tokenizer, ["Ada Vell"]))
+    memory.breaks = passage_breaks(tokenizer)
     ids = tokenizer("Ada Vell works for Morrow Labs.", return_tensors="pt")["input_ids"]
     _teach(memory, slot, model, ids)
     memory.settle()
@@ -103,7 +137,7 @@ def test_keys_survive_save_load_merge_and_condense(micro, micro_dir, tmp_path):
 
     again = AutoModelForCausalLM.from_pretrained(micro_dir)
     loaded = Memory.load(again, tmp_path)
-    assert loaded.keys == memory.keys
+    assert loaded.keys == memory.keys and loaded.breaks == memory.breaks
     with torch.no_grad():
         assert torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
     memory.nights = 1

@@ -170,7 +170,7 @@ def test_a_keyed_night_keys_its_expert_on_tonights_names_and_moves_nothing_else(
         before = model(input_ids=other).logits
     config = SeedingConfig(epochs=1, batch_size=4, lti=False, lmbda=0.0, replay=0.0)
     slot = knowledge_seeding(model, tokenizer, memory, seeding_rows(LESSONS, [EPISODE]), config)["slot"]
-    assert memory.keys[1][slot][0] == ["Ada Vell"]
+    assert memory.keys[1][slot][0] == ["Ada Vell"] and memory.breaks["starts"]  # and its passages' ends
     assert memory.level(1)[0].B[slot].abs().sum() > 0  # it learned ...
     with torch.no_grad():
         assert torch.equal(model(input_ids=other).logits, before)  # ... and says nothing new about others
