@@ -23,13 +23,14 @@ DREAMS = [{"episode_id": "ep-1", "form": "qa", "student": "Q: Where does Ada Vel
 
 def expert(model, rank=4, tokenizer=None):
     """A memory with tonight's expert expanded and nudged off zero (so gradients reach A too);
-    keyed on "Ada Vell" when a `tokenizer` is given (lmsleep/keys.py)."""
+    keyed on "Ada Vell", for its passage, when a `tokenizer` is given (lmsleep/keys.py)."""
     memory = Memory.attach(model, MemoryConfig(rank=rank, keyed=tokenizer is not None))
     slot = memory.expand(1)
     if tokenizer is not None:
-        from lmsleep.keys import key_ids
+        from lmsleep.keys import key_ids, passage_breaks
 
         memory.set_keys(1, slot, ["Ada Vell"], key_ids(tokenizer, ["Ada Vell"]))
+        memory.breaks = passage_breaks(tokenizer)
     params = memory.train_only(1, slot)
     torch.manual_seed(0)
     with torch.no_grad():
