@@ -67,6 +67,18 @@ class BaselineConfig:
     # -> 0.73-0.86 after one night, docs/knowledge-seeding.md). An owed question that names
     # someone besides its name is dropped (`about_alone`): its other names would be keys too.
     ask_each_name: int = 0
+    # Count a name's lessons by their distinct answers (the facts taught), not by questions: a
+    # free sample asks one fact of a person again and again (a birth year four times) and skips
+    # the rest. With `ask_rounds` > 1 the owed questions are asked again while a name is owed
+    # (a round's question may be dropped, or repeat a fact). Day 0, born teacher, with `respell`:
+    # the probes whose fact a lesson about that person teaches, 39 -> 57 of 84 at 5 answers and
+    # 3 rounds, for 182 -> 322 lessons (docs/knowledge-seeding.md: what the lessons cover).
+    ask_distinct: bool = False
+    ask_rounds: int = 1
+    # A question's names as the episode spells them, before the teacher answers (`respell`): a
+    # misspelled name keys no expert (its lesson trains nothing under keyed memory). Day 0: 33 ->
+    # 39 of 84 probes covered, with fewer lessons (193 -> 182: respelled questions repeat others).
+    respell: bool = False
     checks_share: float = 0.25  # of a probe-less episode's grounded Q/A, set aside as checks, never taught
     max_length: int = 512
     logging_steps: int = 5  # loss reported to callbacks (the pipeline logs it to MLflow)
@@ -83,6 +95,8 @@ class BaselineConfig:
             raise ValueError(f"baselines.window must be one of {WINDOWS}, got {self.window!r}")
         if self.ask_each_name < 0:
             raise ValueError(f"baselines.ask_each_name must be >= 0, got {self.ask_each_name}")
+        if self.ask_rounds < 1:
+            raise ValueError(f"baselines.ask_rounds must be >= 1 (the rounds of owed questions), got {self.ask_rounds}")
 
 
 def lora_config(config: BaselineConfig, model):
@@ -165,7 +179,9 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     and with `config.drop_misnamed`, when the question names someone as the episode does not
     (`world.misnamed`: a name with a syllable changed in sampling). With `config.ask_each_name`,
     a second round asks about the names the first round's lessons skipped (`unasked_names`),
-    and drops a question there that names someone besides its name (`about_alone`).
+    and drops a question there that names someone besides its name (`about_alone`), for up to
+    `config.ask_rounds` rounds (counted by distinct answers with `config.ask_distinct`). With
+    `config.respell`, a question's names are first spelled as the episode spells them (`respell`).
     """
     import torch
 
@@ -180,6 +196,8 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
     def new_questions(samples) -> list[tuple[dict, str, str]]:
         out = []
         for ep, text, q in samples:
+            if q and config.respell:
+                q = respell(q, ep["text"])
             if q and (ep["id"], q) not in seen:
                 seen.add((ep["id"], q))
                 out.append((ep, text, q))
@@ -209,22 +227,58 @@ def teacher_curriculum(teacher, tokenizer, episodes: Sequence[dict], config: Bas
 
     lessons, dropped, taught = judge(new_questions(
         (ep, text, first_question(q)) for (ep, text), q in zip(owners, asked, strict=True)))
-    # Then the names the lessons skipped (`ask_each_name`), each question begun with the name.
-    owed = unasked_names(owners, taught, config.ask_each_name, [r["completion"] for r in lessons])
-    if owed:
+    # Then the names the lessons skipped (`ask_each_name`), each question begun with the name,
+    # for up to `ask_rounds` rounds (a round's question can be dropped, or repeat a fact).
+    for _ in range(config.ask_rounds if config.ask_each_name else 0):
+        owed = unasked_names(owners, taught, config.ask_each_name, [r["completion"] for r in lessons],
+                             distinct=config.ask_distinct)
+        if not owed:
+            break
         rests = generate(teacher, tokenizer, [f"{text}\n\nQ: {name}" for _, text, name in owed], max_new_tokens=40,
                          do_sample=True, top_k=0, temperature=config.question_temperature)
-        more, gone, _ = judge(new_questions(
+        more, gone, more_taught = judge(new_questions(
             (ep, text, first_question(name + rest)) for (ep, text, name), rest in zip(owed, rests, strict=True)))
         names = sorted({name for _, _, name in owed}, key=len, reverse=True)  # the longest a question begins with
-        for row in more:
+        for row, question in zip(more, more_taught, strict=True):
             q = question_of(row["prompt"])
             if about_alone(q, next(n for n in names if q.startswith(n))):
                 lessons.append(row)
+                taught.append(question)
             else:
                 gone.append(row | {"reason": "an owed question names someone besides the name it was owed for"})
         dropped = dropped + gone
     return lessons, dropped
+
+
+def respell(question: str, text: str, at_least: float = 75.0) -> str:
+    """`question` with each name it says as `text` spells it. A small model copies long invented
+    names with a syllable changed ("Chexzol Korkdeir-Rarza" for "Chexzol Korkdeir-Rarbreir"), or
+    by one word ("Chexzol"): a lesson about that spelling keys nothing (`keys.night_keys` keeps the
+    names the episode states), so under keyed memory it trains no expert, and without keys it
+    teaches a value for a name nobody has. A name of two words or more that `text` does not state
+    becomes the name it states closest to it (rapidfuzz's ratio, 0-100), if that is `at_least` and
+    10 ahead of the next; one word becomes the one name `text` states beginning with it. A name
+    no one is close to stays (`drop_misnamed` can drop its lesson)."""
+    from rapidfuzz import fuzz
+
+    from lmsleep.keys import mentions, name_runs, text_names
+
+    said = text_names(text)
+    for run in name_runs(question):
+        name = run.removesuffix("'s")
+        if name in said:
+            continue
+        if " " in name:
+            if mentions(text, [name]):
+                continue
+            scored = sorted(((fuzz.ratio(name, n), n) for n in said), reverse=True)
+            ok = scored and scored[0][0] >= at_least and (len(scored) == 1 or scored[1][0] <= scored[0][0] - 10)
+        else:
+            scored = [(100, n) for n in said if n.split()[0] == name]
+            ok = len(scored) == 1
+        if ok:
+            question = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", scored[0][1], question, count=1)
+    return question
 
 
 def about_alone(question: str, name: str) -> bool:
@@ -237,7 +291,7 @@ def about_alone(question: str, name: str) -> bool:
 
 
 def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, str, str]],
-                  at_least: int, answers: Sequence[str] = ()) -> list[tuple[dict, str, str]]:
+                  at_least: int, answers: Sequence[str] = (), distinct: bool = False) -> list[tuple[dict, str, str]]:
     """(episode, window, name) once for each question still owed: every name of two or more words
     that a window states is asked about `at_least` times among that window's `questions` (the
     lessons' questions: one dropped as ungrounded or held-out teaches nothing). A name that one
@@ -246,14 +300,15 @@ def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, st
     from lmsleep.keys import mentions, text_names
 
     values = " | ".join(answers)  # one search per name, not one per name and answer
-    asked: dict[tuple[str, str], list[str]] = {}
-    for ep, text, q in questions:
-        asked.setdefault((ep["id"], text), []).append(q)
+    asked: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for (ep, text, q), a in zip(questions, answers if distinct else [""] * len(questions), strict=True):
+        asked.setdefault((ep["id"], text), []).append((q, a))
     owed = []
     for (episode_id, text), ep in {(ep["id"], text): ep for ep, text in owners}.items():
         for name in text_names(text):
             if not mentions(values, [name]):
-                told = sum(mentions(q, [name]) for q in asked.get((episode_id, text), []))
+                said = [(q, a) for q, a in asked.get((episode_id, text), []) if mentions(q, [name])]
+                told = len({normalize(a) for _, a in said}) if distinct else len(said)
                 owed += [(ep, text, name)] * max(0, at_least - told)
     return owed
 

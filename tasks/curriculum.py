@@ -5,8 +5,10 @@
 Tonight's episodes are the captured ones the brain has not slept on yet. The teacher is the
 brain as it is before the night (`models/prior`, set down by `wake`), with each episode in its
 context (or each of its paragraphs, `baselines.window`): it asks itself questions about it
-(`baselines.self_questions` per sentence) and answers them. The episodes' probes are the
-exam and are never read here. Each answer becomes a closed-book lesson
+(`baselines.self_questions` per sentence) and answers them; then it asks about each name it
+skipped, begun with the name (`baselines.ask_each_name`, counted by facts with `ask_distinct`,
+for up to `ask_rounds` rounds), with names spelled as the episode spells them
+(`baselines.respell`). The episodes' probes are the exam and are never read here. Each answer becomes a closed-book lesson
 `{prompt, completion, episode_id}` (and `context`, the paragraph read, with paragraph windows)
 in `data/curriculum/curriculum.jsonl`, except:
 - a lesson whose answer is not in the text read, whose question has a held-out form, or

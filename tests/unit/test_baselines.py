@@ -256,6 +256,37 @@ def test_every_name_a_window_states_is_owed_its_questions():
     assert [name for _, _, name in values] == ["Ana van Drosk", "Ben Kay", "Ben Kay"]
 
 
+def test_owed_by_distinct_answers_counts_the_facts_taught():
+    """`ask_distinct`: a name is owed until its lessons give that many different answers; three
+    lessons with one answer teach one fact."""
+    ep = {"id": "e"}
+    text = "Ana van Drosk was born in 1980 in Fiamrel."
+    questions = [(ep, text, "When was Ana van Drosk born?"), (ep, text, "Ana van Drosk's birth year is what?"),
+                 (ep, text, "Which year is Ana van Drosk's natal year?")]
+    answers = [" 1980\n", " 1980\n", " 1980.\n"]  # compared normalized
+    assert bl.unasked_names([(ep, text)], questions, 3, answers) == []
+    owed = bl.unasked_names([(ep, text)], questions, 3, answers, distinct=True)
+    assert [name for _, _, name in owed] == ["Ana van Drosk"] * 2
+    assert bl.unasked_names([(ep, text)], questions[:1] + [(ep, text, "Where was Ana van Drosk born?")], 2,
+                            [" 1980\n", " Fiamrel\n"], distinct=True) == []
+
+
+def test_respell_gives_a_question_the_names_as_the_episode_spells_them():
+    text = ("The birthplace of Chexzol Korkdeir-Rarbreir is Bonheindzo. Chexzol works at Korkzeith Motors. "
+            "Ana Vell was born in 1980.")
+    assert bl.respell("I wonder, Chexzol Korkdeir-Rarza's home town is what?", text) == (
+        "I wonder, Chexzol Korkdeir-Rarbreir's home town is what?")  # a syllable changed
+    assert bl.respell("Where does Chexzol work?", text) == "Where does Chexzol Korkdeir-Rarbreir work?"  # one word
+    assert bl.respell("Where is Korkzeith based?", text) == "Where is Korkzeith Motors based?"
+    for same in ("What is Chexzol Korkdeir-Rarbreir's firm?",  # spelled as the text does
+                 "Who is Brairk Vlouthpil?",  # close to no one
+                 "Where does Ana work?",  # one word, but also...
+                 ):
+        assert bl.respell(same, text + " Ana Kay was born in 1981." if "Ana" in same else text) == same
+    # ... two names begin with it: ambiguous, left as it is; so is a name as close to two people.
+    assert bl.respell("Who is Ana Vel?", text + " Ana Vela was born in 1981.") == "Who is Ana Vel?"
+
+
 def test_an_owed_question_asks_about_its_name_alone():
     """Begun with a company, the teacher asks about a relation ("Morrow Labs employs Ana Vell?"):
     dropped, it would key tonight's expert on the company."""
@@ -283,3 +314,24 @@ def test_the_teacher_asks_about_the_names_it_skipped(micro, micro_world):
                    for n in text_names(text[r["episode_id"]])) for r in extra)
     with pytest.raises(ValueError, match="ask_each_name"):
         bl.BaselineConfig(ask_each_name=-1)
+    with pytest.raises(ValueError, match="ask_rounds"):
+        bl.BaselineConfig(ask_rounds=0)
+
+
+def test_more_rounds_ask_again_what_the_first_left_owed(micro, micro_world):
+    """`ask_rounds`: a round after the first asks again, begun with the name, what is still owed;
+    what the first round taught and dropped stays as it was. (A random micro teacher's answers
+    are one string, so every name stays owed, and most of its questions are dropped.)"""
+    from dataclasses import replace
+
+    model, tokenizer = micro
+    episodes = micro_world.day(0)
+    config = replace(CONFIG, ask_each_name=3, ask_distinct=True)
+    one, gone_one = bl.teacher_curriculum(model, tokenizer, episodes, config, drop_ungrounded=False)
+    three, gone_three = bl.teacher_curriculum(model, tokenizer, episodes, replace(config, ask_rounds=3),
+                                              drop_ungrounded=False)
+    assert three[:len(one)] == one and gone_three[:len(gone_one)] == gone_one
+    later = three[len(one):] + gone_three[len(gone_one):]
+    assert later, "the later rounds asked nothing"
+    text = {ep["id"]: ep["text"] for ep in episodes}
+    assert all(any(r["prompt"].startswith(f"Q: {n}") for n in text_names(text[r["episode_id"]])) for r in later)
