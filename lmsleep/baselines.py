@@ -276,8 +276,9 @@ def respell(question: str, text: str, at_least: float = 75.0) -> str:
         else:
             scored = [(100, n) for n in said if n.split()[0] == name]
             ok = len(scored) == 1
-        if ok:
-            question = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", scored[0][1], question, count=1)
+        if ok:  # a function, not a string: a replacement string would read backslashes in the name
+            full = scored[0][1]
+            question = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", lambda _: full, question, count=1)
     return question
 
 

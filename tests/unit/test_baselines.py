@@ -279,11 +279,10 @@ def test_respell_gives_a_question_the_names_as_the_episode_spells_them():
     assert bl.respell("Where does Chexzol work?", text) == "Where does Chexzol Korkdeir-Rarbreir work?"  # one word
     assert bl.respell("Where is Korkzeith based?", text) == "Where is Korkzeith Motors based?"
     for same in ("What is Chexzol Korkdeir-Rarbreir's firm?",  # spelled as the text does
-                 "Who is Brairk Vlouthpil?",  # close to no one
-                 "Where does Ana work?",  # one word, but also...
-                 ):
-        assert bl.respell(same, text + " Ana Kay was born in 1981." if "Ana" in same else text) == same
-    # ... two names begin with it: ambiguous, left as it is; so is a name as close to two people.
+                 "Who is Brairk Vlouthpil?"):  # close to no one
+        assert bl.respell(same, text) == same
+    # Ambiguous, left as they are: one word two names begin with, a name as close to two people.
+    assert bl.respell("Where does Ana work?", text + " Ana Kay was born in 1981.") == "Where does Ana work?"
     assert bl.respell("Who is Ana Vel?", text + " Ana Vela was born in 1981.") == "Who is Ana Vel?"
 
 
