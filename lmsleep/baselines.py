@@ -297,7 +297,9 @@ def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, st
     that a window states is asked about `at_least` times among that window's `questions` (the
     lessons' questions: one dropped as ungrounded or held-out teaches nothing). A name that one
     of the lessons' `answers` gives is a value (a company, a city), not whom the text is about:
-    asked about, it would key tonight's expert on a name that strangers' notes share."""
+    asked about, it would key tonight's expert on a name that strangers' notes share. With
+    `distinct`, `answers` holds each question's answer, in order, and a name's questions count by
+    their different answers: the facts taught, not the questions asked."""
     from lmsleep.keys import mentions, text_names
 
     values = " | ".join(answers)  # one search per name, not one per name and answer

@@ -23,8 +23,8 @@ are matched in both spellings a BPE tokenizer gives a word (after a space, and a
 A key opens its expert for the rest of its passage only: a blank line shuts it again
 (`passage_breaks`). A note that mentions a keyed company ("Sur is employed by Gaimgux Bank") would
 otherwise open that night's expert on the question after it, about someone else: after ten
-nights, 60-80% of the reading test's questions after a note that opened an expert were answered
-wrong (docs/knowledge-seeding.md). A question names whom it asks about itself.
+nights, 69 of 115 and 81 of 100 of the reading test's questions after a note that opened an
+expert were answered wrong (seeds 0 and 1, docs/knowledge-seeding.md). A question names whom it asks about itself.
 
 Generation keeps its KV cache: the model's pre-forward hook keeps each sequence's ids so far (a
 call whose cache is empty starts anew) and matches keys over them.
