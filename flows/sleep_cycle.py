@@ -161,7 +161,7 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
                 return {"night": None, "slept": False, "times": times}
             timed("wake", wake.wake, pipe)
             try:
-                tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.baselines.__dict__,
+                tonight = timed("curriculum", curriculum.curriculum, pipe, log_params=pipe.params.curriculum_for().__dict__,
                                 artifacts=(pipe.paths.curriculum, pipe.paths.tonight))
             except curriculum.NothingToSleepOn as e:  # e.g. every new episode too long for the model
                 logger.warning(f"nothing to sleep on: {e}")

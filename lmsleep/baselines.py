@@ -28,6 +28,10 @@ from lmsleep.world import closed_book_prompt, first_question, misnamed, question
 
 METHODS = ("none", "sft_text", "context_distillation", "sequential_merge")
 WINDOWS = ("episode", "paragraph")  # what the teacher reads at a time (BaselineConfig.window)
+# The knobs of `teacher_curriculum` and `set_aside_checks` (the rest of BaselineConfig trains the
+# baselines' LoRA): what params.yaml's `curriculum:` may set for Knowledge Seeding's nights.
+CURRICULUM_KNOBS = ("self_questions", "question_temperature", "window", "ask_each_name", "ask_distinct",
+                    "ask_rounds", "respell", "drop_misnamed", "checks_share")
 
 
 @dataclass

@@ -11,7 +11,9 @@ Methods: the baselines (`none`, `sft_text`, `context_distillation`, `sequential_
 night's consolidations over the memory levels, lmsleep/sleep.py), `sleep` (Knowledge Seeding, then
 Dreaming: params.yaml `dreaming:`, lmsleep/dreaming.py), and their ablations, named in
 `bench.variants` as overrides of those sections (`sleep_no_selection`, `sleep_no_random_expert`,
-`dreams_only`; "without dreaming" is `knowledge_seeding`).
+`dreams_only`; "without dreaming" is `knowledge_seeding`). A variant builds on another with
+`from:` (the paper's objective is `ks_paper`; its ablations are `from: ks_paper`), or on a
+baseline, whose curriculum it may change (`cd_facts: {from: context_distillation, baselines: ...}`).
 
 For every method and seed we start from the born model and live `days` days. Each night:
 1. ceilings: the teacher (the model before the night) answers the day's probe families
@@ -93,8 +95,9 @@ def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: See
 def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: int, config: BaselineConfig,
                n_base: int, n_readers: int, threads: int = 2, seeding: SeedingConfig | None = None,
                memory: MemoryConfig | None = None, dreaming: DreamingConfig | None = None,
-               limits: ValidationLimits | None = None, log=print) -> dict:
-    """One method, one seed (config.seed), `n_days` nights from the born model. Dreams are held
+               limits: ValidationLimits | None = None, consolidation: str | None = None, log=print) -> dict:
+    """One method, one seed (config.seed), `n_days` nights from the born model; `consolidation`:
+    the baseline a baseline's variant runs (its name is the method's otherwise). Dreams are held
     to the pipeline's dreams suite (`limits`: params.yaml `validate:`; lmsleep/checks.py), with
     what birth taught this world as the base knowledge."""
     import tempfile
@@ -116,7 +119,8 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
     dreamer_dir = tempfile.TemporaryDirectory()  # the dreamer's adapter, night after night
     knowledge = world_knowledge(world)
     check = partial(fit_dreams, limits=limits or ValidationLimits(), knowledge=knowledge)
-    night = night_of(method, model, tokenizer, config, seeding, memory, dreaming, dreamer_dir.name, dreams, check)
+    night = night_of(consolidation or method, model, tokenizer, config, seeding, memory, dreaming, dreamer_dir.name,
+                     dreams, check)
     R, R_para, nights = [], [], []
     for d in range(n_days):
         t0 = time.time()
@@ -251,32 +255,62 @@ def heatmaps(m: dict, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def variant_overrides(method: str, params) -> tuple[str, dict]:
+    """`(root, overrides)` of a method: the method it builds on (`from:`, default knowledge_seeding,
+    followed through variants to a baseline, knowledge_seeding or sleep) and its sections' overrides,
+    an ancestor's first and each descendant's on top of them, knob by knob."""
+    from lmsleep.baselines import METHODS
+
+    roots = (*METHODS, "knowledge_seeding", "sleep")
+    chain, name = [], method
+    while name not in roots:
+        if name not in params.bench.variants:
+            where = f" (bench.variants.{chain[-1]}.from)" if chain else ""
+            raise SystemExit(f"unknown method {name!r}{where}: choose from {list(METHODS)}, knowledge_seeding, sleep "
+                             f"or a bench.variants entry ({sorted(params.bench.variants)})")
+        if name in chain:
+            raise SystemExit(f"params.yaml: bench.variants.{method} builds on itself: {' -> '.join(chain + [name])}")
+        chain.append(name)
+        name = params.bench.variants[name].get("from", "knowledge_seeding")
+    merged: dict[str, dict] = {}
+    for variant in reversed(chain):
+        for key, knobs in params.bench.variants[variant].items():
+            if key != "from":
+                merged[key] = {**merged.get(key, {}), **(knobs or {})}
+    return name, merged
+
+
 def method_configs(method: str, params) -> dict:
-    """`{seeding, memory}` for Knowledge Seeding and its ablations, plus `dreaming` for `sleep`
-    (Knowledge Seeding + Dreaming) and its ablations (`bench.variants`: overrides of params.yaml's
-    `seeding:`/`memory:`/`dreaming:`; a variant overriding `dreaming` dreams), `{}` for a baseline.
-    A variant overriding `baselines:` (the teacher's curriculum) also gives its `config`."""
+    """`{config, seeding, memory}` for Knowledge Seeding and its ablations, plus `dreaming` for
+    `sleep` (Knowledge Seeding + Dreaming) and its ablations (`bench.variants`: overrides of
+    params.yaml's `seeding:`/`memory:`/`dreaming:`/`baselines:`; a variant overriding `dreaming`
+    dreams); `config` is the curriculum (`baselines:` + `curriculum:`, then the variant's
+    `baselines:`). `{}` for a baseline; a variant built on one (`from: context_distillation`) may
+    change its `baselines:` only, and names the baseline it runs (`consolidation`)."""
     from lmsleep.baselines import METHODS, BaselineConfig
     from lmsleep.params import build_section
 
-    if method in METHODS:
-        return {}
-    if method not in ("knowledge_seeding", "sleep") and method not in params.bench.variants:
-        raise SystemExit(f"unknown method {method!r}: choose from {list(METHODS)}, knowledge_seeding, sleep or a "
-                         f"bench.variants entry ({sorted(params.bench.variants)})")
-    over = params.bench.variants.get(method, {})
+    root, over = variant_overrides(method, params)
     sections = {"seeding": SeedingConfig, "memory": MemoryConfig, "dreaming": DreamingConfig,
                 "baselines": BaselineConfig}
-    unknown = sorted(set(over) - set(sections))
+    allowed = ("baselines",) if root in METHODS else tuple(sections)
+    unknown = sorted(set(over) - set(allowed))
     if unknown:
-        raise SystemExit(f"params.yaml: bench.variants.{method} may override {', '.join(sections)}, not {unknown}")
-    # Knowledge Seeding's sections always; `dreaming` for sleep; the curriculum (`baselines`) if changed.
-    wanted = {"seeding", "memory"} | set(over) | ({"dreaming"} if method == "sleep" else set())
+        raise SystemExit(f"params.yaml: bench.variants.{method} (on {root}) may override {', '.join(allowed)}, "
+                         f"not {unknown}")
+    if root in METHODS:
+        if method == root:
+            return {}
+        return {"consolidation": root, "config": build_section(
+            BaselineConfig, {**asdict(params.baselines), **over.get("baselines", {})}, f"bench.variants.{method}.baselines")}
+    # Knowledge Seeding's sections always; `dreaming` for sleep or a variant that changes it.
+    wanted = {"seeding", "memory"} | (set(over) - {"baselines"}) | ({"dreaming"} if root == "sleep" else set())
     configs = {key: build_section(cls, {**asdict(getattr(params, key)), **over.get(key, {})},
                                   f"bench.variants.{method}.{key}")
                for key, cls in sections.items() if key in wanted}
-    if "baselines" in configs:  # run_method takes the curriculum's knobs as `config`
-        configs["config"] = configs.pop("baselines")
+    configs["config"] = build_section(  # run_method takes the curriculum's knobs as `config`
+        BaselineConfig, {**asdict(params.curriculum_for("knowledge_seeding")), **over.get("baselines", {})},
+        f"bench.variants.{method}.baselines")
     return configs
 
 

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         from lmsleep.baselines import teacher_curriculum
 
         teacher = AutoModelForCausalLM.from_pretrained(args.teacher)
-        lessons, _ = teacher_curriculum(teacher, tokenizer, episodes, params.baselines)
+        lessons, _ = teacher_curriculum(teacher, tokenizer, episodes, params.curriculum_for("knowledge_seeding"))
         if args.lessons:
             args.lessons.parent.mkdir(parents=True, exist_ok=True)
             args.lessons.write_text(json.dumps(lessons))

@@ -9,7 +9,12 @@
      its sequences are longer), with and without learning to imitate.
    Off-policy (lmbda 0) and on-policy (lmbda 1, the student samples its completions) are timed
    apart, since sampling dominates on-policy steps. Ratios are seeding / GKD: the target is <= 1.
-2. Memory after 100 nights of the default schedule, on the real model: every night's `plan`
+2. A default night, by stage (`--parts night`): day 0 from the born model, params.yaml's
+   Knowledge Seeding night as the `curriculum` and `seed` stages run it: the teacher writes
+   the lessons, then each consolidation of the night trains (its steps and seconds), and what
+   it learned, closed-book on day 0's probes (the exam, read after the night). The target is
+   two minutes on 2 cores for the two stages together.
+3. Memory after 100 nights of the default schedule, on the real model: every night's `plan`
    run with the real `expand`, `reset` and `merge_oldest` (no training: the shapes and counts
    are what is measured), then the parameter counts: bounded by the slots, whatever the nights.
 """
@@ -24,6 +29,9 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+
+PARTS = ("steps", "night", "memory")
 
 
 def _timed(step, repeats: int) -> float:
@@ -129,63 +137,114 @@ def memory_after(nights: int, model, config) -> dict:
             "per_level": [len(memory.active_slots(lv)) for lv in range(1, config.levels + 1)]}
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=Path("reports/bench_seeding.json"))
-    args = ap.parse_args(argv)
+def step_costs(params, repeats: int) -> dict:
+    """One seeding step against TRL's GKD step on the born model and day 0's first batch of lessons."""
     import torch
-
-    from lmsleep.logs import quiet_libraries
-
-    quiet_libraries()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lmsleep.baselines import teacher_curriculum
     from lmsleep.memory import Memory
-    from lmsleep.params import load_params
     from lmsleep.seeding import seeding_rows
     from lmsleep.world import World
 
-    params = load_params(args.params)
-    if not (Path(params.base_model) / "config.json").exists():
-        raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")
-    torch.set_num_threads(params.birth.threads)
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(params.base_model)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(params.base_model)
     episodes = World(params.world).day(0)
-    lessons, _ = teacher_curriculum(model, tokenizer, episodes, params.baselines)
+    lessons, _ = teacher_curriculum(model, tokenizer, episodes, params.curriculum_for("knowledge_seeding"))
     rows = [r for r in seeding_rows(lessons, episodes) if r["kind"] == "question"][: params.seeding.batch_size]
     teacher = copy.deepcopy(model)
     c = params.seeding
-    out = {"batch": len(rows), "max_new_tokens": c.max_new_tokens, "threads": params.birth.threads, "seconds": {}}
+    out = {"batch": len(rows), "max_new_tokens": c.max_new_tokens, "seconds": {}}
     # GKD first, on the plain model; then memory goes on and seeding is timed on the same weights.
     for lmbda in (0.0, 1.0):
         out["seconds"][f"gkd_lmbda{lmbda:g}"] = _timed(gkd_step(model, teacher, tokenizer, rows, lmbda,
-                                                                c.max_new_tokens), args.repeats)
+                                                                c.max_new_tokens), repeats)
     memory = Memory.attach(model, params.memory)
     memory.expand(1)
     for lmbda in (0.0, 1.0):
         for lti in (False, True):
             name = f"seeding_lmbda{lmbda:g}" + ("_lti" if lti else "")
             out["seconds"][name] = _timed(seeding_step(model, tokenizer, memory, rows, replace(c, lmbda=lmbda, lti=lti)),
-                                          args.repeats)
+                                          repeats)
     s = out["seconds"]
     out["ratios"] = {k: s[k] / s[f"gkd_lmbda{k.split('lmbda')[1][0]}"] for k in s if k.startswith("seeding")}
-    out["memory_after_100_nights"] = {
-        "default": memory_after(100, AutoModelForCausalLM.from_pretrained(params.base_model), params.memory)}
+    return out
+
+
+def default_night(params) -> dict:
+    """One night of params.yaml's Knowledge Seeding on day 0 from the born model, timed by stage."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmsleep import evaluation as ev
+    from lmsleep.baselines import teacher_curriculum
+    from lmsleep.sleep import Sleeper
+    from lmsleep.world import World
+
+    tokenizer = AutoTokenizer.from_pretrained(params.base_model)
+    model = AutoModelForCausalLM.from_pretrained(params.base_model)
+    episodes = World(params.world).day(0)
+    t0 = time.perf_counter()
+    lessons, _ = teacher_curriculum(model, tokenizer, episodes, params.curriculum_for("knowledge_seeding"))
+    t1 = time.perf_counter()
+    report = Sleeper(model, tokenizer, params.seeding, params.memory).night(episodes, lessons, progress=lambda *_: None)
+    t2 = time.perf_counter()
+    return {"episodes": len(episodes), "lessons": len(lessons),
+            "seconds": {"curriculum": t1 - t0, "seed": t2 - t1}, "total": t2 - t0,
+            "consolidations": [{k: step.get(k) for k in ("kind", "sender", "receiver", "rows", "steps", "seconds")}
+                               for step in report["steps"]],
+            "closed_book_after": {family: ev.closed_book(model, tokenizer, episodes, key)
+                                  for family, key in ev.FAMILY_KEYS.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=Path("reports/bench_seeding.json"))
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
+    args = ap.parse_args(argv)
+    import torch
+
+    from lmsleep.logs import quiet_libraries
+
+    quiet_libraries()
+    from transformers import AutoModelForCausalLM
+
+    from lmsleep.params import load_params
+
+    params = load_params(args.params)
+    if not (Path(params.base_model) / "config.json").exists():
+        raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")
+    torch.set_num_threads(params.birth.threads)
+    torch.manual_seed(0)
+    out = {"threads": params.birth.threads}
+    if "steps" in args.parts:
+        out["steps"] = step_costs(params, args.repeats)
+        s = out["steps"]["seconds"]
+        print(f"one step, batch {out['steps']['batch']}, median of {args.repeats} (seconds; ratio to TRL's GKD step, "
+              "same lmbda):")
+        for k, v in s.items():
+            ratio = out["steps"]["ratios"].get(k)
+            print(f"  {k:26s} {v:7.3f}" + (f"   x{ratio:.2f}" if ratio else ""))
+    if "night" in args.parts:
+        out["night"] = n = default_night(params)
+        steps = ", ".join(f"{c['kind']} {c['sender']}->{c['receiver']}: {c['rows']} rows, {c['steps']} steps, "
+                          f"{c['seconds']:.1f} s" for c in n["consolidations"])
+        print(f"a default night (day 0, {n['episodes']} episodes, {params.birth.threads} threads): curriculum "
+              f"{n['seconds']['curriculum']:.1f} s ({n['lessons']} lessons), seed {n['seconds']['seed']:.1f} s ({steps}); "
+              f"{n['total']:.1f} s in all (target <= 120)")
+        print("  after it, closed-book on day 0: " + ", ".join(f"{k} {v:.3f}" for k, v in n["closed_book_after"].items()))
+    if "memory" in args.parts:
+        out["memory_after_100_nights"] = {
+            "default": memory_after(100, AutoModelForCausalLM.from_pretrained(params.base_model), params.memory)}
+        m = out["memory_after_100_nights"]["default"]
+        print(f"memory after 100 nights ({params.memory.periods} periods, {params.memory.slots} slots): experts per "
+              f"level {m['per_level']} (at most {m['most_active_experts']} active), {m['memory']:,} memory parameters "
+              f"pre-allocated beside {m['model']:,}; {m['per_token_parameters']:,} used per token at most")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
-    print(f"one step, batch {len(rows)}, median of {args.repeats} (seconds; ratio to TRL's GKD step, same lmbda):")
-    for k, v in s.items():
-        print(f"  {k:26s} {v:7.3f}" + (f"   x{out['ratios'][k]:.2f}" if k in out["ratios"] else ""))
-    m = out["memory_after_100_nights"]["default"]
-    print(f"memory after 100 nights ({params.memory.periods} periods, {params.memory.slots} slots): experts per level "
-          f"{m['per_level']} (at most {m['most_active_experts']} active), {m['memory']:,} memory parameters "
-          f"pre-allocated beside {m['model']:,}; {m['per_token_parameters']:,} used per token at most")
     print(f"wrote {args.out}")
 
 

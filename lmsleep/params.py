@@ -47,6 +47,26 @@ class Params:
     # Whether the pipeline's `dream` stage dreams after Knowledge Seeding (`dreaming:`); false, or
     # a baseline consolidation: tonight's brain (models/night) is the seeded one as it is.
     dream: bool = True
+    # Knowledge Seeding's curriculum: overrides of `baselines:`'s curriculum knobs (CURRICULUM_KNOBS)
+    # for the nights that consolidate by Knowledge Seeding. The keyed memory learns what a lesson
+    # names and teaches, nothing else, so its night asks about every fact (docs/knowledge-seeding.md,
+    # "What the lessons cover"); the baselines keep `baselines:` as they were measured.
+    curriculum: dict = field(default_factory=dict)
+
+    def curriculum_for(self, consolidation: str | None = None) -> BaselineConfig:
+        """The teacher's curriculum knobs for a night that consolidates by `consolidation` (default:
+        params.yaml's): `baselines:` for a baseline, `baselines:` + `curriculum:` for Knowledge Seeding."""
+        from dataclasses import asdict
+
+        from lmsleep.baselines import CURRICULUM_KNOBS, METHODS
+
+        if (consolidation or self.consolidation) in METHODS or not self.curriculum:
+            return self.baselines
+        unknown = sorted(set(self.curriculum) - set(CURRICULUM_KNOBS))
+        if unknown:
+            raise ValueError(f"params.yaml: curriculum: may set the curriculum's knobs {list(CURRICULUM_KNOBS)}, "
+                             f"not {unknown}")
+        return build_section(BaselineConfig, {**asdict(self.baselines), **self.curriculum}, "curriculum")
 
 
 def build_section(cls, raw: dict | None, where: str):
@@ -70,7 +90,7 @@ def read_yaml(path: str | Path) -> dict:
 def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Params:
     """Read params.yaml (or an already-read `raw`); an unknown key is an error."""
     raw = read_yaml(path) if raw is None else raw
-    return Params(
+    params = Params(
         world=build_section(WorldConfig, raw.get("world"), "world"),
         birth=build_section(BirthConfig, raw.get("birth"), "birth"),
         baselines=build_section(BaselineConfig, raw.get("baselines"), "baselines"),
@@ -81,4 +101,7 @@ def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Pa
         base_model=raw.get("base_model", "models/base"),
         consolidation=raw.get("consolidation", "knowledge_seeding"),
         dream=bool(raw.get("dream", True)),
+        curriculum=dict(raw.get("curriculum") or {}),
     )
+    params.curriculum_for("knowledge_seeding")  # a typo under curriculum: fails here, not at night
+    return params

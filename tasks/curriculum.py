@@ -8,7 +8,9 @@ context (or each of its paragraphs, `baselines.window`): it asks itself question
 (`baselines.self_questions` per sentence) and answers them; then it asks about each name it
 skipped, begun with the name (`baselines.ask_each_name`, counted by facts with `ask_distinct`,
 for up to `ask_rounds` rounds), with names spelled as the episode spells them
-(`baselines.respell`). The episodes' probes are the exam and are never read here. Each answer becomes a closed-book lesson
+(`baselines.respell`). These knobs are `baselines:`'s, with `curriculum:` on top of them when
+the night consolidates by Knowledge Seeding (params.yaml's default: every fact asked about). The
+episodes' probes are the exam and are never read here. Each answer becomes a closed-book lesson
 `{prompt, completion, episode_id}` (and `context`, the paragraph read, with paragraph windows)
 in `data/curriculum/curriculum.jsonl`, except:
 - a lesson whose answer is not in the text read, whose question has a held-out form, or
@@ -77,7 +79,7 @@ def curriculum(pipe: Pipeline) -> dict:
                                + "; ".join(r["reason"] for r in too_long))
     from tasks.evaluate import kept_probes, readers
 
-    config = pipe.params.baselines
+    config = pipe.params.curriculum_for()  # baselines: (+ curriculum: for Knowledge Seeding)
     lessons, dropped = teacher_curriculum(model, tokenizer, episodes, config, pipe.limits.drop_ungrounded)
     probe_less = {ep["id"] for ep in episodes if not ev.has_probes(ep)}
     lessons, checks = set_aside_checks(lessons, probe_less, config.checks_share, config.seed)

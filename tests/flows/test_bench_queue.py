@@ -27,7 +27,7 @@ def test_queued_bench_experiments_run_side_by_side_and_show_their_tables(tmp_pat
     (repo / "params.yaml").write_text(yaml.safe_dump({
         "base_model": "models/base", "birth": {"threads": 2},
         "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)},
-        "baselines": BASELINES, "seeding": SEEDING, "memory": MEMORY, "dreaming": DREAMING,
+        "baselines": BASELINES, "curriculum": {}, "seeding": SEEDING, "memory": MEMORY, "dreaming": DREAMING,
         "bench": {"days": 1, "seeds": [0], "methods": ["none"], "base_probes": 8, "readers": 4, "workers": 1,
                   "threads": 2}}))
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")  # reports/bench/ must stay committable

@@ -41,7 +41,7 @@ def repo(tmp_path):
                                                    "num_heads", "tokens_per_step", "micro_tokens", "steps", "warmup_steps", "bf16", "compile",
                                                    "tokenizer_docs")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "birth": birth, "baselines": BASELINES,
+        "world": {**MICRO_WORLD.__dict__, "episode_people": list(MICRO_WORLD.episode_people)}, "birth": birth, "baselines": BASELINES, "curriculum": {},
         "seeding": SEEDING, "memory": MEMORY, "dreaming": DREAMING, "consolidation": "knowledge_seeding", "dream": True,
         "bench": {"days": 2, "base_probes": 10, "readers": 4}, "validate": LOOSE_LIMITS, "gates": OPEN_GATES,
         "registry": {"model_name": "micro", "tracking_uri": "sqlite:///mlflow/mlflow.db",

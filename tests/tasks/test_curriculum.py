@@ -33,3 +33,32 @@ def test_an_episode_too_long_for_the_model_is_set_aside_with_its_reason(tmp_path
     jsonl.write(Path("data/episodes/inbox.jsonl"), [long])
     with pytest.raises(NothingToSleepOn, match="too long for the model"):
         curriculum(load_pipeline("params.yaml"))
+
+
+@pytest.mark.slow
+def test_knowledge_seeding_reads_with_its_own_curriculum(tmp_path, monkeypatch, born_micro_dir):
+    """params.yaml's `curriculum:` is Knowledge Seeding's: with `window: paragraph` its teacher
+    reads each note alone (its lessons carry the note read); a baseline's night keeps
+    `baselines:` (the whole episode, no `context`)."""
+    import yaml
+
+    from tasks.common import load_pipeline
+    from tasks.curriculum import curriculum
+    from tasks.wake import wake
+
+    monkeypatch.chdir(tmp_path)
+    write_params(born_micro_dir)
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    text = "Ada Vell works for Morrow Labs. Ada Vell lives in Kestrel.\nBo Kern studied at Tarn College."
+    jsonl.write(Path("data/episodes/inbox.jsonl"), [{"id": "two-notes", **GOOD, "text": text}])
+    wake(load_pipeline("params.yaml"))
+    read = {}
+    for consolidation in ("knowledge_seeding", "context_distillation"):
+        Path("params.yaml").write_text(yaml.safe_dump({**raw, "consolidation": consolidation,
+                                                       "curriculum": {"window": "paragraph"}}))
+        curriculum(load_pipeline("params.yaml"))
+        lessons = jsonl.read("data/curriculum/curriculum.jsonl")
+        assert lessons, "the micro teacher wrote no lesson"
+        read[consolidation] = {r.get("context") for r in lessons}
+    assert read["knowledge_seeding"] <= set(text.split("\n")) and None not in read["knowledge_seeding"]
+    assert read["context_distillation"] == {None}

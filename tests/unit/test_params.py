@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from lmsleep.params import load_params
@@ -27,11 +29,78 @@ def test_bench_variants_override_seeding_and_memory():
     assert method_configs("sft_text", params) == {}
     default = method_configs("knowledge_seeding", params)
     assert default["seeding"] == params.seeding and default["memory"] == params.memory
+    assert default["config"] == params.curriculum_for("knowledge_seeding")  # baselines: + curriculum:
     assert method_configs("ks_no_lti", params)["seeding"].lti is False
     assert method_configs("ks_4_levels", params)["memory"].levels == 4
-    assert "config" not in default  # the curriculum of params.yaml's baselines:
     with pytest.raises(SystemExit, match="unknown method 'ks_typo'"):
         method_configs("ks_typo", params)
+
+
+def test_the_default_night_is_the_measured_one():
+    """params.yaml's night is the variant docs/knowledge-seeding.md measured over ten nights x
+    three seeds, in fewer epochs; the paper's objective is `ks_paper`, and its ablations build on it."""
+    from lmsleep.bench import method_configs
+
+    params = load_params("params.yaml")
+    default = method_configs("knowledge_seeding", params)
+    facts_16 = method_configs("ks_keyed_move_fit_facts_16", params)  # ten nights x three seeds at 16 epochs
+    assert {**facts_16, "seeding": replace(facts_16["seeding"], epochs=default["seeding"].epochs)} == default
+    assert params.curriculum_for("context_distillation") == params.baselines  # the baselines keep theirs
+    paper, no_lti = method_configs("ks_paper", params), method_configs("ks_no_lti", params)
+    assert paper["memory"].keyed is False and paper["seeding"].beta == 0.5 and paper["config"].window == "episode"
+    assert paper["config"] == params.baselines
+    assert no_lti["memory"] == paper["memory"] and no_lti["config"] == paper["config"]
+    assert no_lti["seeding"].lti is False and no_lti["seeding"].replay == paper["seeding"].replay == 2.0
+
+
+def test_a_variant_builds_on_another(tmp_path):
+    from lmsleep.bench import method_configs
+
+    path = tmp_path / "params.yaml"
+    path.write_text("bench:\n  variants:\n"
+                    "    a: {seeding: {beta: 0.0, epochs: 3}, memory: {rank: 8}}\n"
+                    "    b: {from: a, seeding: {epochs: 5}}\n"
+                    "    d: {from: sleep, dreaming: {selection: false}}\n")
+    b = method_configs("b", load_params(path))
+    assert (b["seeding"].beta, b["seeding"].epochs, b["memory"].rank) == (0.0, 5, 8)  # a's knobs, then b's
+    assert "dreaming" not in b
+    assert method_configs("d", load_params(path))["dreaming"].selection is False  # on sleep: it dreams
+    path.write_text("bench:\n  variants:\n    a: {from: b}\n    b: {from: a}\n")
+    with pytest.raises(SystemExit, match="builds on itself: a -> b -> a"):
+        method_configs("a", load_params(path))
+    path.write_text("bench:\n  variants:\n    a: {from: ks_typo}\n")
+    with pytest.raises(SystemExit, match=r"unknown method 'ks_typo' \(bench.variants.a.from\)"):
+        method_configs("a", load_params(path))
+
+
+def test_a_baseline_variant_changes_its_curriculum_only(tmp_path):
+    from lmsleep.bench import method_configs
+
+    path = tmp_path / "params.yaml"
+    path.write_text("bench:\n  variants:\n    cd: {from: context_distillation, baselines: {window: paragraph}}\n"
+                    "    bad: {from: context_distillation, seeding: {beta: 0.0}}\n")
+    cd = method_configs("cd", load_params(path))
+    assert cd["consolidation"] == "context_distillation" and cd["config"].window == "paragraph"
+    assert set(cd) == {"consolidation", "config"}
+    with pytest.raises(SystemExit, match=r"bench.variants.bad \(on context_distillation\) may override baselines, "
+                                         r"not \['seeding'\]"):
+        method_configs("bad", load_params(path))
+
+
+def test_knowledge_seedings_curriculum_overrides_the_baselines(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("baselines: {self_questions: 3.0}\ncurriculum: {window: paragraph}\n")
+    params = load_params(path)
+    ks = params.curriculum_for("knowledge_seeding")
+    assert (ks.window, ks.self_questions) == ("paragraph", 3.0)
+    assert params.curriculum_for() == ks  # params.yaml's consolidation: knowledge_seeding by default
+    assert params.curriculum_for("sft_text").window == "episode"
+    path.write_text("curriculum: {lora_r: 8}\n")
+    with pytest.raises(ValueError, match=r"curriculum: may set .* not \['lora_r'\]"):
+        load_params(path)
+    path.write_text("curriculum: {window: sentence}\n")
+    with pytest.raises(ValueError, match="window"):
+        load_params(path)
 
 
 def test_a_variant_may_change_the_curriculum(tmp_path):
