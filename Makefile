@@ -77,8 +77,8 @@ bench-queue: models/base/config.json  ## the full table as queued DVC experiment
 	dvc queue start -j $(JOBS)
 	@echo "follow: dvc queue status (dvc queue logs <name>); compare: dvc exp show --only-changed"
 
-# Knowledge Seeding's step against TRL's GKD step, and its memory after 100 nights.
-bench-seeding: models/base/config.json  ## a seeding step vs TRL's GKD step; memory after 100 nights
+# Knowledge Seeding's step against TRL's GKD step, a default night by stage, and its memory after 100 nights.
+bench-seeding: models/base/config.json  ## a seeding step vs GKD's; a default night by stage; memory after 100 nights
 	$(PY) -m lmsleep.bench_seeding
 
 # One default night on a random ~1B Llama (a GPU's job; --size tiny smoke-runs on a CPU).

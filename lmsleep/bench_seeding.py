@@ -173,8 +173,9 @@ def step_costs(params, repeats: int) -> dict:
     return out
 
 
-def default_night(params) -> dict:
-    """One night of params.yaml's Knowledge Seeding on day 0 from the born model, timed by stage."""
+def default_night(params, drop_ungrounded: bool = True) -> dict:
+    """One night of params.yaml's Knowledge Seeding on day 0 from the born model, timed by stage;
+    `drop_ungrounded` as the curriculum stage has it (params.yaml `validate:`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lmsleep import evaluation as ev
@@ -186,13 +187,14 @@ def default_night(params) -> dict:
     model = AutoModelForCausalLM.from_pretrained(params.base_model)
     episodes = World(params.world).day(0)
     t0 = time.perf_counter()
-    lessons, _ = teacher_curriculum(model, tokenizer, episodes, params.curriculum_for("knowledge_seeding"))
+    lessons, _ = teacher_curriculum(model, tokenizer, episodes, params.curriculum_for("knowledge_seeding"),
+                                    drop_ungrounded)
     t1 = time.perf_counter()
     report = Sleeper(model, tokenizer, params.seeding, params.memory).night(episodes, lessons, progress=lambda *_: None)
     t2 = time.perf_counter()
     return {"episodes": len(episodes), "lessons": len(lessons),
             "seconds": {"curriculum": t1 - t0, "seed": t2 - t1}, "total": t2 - t0,
-            "consolidations": [{k: step.get(k) for k in ("kind", "sender", "receiver", "rows", "steps", "seconds")}
+            "consolidations": [{k: step.get(k) for k in ("kind", "sender", "receiver", "new_rows", "replay_rows", "steps", "seconds")}
                                for step in report["steps"]],
             "closed_book_after": {family: ev.closed_book(model, tokenizer, episodes, key)
                                   for family, key in ev.FAMILY_KEYS.items()}}
@@ -229,8 +231,13 @@ def main(argv: list[str] | None = None) -> None:
             ratio = out["steps"]["ratios"].get(k)
             print(f"  {k:26s} {v:7.3f}" + (f"   x{ratio:.2f}" if ratio else ""))
     if "night" in args.parts:
-        out["night"] = n = default_night(params)
-        steps = ", ".join(f"{c['kind']} {c['sender']}->{c['receiver']}: {c['rows']} rows, {c['steps']} steps, "
+        from lmsleep.checks import ValidationLimits
+        from lmsleep.params import build_section, read_yaml
+
+        limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
+        out["night"] = n = default_night(params, limits.drop_ungrounded)
+        steps = ", ".join(f"{c['kind']} {c['sender']}->{c['receiver']}: {c['new_rows']} + {c['replay_rows']} replay rows, "
+                          f"{c['steps']} steps, "
                           f"{c['seconds']:.1f} s" for c in n["consolidations"])
         print(f"a default night (day 0, {n['episodes']} episodes, {params.birth.threads} threads): curriculum "
               f"{n['seconds']['curriculum']:.1f} s ({n['lessons']} lessons), seed {n['seconds']['seed']:.1f} s ({steps}); "
