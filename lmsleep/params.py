@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from lmsleep.baselines import BaselineConfig
+from lmsleep.baselines import CURRICULUM_KNOBS, METHODS, BaselineConfig
 from lmsleep.birth import BirthConfig
 from lmsleep.dreaming import DreamingConfig
 from lmsleep.schedule import MemoryConfig
@@ -56,10 +56,6 @@ class Params:
     def curriculum_for(self, consolidation: str | None = None) -> BaselineConfig:
         """The teacher's curriculum knobs for a night that consolidates by `consolidation` (default:
         params.yaml's): `baselines:` for a baseline, `baselines:` + `curriculum:` for Knowledge Seeding."""
-        from dataclasses import asdict
-
-        from lmsleep.baselines import CURRICULUM_KNOBS, METHODS
-
         if (consolidation or self.consolidation) in METHODS or not self.curriculum:
             return self.baselines
         unknown = sorted(set(self.curriculum) - set(CURRICULUM_KNOBS))
