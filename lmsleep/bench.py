@@ -262,19 +262,31 @@ def variant_overrides(method: str, params) -> tuple[str, dict]:
     from lmsleep.baselines import METHODS
 
     roots = (*METHODS, "knowledge_seeding", "sleep")
+    variants = params.bench.variants
+    shadowed = sorted(set(variants) & set(roots))
+    if shadowed:  # it would never run: the method of that name is params.yaml's own
+        raise SystemExit(f"params.yaml: bench.variants may not be named after a method ({shadowed}); change the "
+                         "sections themselves, or give the variant another name")
     chain, name = [], method
     while name not in roots:
-        if name not in params.bench.variants:
+        if name not in variants:
             where = f" (bench.variants.{chain[-1]}.from)" if chain else ""
             raise SystemExit(f"unknown method {name!r}{where}: choose from {list(METHODS)}, knowledge_seeding, sleep "
-                             f"or a bench.variants entry ({sorted(params.bench.variants)})")
+                             f"or a bench.variants entry ({sorted(variants)})")
         if name in chain:
-            raise SystemExit(f"params.yaml: bench.variants.{method} builds on itself: {' -> '.join(chain + [name])}")
+            loop = " -> ".join(chain[chain.index(name):] + [name])
+            raise SystemExit(f"params.yaml: bench.variants build on each other in a loop: {loop} (reached from {method})")
+        entry = variants[name]
+        if not isinstance(entry, dict) or not all(isinstance(v, dict | None) for k, v in entry.items() if k != "from"):
+            raise SystemExit(f"params.yaml: bench.variants.{name} must map sections to their knobs "
+                             f"({{from: ..., seeding: {{...}}, ...}}), got {entry!r}")
+        if not isinstance(entry.get("from", ""), str):
+            raise SystemExit(f"params.yaml: bench.variants.{name}.from must name one method, got {entry['from']!r}")
         chain.append(name)
-        name = params.bench.variants[name].get("from", "knowledge_seeding")
+        name = entry.get("from", "knowledge_seeding")
     merged: dict[str, dict] = {}
     for variant in reversed(chain):
-        for key, knobs in params.bench.variants[variant].items():
+        for key, knobs in variants[variant].items():
             if key != "from":
                 merged[key] = {**merged.get(key, {}), **(knobs or {})}
     return name, merged

@@ -175,7 +175,8 @@ def step_costs(params, repeats: int) -> dict:
 
 def default_night(params, drop_ungrounded: bool = True) -> dict:
     """One night of params.yaml's Knowledge Seeding on day 0 from the born model, timed by stage;
-    `drop_ungrounded` as the curriculum stage has it (params.yaml `validate:`)."""
+    `drop_ungrounded` as the curriculum stage has it (params.yaml `validate:`). Every lesson is
+    taught: a pipeline night that dreams sets a share aside first (`dreaming.tau_share`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lmsleep import evaluation as ev
@@ -251,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
               f"level {m['per_level']} (at most {m['most_active_experts']} active), {m['memory']:,} memory parameters "
               f"pre-allocated beside {m['model']:,}; {m['per_token_parameters']:,} used per token at most")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
+    kept = json.loads(args.out.read_text()) if args.out.exists() and set(args.parts) != set(PARTS) else {}
+    args.out.write_text(json.dumps({**kept, **out}, indent=2))  # a part measured alone keeps the others
     print(f"wrote {args.out}")
 
 

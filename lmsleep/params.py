@@ -62,7 +62,10 @@ class Params:
         if unknown:
             raise ValueError(f"params.yaml: curriculum: may set the curriculum's knobs {list(CURRICULUM_KNOBS)}, "
                              f"not {unknown}")
-        return build_section(BaselineConfig, {**asdict(self.baselines), **self.curriculum}, "curriculum")
+        try:
+            return build_section(BaselineConfig, {**asdict(self.baselines), **self.curriculum}, "curriculum")
+        except ValueError as e:  # BaselineConfig names its own section: say where the value came from
+            raise ValueError(f"params.yaml curriculum: {e}") from e
 
 
 def build_section(cls, raw: dict | None, where: str):
@@ -97,7 +100,9 @@ def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Pa
         base_model=raw.get("base_model", "models/base"),
         consolidation=raw.get("consolidation", "knowledge_seeding"),
         dream=bool(raw.get("dream", True)),
-        curriculum=dict(raw.get("curriculum") or {}),
+        curriculum=raw.get("curriculum") or {},
     )
+    if not isinstance(params.curriculum, dict):
+        raise ValueError(f"params.yaml: curriculum: must map the curriculum's knobs to values, got {params.curriculum!r}")
     params.curriculum_for("knowledge_seeding")  # a typo under curriculum: fails here, not at night
     return params

@@ -67,9 +67,15 @@ def test_a_variant_builds_on_another(tmp_path):
     assert (b["seeding"].beta, b["seeding"].epochs, b["memory"].rank) == (0.0, 5, 8)  # a's knobs, then b's
     assert "dreaming" not in b
     assert method_configs("d", load_params(path))["dreaming"].selection is False  # on sleep: it dreams
-    path.write_text("bench:\n  variants:\n    a: {from: b}\n    b: {from: a}\n")
-    with pytest.raises(SystemExit, match="builds on itself: a -> b -> a"):
-        method_configs("a", load_params(path))
+    path.write_text("bench:\n  variants:\n    m: {from: a}\n    a: {from: b}\n    b: {from: a}\n")
+    with pytest.raises(SystemExit, match=r"in a loop: a -> b -> a \(reached from m\)"):
+        method_configs("m", load_params(path))
+    for bad, says in (("a: {from: [b]}", "bench.variants.a.from must name one method"),
+                      ("a: {seeding: 5}", "bench.variants.a must map sections"),
+                      ("sleep: {seeding: {beta: 0.3}}", "may not be named after a method")):
+        path.write_text(f"bench:\n  variants:\n    {bad}\n")
+        with pytest.raises(SystemExit, match=says):
+            method_configs("a", load_params(path))
     path.write_text("bench:\n  variants:\n    a: {from: ks_typo}\n")
     with pytest.raises(SystemExit, match=r"unknown method 'ks_typo' \(bench.variants.a.from\)"):
         method_configs("a", load_params(path))
@@ -101,7 +107,10 @@ def test_knowledge_seedings_curriculum_overrides_the_baselines(tmp_path):
     with pytest.raises(ValueError, match=r"curriculum: may set .* not \['lora_r'\]"):
         load_params(path)
     path.write_text("curriculum: {window: sentence}\n")
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(ValueError, match="params.yaml curriculum: .*window"):
+        load_params(path)
+    path.write_text("curriculum: paragraph\n")
+    with pytest.raises(ValueError, match="curriculum: must map"):
         load_params(path)
 
 
