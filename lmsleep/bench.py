@@ -310,20 +310,18 @@ def method_configs(method: str, params) -> dict:
     if unknown:
         raise SystemExit(f"params.yaml: bench.variants.{method} (on {root}) may override {', '.join(allowed)}, "
                          f"not {unknown}")
+    # The curriculum (run_method's `config`): the root's (`baselines:`, + `curriculum:` for Knowledge
+    # Seeding), then the variant's `baselines:`.
+    config = build_section(BaselineConfig, {**asdict(params.curriculum_for(root)), **over.get("baselines", {})},
+                           f"bench.variants.{method}.baselines")
     if root in METHODS:
-        if method == root:
-            return {}
-        return {"consolidation": root, "config": build_section(
-            BaselineConfig, {**asdict(params.baselines), **over.get("baselines", {})}, f"bench.variants.{method}.baselines")}
+        return {} if method == root else {"consolidation": root, "config": config}
     # Knowledge Seeding's sections always; `dreaming` for sleep or a variant that changes it.
     wanted = {"seeding", "memory"} | (set(over) - {"baselines"}) | ({"dreaming"} if root == "sleep" else set())
     configs = {key: build_section(cls, {**asdict(getattr(params, key)), **over.get(key, {})},
                                   f"bench.variants.{method}.{key}")
                for key, cls in sections.items() if key in wanted}
-    configs["config"] = build_section(  # run_method takes the curriculum's knobs as `config`
-        BaselineConfig, {**asdict(params.curriculum_for("knowledge_seeding")), **over.get("baselines", {})},
-        f"bench.variants.{method}.baselines")
-    return configs
+    return {**configs, "config": config}
 
 
 class SavedRuns:
