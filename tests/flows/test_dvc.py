@@ -63,7 +63,7 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_nights_by_dvc_and_prefect_are_recorded_and_each_rebuilds_from_its_dvc_lock(repo, harness, monkeypatch):
+def test_nights_by_dvc_and_prefect_are_recorded_and_a_past_one_rebuilds_from_its_dvc_lock(repo, harness, monkeypatch):
     from mlflow import MlflowClient
 
     # Night 0 by `dvc repro`: every stage runs, then a second repro does nothing.
@@ -101,9 +101,11 @@ def test_nights_by_dvc_and_prefect_are_recorded_and_each_rebuilds_from_its_dvc_l
     champion = client.get_registered_model("micro").aliases["champion"]
     from flows.replay import replay
 
-    # Each past night, rebuilt from its dvc.lock (README, Lineage): the brain it started from is
-    # restored from DVC's cache, and every stage from the curriculum on runs again.
-    for night in (0, 1):
+    # A past night, rebuilt from its dvc.lock (README, Lineage): the brain it started from is
+    # restored from DVC's cache, and every stage from the curriculum on runs again. Night 1 only
+    # (a replay is a minute of the suite): the one recorded by Prefect, not by `dvc repro`, and
+    # the one whose brain is not the born model's, so both the record and the restore are tested.
+    for night in (1,):
         out = replay(revs[night])
         assert out["night"] == night and out["rebuilt"]["night"] == night
         assert out["differ"] == [], f"night {night} rebuilt differently: {out['differ']}"

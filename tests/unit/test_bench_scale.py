@@ -19,12 +19,15 @@ def test_token_counter_splits_passes_with_and_without_gradient(micro):
 
 
 def test_a_tiny_night_reports_tokens_and_seconds(micro_dir, tmp_path):
+    from lmsleep.keys import text_names
     from lmsleep.params import load_params
     from lmsleep.world import World
 
     episodes = World(load_params("params.yaml").world).day(0)
-    lessons = [{"prompt": "Q: Who is in the note?\nA:", "completion": " someone\n", "episode_id": ep["id"]}
-               for ep in episodes]
+    # Each lesson names its episode's first person: the default memory is keyed, and an expert
+    # stays shut on a row that names none of tonight's people (lmsleep/keys.py).
+    lessons = [{"prompt": f"Q: Who is {text_names(ep['text'])[0]}?\nA:", "completion": " someone\n",
+                "episode_id": ep["id"]} for ep in episodes]
     (tmp_path / "lessons.json").write_text(json.dumps(lessons))
     out = tmp_path / "scale.json"
     main(["--size", "tiny", "--tokenizer", str(micro_dir), "--lessons", str(tmp_path / "lessons.json"),
