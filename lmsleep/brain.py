@@ -124,6 +124,30 @@ def read_state(path: Path, base_model: str) -> MemoryState:
     return state
 
 
+def grown_memory(path: str | Path):
+    """The `MemoryConfig` a brain's memory grew with (the safetensors header's metadata, no
+    tensor read, no torch), or None for a brain without one."""
+    from safetensors import safe_open
+
+    from lmsleep.schedule import MemoryConfig
+
+    file = Path(path) / "memory.safetensors"
+    if not file.exists():
+        return None
+    with safe_open(str(file), "numpy") as f:
+        return MemoryConfig(**json.loads(f.metadata()["lmsleep_memory"])["config"])
+
+
+def check_memory(grown, wanted) -> None:
+    """A brain's memory keeps the shape it grew with (`grown`): a changed params.yaml `memory:`
+    (`wanted`) must not pass silently."""
+    mine, asked = asdict(grown), asdict(wanted)
+    changed = {k: (mine[k], asked[k]) for k in mine if mine[k] != asked[k]}
+    if changed:
+        raise ValueError(f"params.yaml memory: differs from the brain's ({', '.join(f'{k}: brain {a}, params {b}' for k, (a, b) in changed.items())}); "
+                         "a brain keeps its memory's shape: restore those values or start a new brain directory")
+
+
 def load_brain(path: Path, base_model: str):
     """(model, tokenizer, state): the base model with the memory of every night so far."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

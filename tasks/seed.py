@@ -22,7 +22,7 @@ import shutil
 import time
 
 from lmsleep import jsonl
-from lmsleep.brain import commit, complete, load_brain, read_state, save_brain, staging
+from lmsleep.brain import check_memory, commit, complete, load_brain, read_state, save_brain, staging
 from lmsleep.memory import memory_of
 from tasks.common import Pipeline, crash_point, read_tonight, stage_cli
 
@@ -58,17 +58,6 @@ def _check_method(method: str, model) -> None:
     if has and (has == "knowledge_seeding") != (method == "knowledge_seeding"):
         raise ValueError(f"the brain holds {has} and params.yaml asks for {method}: a brain keeps its method; "
                          "point paths.brain (and prior, seeded, night) at new directories to switch")
-
-
-def _check_memory(memory, wanted) -> None:
-    """A brain's memory keeps the shape it grew with: a changed `memory:` must not pass silently."""
-    from dataclasses import asdict
-
-    grown, asked = asdict(memory.config), asdict(wanted)
-    changed = {k: (grown[k], asked[k]) for k in grown if grown[k] != asked[k]}
-    if changed:
-        raise ValueError(f"params.yaml memory: differs from the brain's ({', '.join(f'{k}: brain {a}, params {b}' for k, (a, b) in changed.items())}); "
-                         "a brain keeps its memory's shape: restore those values or start a new brain directory")
 
 
 def holds(state, tonight: dict) -> bool:
@@ -117,7 +106,7 @@ def seed(pipe: Pipeline) -> dict:
         from lmsleep.sleep import Past, Sleeper
 
         if memory_of(model) is not None:
-            _check_memory(memory_of(model), pipe.params.memory)
+            check_memory(memory_of(model).config, pipe.params.memory)  # wake checked the live brain; this, prior
         sleeper = Sleeper(model, tokenizer, pipe.params.seeding, pipe.params.memory, memory=memory_of(model),
                           past=Past.read(pipe.paths.prior))
         report = sleeper.night(episodes, lessons, callbacks=callbacks)

@@ -43,6 +43,24 @@ def test_wake_sets_down_an_empty_brain_first_then_the_live_one(tmp_path, micro_d
     assert not (tmp_path / "prior.next").exists() and not (pipe.paths.prior / "junk").exists()
 
 
+def test_wake_refuses_a_brain_whose_memory_params_yaml_reshapes(tmp_path, micro):
+    from types import SimpleNamespace
+
+    from lmsleep.memory import Memory, MemoryConfig
+
+    model, _ = micro
+    pipe = pipeline(tmp_path, model.name_or_path)
+    Memory.attach(model, MemoryConfig(rank=4)).save(pipe.paths.brain)
+    brain(pipe.paths.brain, model.name_or_path, 1)
+    pipe.params = SimpleNamespace(base_model=model.name_or_path, consolidation="knowledge_seeding",
+                                  memory=MemoryConfig(rank=64))
+    with pytest.raises(ValueError, match="rank: brain 4, params 64"):  # before the curriculum's minutes
+        wake(pipe)
+    assert not pipe.paths.prior.exists()
+    pipe.params.memory = MemoryConfig(rank=4)
+    assert wake(pipe) == {"nights": 1}
+
+
 @pytest.fixture
 def registry(tmp_path):
     import mlflow

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from lmsleep.brain import commit, recover, staging
+from lmsleep.brain import check_memory, commit, grown_memory, recover, staging
 
 
 def brain(path, tag):
@@ -80,3 +80,16 @@ def test_an_adapter_is_saved_as_the_same_bytes_in_every_process(tmp_path, micro_
     assert saved[0] == saved[1] == saved[2]
     modules = json.loads(saved[0])["target_modules"]
     assert len(modules) > 2 and modules == sorted(modules)
+
+
+def test_a_brain_keeps_the_shape_its_memory_grew_with(micro, tmp_path):
+    from lmsleep.memory import Memory, MemoryConfig
+
+    model, _ = micro
+    assert grown_memory(tmp_path) is None  # a brain that never slept (or a baseline's adapter)
+    Memory.attach(model, MemoryConfig(rank=4, keyed=True)).save(tmp_path)
+    grown = grown_memory(tmp_path)  # read from the file's header, as wake does before any night's work
+    assert grown == MemoryConfig(rank=4, keyed=True)
+    check_memory(grown, MemoryConfig(rank=4, keyed=True))
+    with pytest.raises(ValueError, match=r"rank: brain 4, params 8, keyed: brain True, params False"):
+        check_memory(grown, MemoryConfig(rank=8))
