@@ -299,7 +299,7 @@ def method_configs(method: str, params) -> dict:
     dreams); `config` is the curriculum (`baselines:` + `curriculum:`, then the variant's
     `baselines:`). `{}` for a baseline; a variant built on one (`from: context_distillation`) may
     change its `baselines:` only, and names the baseline it runs (`consolidation`)."""
-    from lmsleep.baselines import METHODS, BaselineConfig
+    from lmsleep.baselines import CURRICULUM_KNOBS, METHODS, BaselineConfig
     from lmsleep.params import build_section
 
     root, over = variant_overrides(method, params)
@@ -310,6 +310,10 @@ def method_configs(method: str, params) -> dict:
     if unknown:
         raise SystemExit(f"params.yaml: bench.variants.{method} (on {root}) may override {', '.join(allowed)}, "
                          f"not {unknown}")
+    idle = sorted(set(over.get("baselines", {})) - set(CURRICULUM_KNOBS)) if root not in METHODS else []
+    if idle:  # a LoRA knob on a Knowledge Seeding night would change nothing, silently
+        raise SystemExit(f"params.yaml: bench.variants.{method}.baselines (on {root}) may set the curriculum's "
+                         f"knobs {list(CURRICULUM_KNOBS)}, not {idle}: Knowledge Seeding trains no LoRA")
     # The curriculum (run_method's `config`): the root's (`baselines:`, + `curriculum:` for Knowledge
     # Seeding), then the variant's `baselines:`.
     config = build_section(BaselineConfig, {**asdict(params.curriculum_for(root)), **over.get("baselines", {})},

@@ -125,6 +125,9 @@ def test_a_variant_may_change_the_curriculum(tmp_path):
     path.write_text("bench:\n  variants:\n    ks_x: {baselines: {window: sentence}}\n")
     with pytest.raises(ValueError, match="baselines.window"):
         method_configs("ks_x", load_params(path))
+    path.write_text("bench:\n  variants:\n    ks_x: {from: sleep, baselines: {window: paragraph, lora_r: 8}}\n")
+    with pytest.raises(SystemExit, match=r"ks_x.baselines \(on sleep\) may set the curriculum's knobs .* not \['lora_r'\]"):
+        method_configs("ks_x", load_params(path))  # Knowledge Seeding trains no LoRA: the knob would do nothing
 
 
 def test_a_variant_with_an_unknown_knob_names_it(tmp_path):
