@@ -62,6 +62,30 @@ def _outs(lock_text: str) -> dict[str, dict[str, str]]:
             for s in REBUILT}
 
 
+def _missing_params(params_text: str, dvc_yaml: str = "dvc.yaml") -> list[str]:
+    """The params today's night stages read (dvc.yaml's `params:` of params.yaml) that a past
+    night's params.yaml lacks: a section added since (`curriculum:`, 2026-12-03)."""
+    import yaml
+
+    have = yaml.safe_load(params_text) or {}
+    wanted = []
+    for stage in (yaml.safe_load(Path(dvc_yaml).read_text()).get("stages") or {}).values():
+        for entry in stage.get("params", []):
+            keys = entry if isinstance(entry, str) else entry.get("params.yaml", []) if isinstance(entry, dict) else []
+            wanted += [keys] if isinstance(keys, str) else keys
+    missing = []
+    for key in dict.fromkeys(wanted):
+        node = have
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) and part in node else _MISSING
+        if node is _MISSING:
+            missing.append(key)
+    return missing
+
+
+_MISSING = object()
+
+
 def _refuse_unless_safe(rev: str) -> tuple[dict, str]:
     """The night's recorded metrics and dvc.lock; ReplayRefused where a replay could lose something."""
     import mlflow
@@ -79,6 +103,11 @@ def _refuse_unless_safe(rev: str) -> tuple[dict, str]:
     if "\n  wake:" not in lock:
         raise ReplayRefused(f"{rev}'s dvc.lock has no wake stage: it was recorded before the brain each night "
                             "starts from was kept, and cannot be rebuilt")
+    missing = _missing_params(_run("git", "show", f"{rev}:params.yaml", quiet=True))
+    if missing:  # else `dvc repro` fails midway on today's dvc.yaml, after today's reports were set aside
+        raise ReplayRefused(f"{rev}'s params.yaml has no {', '.join(missing)}, which today's dvc.yaml stages read: "
+                            "it was recorded before they existed and cannot be rebuilt by today's pipeline "
+                            "(the code is today's too: check that commit out whole to run it as it was)")
     pipe = load_pipeline()
     mlflow.set_tracking_uri(pipe.registry.uri())  # read only: is a later night registered (`pending`)
     p = pipe.paths

@@ -127,6 +127,14 @@ def test_nights_by_dvc_and_prefect_are_recorded_and_a_past_one_rebuilds_from_its
     with pytest.raises(ReplayRefused, match="uncommitted changes"):  # it would be lost
         replay(revs[0])
     (repo / "params.yaml").write_text(params)
+    with pytest.raises(ReplayRefused, match="has no curriculum, dreaming.tau_share"):  # before those sections
+        old = yaml.safe_load(params)
+        del old["curriculum"], old["dreaming"]["tau_share"]
+        (repo / "params.yaml").write_text(yaml.safe_dump(old))
+        git_commit(repo, "a record from before the curriculum: section")
+        replay("HEAD")
+    assert not (repo / ".lmsleep-replay").exists()  # refused before today's reports were set aside
+    (repo / "params.yaml").write_text(params)
     with pytest.raises(ReplayRefused, match="no wake stage"):  # a night recorded before the brain was kept
         lock = (repo / "dvc.lock").read_text()
         (repo / "dvc.lock").write_text(lock.replace("\n  wake:", "\n  woke:"))
