@@ -15,9 +15,10 @@ params.yaml and reports/ after it (README, Lineage). Holding the night lock thro
 5. restores today's dvc.lock, params.yaml, reports/ and the data dvc.lock records.
 The live brain and the registry are never touched (tasks/register.py sees a past night).
 Refused while a night is unfinished (its brain would be overwritten), while anything on disk is
-not recorded in dvc.lock or git (`dvc status`, `git status`: it could not be put back), and
-for nights recorded before the `wake` stage existed (their dvc.lock holds no brain to start
-from). The code is today's: a night rebuilds byte for byte when the code that trains it is
+not recorded in dvc.lock or git (`dvc status`, `git status`: it could not be put back), for
+nights recorded before the `wake` stage existed (their dvc.lock holds no brain to start from),
+and for nights whose params.yaml lacks a param today's dvc.yaml stages read (recorded before it
+existed). The code is today's: a night rebuilds byte for byte when the code that trains it is
 unchanged, on the same kind of CPU.
 """
 
@@ -70,8 +71,8 @@ def _missing_params(params_text: str, dvc_yaml: str = "dvc.yaml") -> list[str]:
     have = yaml.safe_load(params_text) or {}
     wanted = []
     for stage in (yaml.safe_load(Path(dvc_yaml).read_text()).get("stages") or {}).values():
-        for entry in stage.get("params", []):
-            keys = entry if isinstance(entry, str) else entry.get("params.yaml", []) if isinstance(entry, dict) else []
+        for entry in stage.get("params") or []:
+            keys = entry if isinstance(entry, str) else (entry.get("params.yaml") or []) if isinstance(entry, dict) else []
             wanted += [keys] if isinstance(keys, str) else keys
     missing = []
     for key in dict.fromkeys(wanted):
@@ -98,12 +99,14 @@ def _refuse_unless_safe(rev: str) -> tuple[dict, str]:
     try:
         lock = _run("git", "show", f"{rev}:dvc.lock", quiet=True)
         recorded = json.loads(_run("git", "show", f"{rev}:reports/metrics.json", quiet=True))
+        params = _run("git", "show", f"{rev}:params.yaml", quiet=True)
     except RuntimeError:
-        raise ReplayRefused(f"{rev} holds no dvc.lock and reports/metrics.json: commit them with each night") from None
+        raise ReplayRefused(f"{rev} holds no dvc.lock, reports/metrics.json and params.yaml: commit them with each "
+                            "night") from None
     if "\n  wake:" not in lock:
         raise ReplayRefused(f"{rev}'s dvc.lock has no wake stage: it was recorded before the brain each night "
                             "starts from was kept, and cannot be rebuilt")
-    missing = _missing_params(_run("git", "show", f"{rev}:params.yaml", quiet=True))
+    missing = _missing_params(params)
     if missing:  # else `dvc repro` fails midway on today's dvc.yaml, after today's reports were set aside
         raise ReplayRefused(f"{rev}'s params.yaml has no {', '.join(missing)}, which today's dvc.yaml stages read: "
                             "it was recorded before they existed and cannot be rebuilt by today's pipeline "

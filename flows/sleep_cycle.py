@@ -219,7 +219,7 @@ WHAT_TO_DO = {
     "capture": "an inbox file could not be read or written: check data/inbox/ and the disk; bad records "
                "themselves never fail a night (they go to data/quarantine/).",
     "wake": "the live brain (models/brain) could not be read or copied to models/prior: check the base model path "
-            "and that the brain matches it, and the disk.",
+            "and that the brain matches it, that params.yaml memory: is the one the brain grew with, and the disk.",
     "curriculum": "the teacher (models/prior) could not read tonight's episodes: check the base model path "
                   "and that the brain matches it.",
     "validate": "tonight's data failed its suite: reports/validation.json (and the MLflow run's artifacts) "

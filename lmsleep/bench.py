@@ -297,8 +297,9 @@ def method_configs(method: str, params) -> dict:
     `sleep` (Knowledge Seeding + Dreaming) and its ablations (`bench.variants`: overrides of
     params.yaml's `seeding:`/`memory:`/`dreaming:`/`baselines:`; a variant overriding `dreaming`
     dreams); `config` is the curriculum (`baselines:` + `curriculum:`, then the variant's
-    `baselines:`). `{}` for a baseline; a variant built on one (`from: context_distillation`) may
-    change its `baselines:` only, and names the baseline it runs (`consolidation`)."""
+    `baselines:`, whose knobs are then the curriculum's only: `CURRICULUM_KNOBS`). `{}` for a
+    baseline; a variant built on one (`from: context_distillation`) may change its `baselines:`
+    only, and names the baseline it runs (`consolidation`)."""
     from lmsleep.baselines import CURRICULUM_KNOBS, METHODS, BaselineConfig
     from lmsleep.params import build_section
 

@@ -56,7 +56,9 @@ PROMPTS = {"restatement": restate_prompt("{context}"), "qa": open_book_prompt("{
 
 @dataclass
 class DreamingConfig:
-    """Knobs of Dreaming (params.yaml `dreaming:`); PAPER.md section 4 and the defaults it leaves open."""
+    """Knobs of Dreaming (params.yaml `dreaming:`); PAPER.md section 4 and the defaults it leaves open.
+    The measured defaults are params.yaml's (tau by answer, taught after the trials, dreams at
+    0.5: docs/dreaming.md); a field's default here is the night as first built."""
 
     forms: list[str] = field(default_factory=lambda: list(FORMS))
     dreams: int = 4  # m: dreams per episode and form
@@ -80,7 +82,7 @@ class DreamingConfig:
     # born model (restatement after `world.RESTATE_CUE`, questions after "Q:"). A user's model
     # dreams after the cues it knows; a cue it never learned yields dreams the GX suite refuses.
     prompts: dict[str, str] = field(default_factory=dict)  # {form: template}; a form left out keeps PROMPTS'
-    tau_share: float = 0.25  # of each episode's lessons, set aside as tau (never taught)
+    tau_share: float = 0.25  # of each episode's lessons, set aside as tau (untaught while the trials judge by it; `teach_tau`)
     # A share of each episode's answers instead, with every lesson that has one (`set_aside_checks`):
     # set aside by question, 35 of day 0's 42 checks (39 of day 1's) had a taught lesson with their
     # answer, and tonight's expert answered .36-.77 of tau before any trial; by answer, .00-.05

@@ -84,7 +84,7 @@ def curriculum(pipe: Pipeline) -> dict:
     probe_less = {ep["id"] for ep in episodes if not ev.has_probes(ep)}
     lessons, checks = set_aside_checks(lessons, probe_less, config.checks_share, config.seed)
     tau = []
-    if dreams_tonight(pipe):  # the night's own judge of dreams: never taught, never the exam's checks
+    if dreams_tonight(pipe):  # the night's own judge of dreams: untaught until the trials are over, never the exam's checks
         dreaming = pipe.params.dreaming
         lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, config.seed + 1,
                                         dreaming.tau_by_answer)

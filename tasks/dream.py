@@ -3,7 +3,8 @@
     python -m tasks.dream
 
 Reads the brain `seed` wrote (`models/seeded`), tonight's lessons and `tau.jsonl` (the teacher's
-own Q/A set aside by the curriculum stage: what dreams are judged on, never taught). With
+own Q/A set aside by the curriculum stage: what dreams are judged on, untaught until the trials
+are over, then rehearsed with `dreaming.teach_tau`). With
 Knowledge Seeding and `dream: true` (lmsleep/dreaming.py, params.yaml `dreaming:`):
 1. the model writes dreams about each episode (restatements, question/answer pairs,
    implications); the `dreams` data suite (tasks/validate.py) sets aside the ones out of

@@ -9,6 +9,9 @@ replay questions), and dvc.yaml declares it; DVC caches it with every night, so 
 night's `dvc.lock` restores the brain that night started from and
 `dvc repro --force --downstream curriculum` rebuilds the night from it (README, Lineage).
 
+A brain whose memory params.yaml would reshape (`memory:` changed since it grew) is refused
+here, naming each knob, before the curriculum's minutes (`seed` checks its prior again).
+
 Why a copy: the live brain cannot be declared directly. It changes when the night commits
 (`register` switches the night's brain in), so a stage depending on it would be out of date
 the moment the night ends, and `dvc commit` would record the brain after the night as the one

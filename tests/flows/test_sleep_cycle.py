@@ -18,9 +18,10 @@ BASELINES = {"lora_r": 4, "lora_alpha": 8, "learning_rate": 0.01, "epochs": 2, "
 # Knowledge Seeding, the default `seed` stage: the full objective, short.
 SEEDING = {"epochs": 1, "batch_size": 8, "lti_group": 2, "max_new_tokens": 8, "learning_rate": 0.01}
 MEMORY = {"periods": [1, 2], "slots": [2, 4], "top_k": [2, 2], "rank": 4}
-# Dreaming after seeding, the default `dream` stage (tau set aside by answer, taught after the
-# trials): every step, short.
-DREAMING = {"tau_share": 0.25, "tau_by_answer": True, "teach_tau": True, "dreams": 2, "max_new_tokens": 16, "keep_top": 2, "keep_random": 1, "trial_steps": 1,
+# Dreaming after seeding, the default `dream` stage (tau taught after the trials): every step,
+# short. Tau by question: the micro model's lessons about an episode mostly share one answer, and
+# set aside by answer an episode needs two (lmsleep/baselines.py set_aside_checks).
+DREAMING = {"tau_share": 0.25, "tau_by_answer": False, "teach_tau": True, "dreams": 2, "max_new_tokens": 16, "keep_top": 2, "keep_random": 1, "trial_steps": 1,
             "dreamer_epochs": 1, "rehearse_epochs": 1}
 
 
