@@ -63,6 +63,9 @@ def _outs(lock_text: str) -> dict[str, dict[str, str]]:
             for s in REBUILT}
 
 
+_MISSING = object()  # a key absent, as against one present with a null value
+
+
 def _missing_params(params_text: str, dvc_yaml: str = "dvc.yaml") -> list[str]:
     """The params today's night stages read (dvc.yaml's `params:` of params.yaml) that a past
     night's params.yaml lacks: a section added since (`curriculum:`, 2026-12-03)."""
@@ -82,9 +85,6 @@ def _missing_params(params_text: str, dvc_yaml: str = "dvc.yaml") -> list[str]:
         if node is _MISSING:
             missing.append(key)
     return missing
-
-
-_MISSING = object()
 
 
 def _refuse_unless_safe(rev: str) -> tuple[dict, str]:
