@@ -33,11 +33,10 @@ def wake(pipe: Pipeline) -> dict:
     if complete(night) and read_state(night, pipe.params.base_model).nights > state.nights:
         raise RuntimeError(f"{night} holds a night the live brain does not (a night cut before it committed): "
                            "finish it with `make run` before a new night starts")
-    params = pipe.params
-    if getattr(params, "consolidation", None) == "knowledge_seeding" and complete(live):
+    if pipe.params.consolidation == "knowledge_seeding" and complete(live):
         grown = grown_memory(live)  # refused here, not at the seed stage after the curriculum's minutes
         if grown is not None:
-            check_memory(grown, params.memory)
+            check_memory(grown, pipe.params.memory)
     staged = staging(prior)
     if staged.exists():
         shutil.rmtree(staged)

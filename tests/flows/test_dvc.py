@@ -103,7 +103,7 @@ def test_nights_by_dvc_and_prefect_are_recorded_and_a_past_one_rebuilds_from_its
 
     # A past night, rebuilt from its dvc.lock (README, Lineage): the brain it started from is
     # restored from DVC's cache, and every stage from the curriculum on runs again. Night 1 only
-    # (a replay is a minute of the suite): the one recorded by Prefect, not by `dvc repro`, and
+    # (the second replay took 84 s of the suite): the one recorded by Prefect, not by `dvc repro`, and
     # the one whose brain is not the born model's, so both the record and the restore are tested.
     for night in (1,):
         out = replay(revs[night])

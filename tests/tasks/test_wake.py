@@ -15,7 +15,8 @@ from tasks.wake import wake
 def pipeline(tmp_path, base) -> Pipeline:
     from types import SimpleNamespace
 
-    return Pipeline(SimpleNamespace(base_model=str(base)), paths=Paths(data=tmp_path / "data", brain=tmp_path / "brain",
+    # A baseline's night: these brains' memory.safetensors are stand-in bytes, not a memory to check.
+    return Pipeline(SimpleNamespace(base_model=str(base), consolidation="sft_text"), paths=Paths(data=tmp_path / "data", brain=tmp_path / "brain",
                                                                prior=tmp_path / "prior", seeded=tmp_path / "seeded",
                                                                night=tmp_path / "night", reports=tmp_path / "reports"))
 
