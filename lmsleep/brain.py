@@ -129,13 +129,13 @@ def grown_memory(path: str | Path):
     tensor read, no torch), or None for a brain without one."""
     from safetensors import safe_open
 
-    from lmsleep.schedule import MemoryConfig
+    from lmsleep.schedule import MEMORY_FILE, MEMORY_META, MemoryConfig
 
-    file = Path(path) / "memory.safetensors"
+    file = Path(path) / MEMORY_FILE
     if not file.exists():
         return None
     with safe_open(str(file), "numpy") as f:
-        return MemoryConfig(**json.loads(f.metadata()["lmsleep_memory"])["config"])
+        return MemoryConfig(**json.loads(f.metadata()[MEMORY_META])["config"])
 
 
 def check_memory(grown, wanted) -> None:
@@ -155,7 +155,9 @@ def load_brain(path: Path, base_model: str):
     state = read_state(path, base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
-    if (Path(path) / "memory.safetensors").exists():
+    from lmsleep.schedule import MEMORY_FILE
+
+    if (Path(path) / MEMORY_FILE).exists():
         from lmsleep.memory import Memory
 
         Memory.load(model, path)

@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmsleep.schedule import MemoryConfig  # the shape of the memory (torch-free: params.py reads it)
+from lmsleep.schedule import MEMORY_FILE, MEMORY_META, MemoryConfig  # the memory's shape and file (torch-free: params.py reads them)
 
 MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")  # Llama/Qwen/Mistral/GPT-2, Falcon/OPT-like, Mixtral
 
@@ -182,7 +182,7 @@ def _set_low_rank(bank: ExpertBank, slot: int, delta: torch.Tensor) -> None:
 class Memory:
     """The memory levels attached to one model (see the module docstring)."""
 
-    FILE = "memory.safetensors"
+    FILE = MEMORY_FILE
 
     def __init__(self, model, config: MemoryConfig, mlps: list[tuple[str, nn.Module]], banks: list[nn.ModuleList]):
         self.model, self.config, self.mlps, self.banks = model, config, mlps, banks
@@ -464,7 +464,7 @@ class Memory:
         tensors = {f"{name}.{key}": t.detach().contiguous().cpu()
                    for (name, _), layer in zip(self.mlps, self.banks) for key, t in layer.state_dict().items()}
         file = path / self.FILE
-        save_file(tensors, file, metadata={"lmsleep_memory": json.dumps(self.state())})
+        save_file(tensors, file, metadata={MEMORY_META: json.dumps(self.state())})
         return file
 
     @classmethod
@@ -476,7 +476,7 @@ class Memory:
         if not file.exists():
             raise FileNotFoundError(f"no memory at {file}")
         with safe_open(str(file), "pt") as f:
-            state = json.loads(f.metadata()["lmsleep_memory"])
+            state = json.loads(f.metadata()[MEMORY_META])
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
         memory = cls.attach(model, MemoryConfig(**state["config"]))
         names = [name for name, _ in memory.mlps]

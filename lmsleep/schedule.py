@@ -21,6 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# A brain directory's memory file, and the safetensors metadata key that holds its state (config,
+# active slots, keys). Named once, here and torch-free: lmsleep/memory.py writes them, and
+# lmsleep/brain.py reads the config from the header without loading torch.
+MEMORY_FILE = "memory.safetensors"
+MEMORY_META = "lmsleep_memory"
+
 
 @dataclass
 class MemoryConfig:

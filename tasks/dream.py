@@ -31,6 +31,7 @@ from pathlib import Path
 
 from lmsleep import jsonl
 from lmsleep.brain import commit, complete, copy, load_brain, read_state, save_brain, staging
+from lmsleep.schedule import MEMORY_FILE
 from tasks.common import Pipeline, crash_point, dreams_tonight, read_tonight, stage_cli, write_json
 from tasks.seed import DREAMER, holds
 
@@ -43,7 +44,7 @@ _trial_lock = threading.Lock()
 
 
 def _brain_key(brain: str, base_model: str) -> tuple:
-    memory = Path(brain) / "memory.safetensors"
+    memory = Path(brain) / MEMORY_FILE
     return brain, base_model, memory.stat().st_mtime_ns, memory.stat().st_size
 
 
