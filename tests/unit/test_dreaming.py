@@ -184,6 +184,8 @@ def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
         DreamingConfig(forms=["poems"])
     with pytest.raises(ValueError, match="tau_share"):
         DreamingConfig(tau_share=1.0)
+    with pytest.raises(ValueError, match="tau_repeats"):
+        DreamingConfig(tau_repeats=0)
 
 
 @pytest.mark.slow
@@ -295,8 +297,8 @@ def seeded_night(model, tokenizer, **seeding):
     return sleeper, lessons
 
 
-@pytest.mark.parametrize("teach", [False, True])
-def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teach):
+@pytest.mark.parametrize(("teach", "repeats"), [(False, 1), (True, 1), (True, 3)])
+def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teach, repeats):
     model, tokenizer = micro
     sleeper, lessons = seeded_night(model, tokenizer, batch_size=8, max_new_tokens=6)
     slot = sleeper.memory.active_slots(1)[-1]
@@ -307,14 +309,14 @@ def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teac
         judged_on.append([p.detach().clone() for p in sleeper.memory.train_only(1, slot)])
         return [{"before": j["before"], "after": j["before"], "reward": 0} for j in batch]
 
-    config = DreamingConfig(rehearse_epochs=1, teach_tau=teach, random_expert=False)
+    config = DreamingConfig(rehearse_epochs=1, teach_tau=teach, tau_repeats=repeats, random_expert=False)
     report = Dreamer(model, tokenizer, config, sleeper, None).night(
         [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: DREAMS[1:2], run_trials=run_trials)
     after = sleeper.memory.train_only(1, slot)
     assert report["helped"] == 0 and report["taught_tau"] == (1 if teach else 0)
     assert all(torch.equal(a, b) for a, b in zip(judged_on[0], seeded))  # judged on the expert tau never taught
-    if teach:  # tau's one check and the one lesson, rehearsed (no replay here)
-        assert report["rehearsal"]["rows"] == 2 and report["rehearsal"]["slot"] == slot
+    if teach:  # tau's one check (`tau_repeats` times) and the one lesson, rehearsed (no replay here)
+        assert report["rehearsal"]["rows"] == 1 + repeats and report["rehearsal"]["slot"] == slot
         assert not all(torch.equal(a, b) for a, b in zip(after, seeded))
     else:
         assert report["rehearsal"] is None and all(torch.equal(a, b) for a, b in zip(after, seeded))
