@@ -46,7 +46,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmsleep.schedule import MEMORY_FILE, MEMORY_META, MemoryConfig  # the memory's shape and file (torch-free: params.py reads them)
+# The memory's shape and file, torch-free (params.py reads them).
+from lmsleep.schedule import MEMORY_FILE, MEMORY_META, MemoryConfig
 
 MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")  # Llama/Qwen/Mistral/GPT-2, Falcon/OPT-like, Mixtral
 
@@ -109,9 +110,10 @@ class ExpertBank(nn.Module):
             ranked = logits[:, competing] if shut is None else logits[:, competing].masked_fill(shut[:, competing],
                                                                                                 -torch.inf)
             top = ranked.topk(self.top_k, dim=-1).indices
-            picked = torch.zeros_like(logits, dtype=torch.bool)
-            picked[:, competing] = torch.zeros(len(flat), len(competing), dtype=torch.bool,
-                                               device=x.device).scatter_(1, top, True)
+            # Out of place: under `torch.func.vmap` (dreaming's per-sample gradients) `top` is
+            # batched and a fresh tensor is not, and an in-place write into it cannot be.
+            picked = torch.zeros(len(flat), len(competing), dtype=torch.bool, device=x.device).scatter(1, top, True)
+            column = {j: c for c, j in enumerate(competing)}
         gates = torch.sigmoid(logits)
         if shut is not None:
             gates = gates.masked_fill(shut, 0.0)
@@ -119,7 +121,9 @@ class ExpertBank(nn.Module):
         for j, i in enumerate(idx):
             # Dense, masked: a gather of the picked tokens needs their count on the host (a
             # sync per expert on a GPU); at rank r an expert costs ~4dr per token, little.
-            gate = gates[:, j:j + 1] if everyone or j in seats else gates[:, j:j + 1] * picked[:, j:j + 1]
+            gate = gates[:, j:j + 1]
+            if not (everyone or j in seats):
+                gate = gate * picked[:, column[j]:column[j] + 1]
             out = out + gate * ((flat @ self.A[i]) @ self.B[i])
         return out.reshape(x.shape)
 

@@ -21,10 +21,19 @@ DREAMS = [{"episode_id": "ep-1", "form": "qa", "student": "Q: Where does Ada Vel
            "completion": "Q: Where does Ada Vell work?\nA: Morrow Labs\nQ: Where is Morrow Labs based?\nA: Tarvo\n"}]
 
 
-def expert(model, rank=4, tokenizer=None):
+def expert(model, rank=4, tokenizer=None, earlier=0):
     """A memory with tonight's expert expanded and nudged off zero (so gradients reach A too);
-    keyed on "Ada Vell", for its passage, when a `tokenizer` is given (lmsleep/keys.py)."""
-    memory = Memory.attach(model, MemoryConfig(rank=rank, keyed=tokenizer is not None))
+    keyed on "Ada Vell", for its passage, when a `tokenizer` is given (lmsleep/keys.py).
+    `earlier` experts of past nights before it, competing for level 1's one top-k seat."""
+    memory = Memory.attach(model, MemoryConfig(rank=rank, keyed=tokenizer is not None,
+                                               top_k=[1, 4] if earlier else [4, 4]))
+    torch.manual_seed(1)
+    for _ in range(earlier):
+        past = memory.expand(1)
+        with torch.no_grad():
+            for p in memory.train_only(1, past):
+                p.add_(torch.randn_like(p) * 0.05)
+        memory.settle(1)
     slot = memory.expand(1)
     if tokenizer is not None:
         from lmsleep.keys import key_ids, passage_breaks
@@ -40,10 +49,13 @@ def expert(model, rank=4, tokenizer=None):
     return memory, slot, params, {names[id(p)]: p for p in params}
 
 
-@pytest.mark.parametrize("keyed", [False, True])  # keyed: the key hook runs under vmap too
-def test_gradient_scores_equal_a_loop_of_backward_passes(micro, keyed):
+# keyed: the key hook runs under vmap too; crowded: more experts than top-k seats, so the
+# routers pick per token under vmap (ten default nights crashed there on night 7).
+@pytest.mark.parametrize(("keyed", "earlier"), [(False, 0), (True, 0), (False, 3)])
+def test_gradient_scores_equal_a_loop_of_backward_passes(micro, keyed, earlier):
     model, tokenizer = micro
-    _, _, params, named = expert(model, tokenizer=tokenizer if keyed else None)
+    memory, _, params, named = expert(model, tokenizer=tokenizer if keyed else None, earlier=earlier)
+    assert len(memory.active_slots(1)) == earlier + 1
     scores = gradient_scores(model, tokenizer, named, DREAMS, tau_rows(TAU), batch=2)  # two batches
 
     def grad_of(rows):
