@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from lmsleep.schedule import MEMORY_FILE, MEMORY_META, MemoryConfig  # torch-free
+
 
 def fingerprint(base_model: str | Path) -> str:
     """Identity of a base model by content, not path (the project may move): its config and
@@ -129,8 +131,6 @@ def grown_memory(path: str | Path):
     tensor read, no torch), or None for a brain without one."""
     from safetensors import safe_open
 
-    from lmsleep.schedule import MEMORY_FILE, MEMORY_META, MemoryConfig
-
     file = Path(path) / MEMORY_FILE
     if not file.exists():
         return None
@@ -155,8 +155,6 @@ def load_brain(path: Path, base_model: str):
     state = read_state(path, base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
-    from lmsleep.schedule import MEMORY_FILE
-
     if (Path(path) / MEMORY_FILE).exists():
         from lmsleep.memory import Memory
 

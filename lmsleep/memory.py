@@ -112,8 +112,8 @@ class ExpertBank(nn.Module):
             top = ranked.topk(self.top_k, dim=-1).indices
             # Out of place: under `torch.func.vmap` (dreaming's per-sample gradients) `top` is
             # batched and a fresh tensor is not, and an in-place write into it cannot be.
-            picked = torch.zeros(len(flat), len(competing), dtype=torch.bool, device=x.device).scatter(1, top, True)
-            column = {j: c for c, j in enumerate(competing)}
+            top = torch.as_tensor(competing, device=x.device)[top]  # positions in idx
+            picked = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top, True)
         gates = torch.sigmoid(logits)
         if shut is not None:
             gates = gates.masked_fill(shut, 0.0)
@@ -121,9 +121,7 @@ class ExpertBank(nn.Module):
         for j, i in enumerate(idx):
             # Dense, masked: a gather of the picked tokens needs their count on the host (a
             # sync per expert on a GPU); at rank r an expert costs ~4dr per token, little.
-            gate = gates[:, j:j + 1]
-            if not (everyone or j in seats):
-                gate = gate * picked[:, column[j]:column[j] + 1]
+            gate = gates[:, j:j + 1] if everyone or j in seats else gates[:, j:j + 1] * picked[:, j:j + 1]
             out = out + gate * ((flat @ self.A[i]) @ self.B[i])
         return out.reshape(x.shape)
 
