@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# The memory's shape and file, torch-free (params.py reads them).
+# Torch-free: params.py reads the shape, brain.py the file's name and metadata key.
 from lmsleep.schedule import MEMORY_FILE, MEMORY_META, MemoryConfig
 
 MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")  # Llama/Qwen/Mistral/GPT-2, Falcon/OPT-like, Mixtral
@@ -112,8 +112,8 @@ class ExpertBank(nn.Module):
             top = ranked.topk(self.top_k, dim=-1).indices
             # Out of place: under `torch.func.vmap` (dreaming's per-sample gradients) `top` is
             # batched and a fresh tensor is not, and an in-place write into it cannot be.
-            top = torch.as_tensor(competing, device=x.device)[top]  # positions in idx
-            picked = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top, True)
+            at = torch.as_tensor(competing, device=x.device)[top]  # the picks' positions in idx
+            picked = torch.zeros_like(logits, dtype=torch.bool).scatter(1, at, True)
         gates = torch.sigmoid(logits)
         if shut is not None:
             gates = gates.masked_fill(shut, 0.0)
