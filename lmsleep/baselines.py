@@ -357,6 +357,17 @@ def checks_as_lessons(checks: list[dict]) -> list[dict]:
              "episode_id": c["episode_id"]} | ({"context": c["context"]} if "context" in c else {}) for c in checks]
 
 
+def lessons_as_checks(lessons: list[dict]) -> list[dict]:
+    """Closed-book lessons as checks (`{episode_id, question, answer}`), `checks_as_lessons`'
+    inverse; a lesson whose prompt is not one closed-book question is left out."""
+    out = []
+    for r in lessons:
+        p = r["prompt"]
+        if p.startswith("Q: ") and p.endswith("\nA:") and "\n" not in p[3:-3]:
+            out.append({"episode_id": r["episode_id"], "question": p[3:-3], "answer": r["completion"].strip()})
+    return out
+
+
 def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):
     """Language-model the raw episode text into the LoRA adapter."""
     return train_lora(model, tokenizer, [{"text": ep["text"]} for ep in episodes], config)

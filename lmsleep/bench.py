@@ -62,11 +62,12 @@ from lmsleep.world import World, WorldConfig
 
 def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: SeedingConfig | None,
              memory: MemoryConfig | None, dreaming: DreamingConfig | None = None, dreamer_dir: str | None = None,
-             reports: list | None = None, check=None):
+             reports: list | None = None, check=None, knowledge: list[str] | None = None):
     """`night(episodes) -> model`: a baseline, or Knowledge Seeding when `seeding` is given (the
     teacher's own curriculum, then the night's consolidations over the memory levels), followed by
     Dreaming when `dreaming` is given (its reports appended to `reports`; `check(dreams, episodes)
-    -> (fit, set aside)` guards the dreams before any is used, as the pipeline's data suite does)."""
+    -> (fit, set aside)` guards the dreams before any is used, as the pipeline's data suite does;
+    `knowledge`: what birth taught, for tau's composed checks)."""
     if seeding is None:
         return lambda episodes: consolidate(method, model, tokenizer, episodes, config)
     from lmsleep.baselines import set_aside_checks, teacher_curriculum
@@ -86,7 +87,8 @@ def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: See
                                         dreaming.tau_by_answer)
         sleeper.night(episodes, lessons if dreaming.seeding else [], progress=lambda *_: None)
         guard = (lambda dreams: check(dreams, episodes)[0]) if check else None
-        reports.append(dreamer.night(episodes, lessons, tau, progress=lambda *_: None, check=guard))
+        reports.append(dreamer.night(episodes, lessons, tau, progress=lambda *_: None, check=guard,
+                                     knowledge=knowledge))
         return model
 
     return night
@@ -120,7 +122,7 @@ def run_method(method: str, base_model: str, world_config: WorldConfig, n_days: 
     knowledge = world_knowledge(world)
     check = partial(fit_dreams, limits=limits or ValidationLimits(), knowledge=knowledge)
     night = night_of(consolidation or method, model, tokenizer, config, seeding, memory, dreaming, dreamer_dir.name,
-                     dreams, check)
+                     dreams, check, knowledge)
     R, R_para, nights = [], [], []
     for d in range(n_days):
         t0 = time.time()

@@ -57,9 +57,15 @@ def world_knowledge(world) -> list[str]:
             + [s for p in world.base for s in world.sentences(p, rng)])
 
 
-def _implied(first: str, second: str, known: list[str]) -> bool:
-    """Some sentence of the knowledge says both answers, as whole words (`known`: its sentences
-    normalized and padded with a space each side, once per suite)."""
+def known_sentences(knowledge: list[str]) -> list[str]:
+    """`knowledge` as `implied` reads it: each sentence normalized and padded with a space each
+    side (once per suite, not once per dream)."""
+    return [f" {normalize(s)} " for s in knowledge]
+
+
+def implied(first: str, second: str, known: list[str]) -> bool:
+    """Some sentence of the knowledge says both answers, as whole words (`known`:
+    `known_sentences`)."""
     a, b = f" {normalize(first)} ", f" {normalize(second)} "
     return a.strip() != "" and b.strip() != "" and any(a in s and b in s for s in known)
 
@@ -70,7 +76,7 @@ def dream_measures(dreams: list[dict], episodes: list[dict], knowledge: list[str
     share of its names the episode says) and `implied` (an implication's second answer and its
     first said together by a sentence of `knowledge`; 1.0 where unknown or for other forms)."""
     texts = {ep["id"]: ep["text"] for ep in episodes}
-    known = [f" {normalize(s)} " for s in knowledge or []]
+    known = known_sentences(knowledge or [])
     rows = []
     for d in dreams:
         text, implies = texts.get(d["episode_id"], ""), 1.0
@@ -82,7 +88,7 @@ def dream_measures(dreams: list[dict], episodes: list[dict], knowledge: list[str
             answers = [line[3:] for line in d["completion"].split("\n") if line.startswith("A: ")] or [""]
             score = float(grounded(answers[0], text))
             if knowledge is not None:
-                implies = float(_implied(answers[0], answers[-1], known))
+                implies = float(implied(answers[0], answers[-1], known))
         rows.append({"chars": len(d["completion"].strip()), "repetition": repetition(d["completion"]),
                      "grounded": score, "implied": implies})
     return rows

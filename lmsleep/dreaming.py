@@ -26,7 +26,8 @@ never the episode's probes, which stay the exam). After the night's consolidatio
    with `torch.func` (`vmap(grad(...))`: one batched pass, not a loop of backwards). Keep the
    top `keep_top` of each episode plus `keep_random` others at random (diversity);
 3. try: each kept dream trains an isolated copy of tonight's expert for `trial_steps` steps; its
-   reward is 1 if more of tau is then answered exactly than before (teacher-forced; `try_dream`).
+   reward is 1 if more of tau is then answered exactly than before (teacher-forced; `try_dream`);
+   with `tau_compose`, tau also asks what tonight's facts imply, in one hop (`composed_checks`).
    Trials are independent: the pipeline fans them out as Prefect task runs;
 4. learn: ReST-EM. The dreamer, a LoRA adapter of its own (PEFT, trained with TRL's SFTTrainer),
    is fine-tuned on the (prompt -> dream) pairs that earned reward 1, so tomorrow's dreams are
@@ -78,6 +79,13 @@ class DreamingConfig:
     # each in the presence of the other. Tried and rehearsed with its chain. Never an exam form
     # (refused): the exam's implication probes are lmsleep/grammar.py's IMPLICATION_FORMS.
     compose: list[str] = field(default_factory=list)
+    # Checks of the two hops (`composed_checks`): tonight's facts (tau's and the lessons') about one
+    # person of C whose answer the model before tonight takes through a bridge to what birth
+    # taught with it (the dreams suite's `implied`), asked per template about that person and
+    # added to tau, so a trial can reward a dream for the two hops, which direct checks cannot.
+    # They judge, never teach. Never an exam form, nor a `compose` one (a dream carrying the very
+    # question would be judged on what it teaches).
+    tau_compose: list[str] = field(default_factory=list)
     # What dreams are sampled from, the episode in place of {context}: the cues birth teaches the
     # born model (restatement after `world.RESTATE_CUE`, questions after "Q:"). A user's model
     # dreams after the cues it knows; a cue it never learned yields dreams the GX suite refuses.
@@ -142,12 +150,19 @@ class DreamingConfig:
         if missing:
             raise ValueError(f"dreaming.prompts.{missing[0]} has no {{context}} (where the episode goes): "
                              f"{self.prompts[missing[0]]!r}")
-        asked = {t: t.format(subject="Ada Vell") for t in self.compose if "{subject}" in t}
-        exam = [t for t in self.compose if t not in asked or is_heldout_question(asked[t])
-                or is_implication_question(asked[t])]
-        if exam:
-            raise ValueError(f"dreaming.compose: {exam[0]!r} has no {{subject}} or is in a form of the exam's probes "
-                             "(lmsleep/grammar.py): a dream must not teach the exam's phrasing")
+        for name in ("compose", "tau_compose"):
+            templates = getattr(self, name)
+            asked = {t: t.format(subject="Ada Vell") for t in templates if "{subject}" in t}
+            exam = [t for t in templates if t not in asked or is_heldout_question(asked[t])
+                    or is_implication_question(asked[t])]
+            if exam:
+                raise ValueError(f"dreaming.{name}: {exam[0]!r} has no {{subject}} or is in a form of the exam's "
+                                 "probes (lmsleep/grammar.py): a dream must not learn, nor be judged on, the exam's "
+                                 "phrasing")
+        both = sorted({t.lower() for t in self.compose} & {t.lower() for t in self.tau_compose})
+        if both:
+            raise ValueError(f"dreaming.tau_compose: {both[0]!r} is also a `compose` template: the dreams carrying "
+                             "it would be judged on the very question they teach")
         if self.rehearse_lr is not None and self.rehearse_lr <= 0:
             raise ValueError(f"dreaming.rehearse_lr must be > 0 or null (seeding's rate), got {self.rehearse_lr}")
         if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
@@ -248,6 +263,32 @@ def judgeable(dreams: list[dict], tau: list[dict]) -> list[dict]:
     asked = {(t["episode_id"], normalize(t["question"])) for t in tau}
     return [d for d in dreams if d["episode_id"] in episodes
             and (d["episode_id"], normalize(d.get("question") or "")) not in asked]
+
+
+def composed_checks(facts: list[dict], episodes: list[dict], templates: list[str], bridges: list[str], ask,
+                    knowledge: list[str] | None) -> list[dict]:
+    """Checks of two hops asked in one (`DreamingConfig.tau_compose`): for each of tonight's `facts`
+    (checks, `{episode_id, question, answer}`) about one person of its episode (`world.subject`,
+    not the answer), the model's own closed-book answers through each
+    bridge (`ask(questions) -> answers`: "Where is Morrow Labs based?"), kept where a sentence of
+    birth's `knowledge` says one with the check's answer (the dreams suite's `implied`; none
+    without knowledge: a bridge asked of a city answers anything), each asked per template about
+    that person. A question that would get two answers is dropped."""
+    from lmsleep.checks import implied, known_sentences
+
+    if not templates or not knowledge:
+        return []
+    texts = {ep["id"]: ep["text"] for ep in episodes}
+    people = [(t, subject(t["question"], texts.get(t["episode_id"], ""))) for t in facts]
+    people = [(t, who) for t, who in people if who is not None and who not in t["answer"]]
+    chains = [(t, who, b.format(answer=t["answer"])) for t, who in people for b in bridges]
+    known, found = known_sentences(knowledge), {}
+    for (t, who, _), said in zip(chains, ask([b for *_, b in chains]), strict=True):
+        if said and said != t["answer"] and implied(t["answer"], said, known):
+            for template in templates:
+                found.setdefault((t["episode_id"], template.format(subject=who)), set()).add(said)
+    return [{"episode_id": eid, "question": q, "answer": next(iter(said)), "composed": True}
+            for (eid, q), said in found.items() if len(said) == 1]
 
 
 # -- 2. select: gradient scores ---------------------------------------------------------------------
@@ -450,10 +491,11 @@ class Dreamer:
         return slot
 
     def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print,
-              check=None, callbacks: list | None = None, run_trials=None) -> dict:
+              check=None, callbacks: list | None = None, run_trials=None, knowledge: list[str] | None = None) -> dict:
         """Tonight's dreams (after `sleeper.night`): `lessons` those seeding taught, `tau` the
         checks set aside. `check(dreams) -> dreams` may set some aside before any is used (the
-        pipeline's data suite); `callbacks` see the rehearsal's training (transformers');
+        pipeline's data suite); `knowledge`: what birth taught, as sentences (`tau_compose`);
+        `callbacks` see the rehearsal's training (transformers');
         `run_trials(jobs) -> outcomes` runs the trials elsewhere (the pipeline fans them out as
         Prefect task runs), each job `{slot, dream, tau, before, steps, lr}` for `try_dream` on
         the model as it is now (tonight's expert in `slot`)."""
@@ -490,6 +532,21 @@ class Dreamer:
             shut = len(dreams)
             dreams = [d for d in dreams if mentions(d["student"] + d["completion"], keys)]
             shut -= len(dreams)
+        composed: list[dict] = []
+        if c.tau_compose:
+            from lmsleep.baselines import lessons_as_checks
+            from lmsleep.evaluation import answer
+
+            def ask(questions):
+                return answer(self.model, self.tokenizer, questions, max_new_tokens=24) if questions else []
+
+            # From every fact of tonight, taught or set aside: a composed check is itself never
+            # taught, so it judges the two hops on either (tau alone composed 8 checks on day 0,
+            # with the lessons 16).
+            with muted(memory, {1: [slot]}):  # what the model knew before tonight
+                composed = composed_checks(tau + lessons_as_checks(lessons), episodes, c.tau_compose, c.bridges,
+                                           ask, knowledge)
+            tau = tau + composed
         tau_of: dict[str, list[dict]] = {}
         for t in tau:
             tau_of.setdefault(t["episode_id"], []).append(t)
@@ -529,7 +586,8 @@ class Dreamer:
         times["learn"] = time.time() - t0
         t0 = time.time()
         rehearsed = None
-        taught = checks_as_lessons(every_tau) if c.teach_tau and c.seeding else []  # the trials are over
+        # The trials are over: tau is taught (not its composed checks: they only judge).
+        taught = checks_as_lessons(every_tau) if c.teach_tau and c.seeding else []
         if good or taught:
             s = self.sleeper.config
             rows = [{k: r[k] for k in ("student", "teacher", "completion")} | {"kind": "dream"}
@@ -555,7 +613,8 @@ class Dreamer:
         # Why trials did or did not help: how much of tau was exact before any, and how many
         # trials moved its loss down at all (a reward needs one more check exact).
         exact = sum(b["exact"] * len(tau_of[e]) for e, b in before.items())
-        judged = {"checks": len(tau), "episodes": len(before), "exact_before": exact / len(tau) if tau else None,
+        judged = {"checks": len(tau), "composed": len(composed), "episodes": len(before),
+                  "exact_before": exact / len(tau) if tau else None,
                   "loss_fell": sum(d["trial"]["after"]["loss"] < d["trial"]["before"]["loss"] for d in kept)}
         return {"night": memory.nights, "sampled": sampled, "set_aside": set_aside, "shut": shut,
                 "dreams": len(dreams), "kept": len(kept), "helped": len(good), "tau": judged, "taught_tau": len(taught),

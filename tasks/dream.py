@@ -174,7 +174,7 @@ def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path, fa
     try:
         report = Dreamer(model, tokenizer, p.dreaming, sleeper, staged / DREAMER).night(
             episodes, lessons, tau, check=check, callbacks=[callback] if callback else None,
-            run_trials=run_trials if fan_out else None)
+            run_trials=run_trials if fan_out else None, knowledge=knowledge)
     finally:
         _trial_models.clear()
     dreams = _with_outcomes(report.pop("all_dreams"), report.pop("kept_dreams"))

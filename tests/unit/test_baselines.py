@@ -239,6 +239,10 @@ def test_checks_go_back_to_the_lessons_they_were_set_aside_from():
                | ({"context": f"paragraph {i}"} if i % 2 else {}) for i in range(8)]
     taught, checks = bl.set_aside_checks(lessons, {"ep-1"}, 0.5, seed=0)
     assert len(checks) == 4 and sorted(map(str, taught + bl.checks_as_lessons(checks))) == sorted(map(str, lessons))
+    # and lessons as the checks they would be: the closed-book question, the answer
+    assert [(c["question"], c["answer"]) for c in bl.lessons_as_checks(lessons[:2])] == [
+        ("Where does Ada Vell work 0?", "Morrow 0"), ("Where does Ada Vell work 1?", "Morrow 1")]
+    assert bl.lessons_as_checks([{"prompt": "In other words:", "completion": " x\n", "episode_id": "ep-1"}]) == []
 
 
 def test_every_name_a_window_states_is_owed_its_questions():

@@ -3,8 +3,8 @@ import random
 import pytest
 import torch
 
-from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, composed_rows, dreamer_adapter, gradient_scores, judgeable,
-                              sample_dreams, select, tau_rows, tau_score, train_dreamer, try_dream)
+from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, composed_checks, composed_rows, dreamer_adapter,
+                              gradient_scores, judgeable, sample_dreams, select, tau_rows, tau_score, train_dreamer, try_dream)
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.sleep import Sleeper
@@ -129,6 +129,76 @@ def test_compose_refuses_the_exams_forms():
     for template in ("Where is {subject}'s employer based?", "What city is the company in?"):
         with pytest.raises(ValueError, match="compose"):
             DreamingConfig(compose=[template])
+
+
+OFFICES = "In which city does {subject}'s company have its offices?"
+
+
+def test_tau_compose_refuses_the_exams_forms_and_composes_own():
+    DreamingConfig(compose=["What city is {subject}'s company in?"], tau_compose=[OFFICES])
+    for template in ("Where is {subject}'s employer based?", "What city is the company in?"):
+        with pytest.raises(ValueError, match="tau_compose"):
+            DreamingConfig(tau_compose=[template])
+    with pytest.raises(ValueError, match="also a `compose` template"):
+        DreamingConfig(compose=[OFFICES], tau_compose=[OFFICES])
+
+
+def test_composed_checks_ask_taus_implications_in_one_hop_where_birth_taught_them():
+    knowledge = ["Morrow Labs is based in Tarvo.", "Ada Vell was born in Kestrel."]
+    answers = {"Where is Morrow Labs based?": "Tarvo", "Where is Kestrel based?": "Kestrel"}
+    tau = TAU + [{"episode_id": "ep-1", "question": "Where does Ada Vell live?", "answer": "Kestrel"},
+                 {"episode_id": "ep-1", "question": "Who works for Morrow Labs?", "answer": "Ada Vell"}]
+
+    def ask(questions):
+        return [answers.get(q, "Tarvo") for q in questions]
+
+    # Only the employer composes: the city's bridge answers the city itself, and no sentence birth
+    # taught says the third check's answer (a person) with a city.
+    assert composed_checks(tau, [EPISODE], [OFFICES], ["Where is {answer} based?"], ask, knowledge) == [
+        {"episode_id": "ep-1", "question": "In which city does Ada Vell's company have its offices?",
+         "answer": "Tarvo", "composed": True}]
+    # What birth did not teach with the answer, or no knowledge at all: nothing composed.
+    assert composed_checks(tau, [EPISODE], [OFFICES], ["Where is {answer} based?"], lambda qs: ["Ulm"] * len(qs),
+                           knowledge) == []
+    assert composed_checks(tau, [EPISODE], [OFFICES], ["Where is {answer} based?"], ask, None) == []
+    # Two answers for one question (two employers, each taught with a city): neither is kept.
+    two = TAU + [{"episode_id": "ep-1", "question": "Who employs Ada Vell?", "answer": "Brisk Oy"}]
+    both = knowledge + ["Brisk Oy is based in Ulm."]
+    assert composed_checks(two, [EPISODE], [OFFICES], ["Where is {answer} based?"],
+                           lambda qs: ["Ulm" if "Brisk" in q else "Tarvo" for q in qs], both) == []
+
+
+def test_composed_checks_judge_the_trials_but_are_never_taught(micro):
+    from lmsleep.evaluation import answer
+    from lmsleep.seeding import muted
+
+    model, tokenizer = micro
+    born = tokenizer("Q: Where is Morrow Labs based?\nA: Tarvo\n", return_tensors="pt")["input_ids"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):  # birth, in brief: the headquarters the model knows before any night
+        optimizer.zero_grad()
+        model(input_ids=born, labels=born).loss.backward()
+        optimizer.step()
+    sleeper, lessons = seeded_night(model, tokenizer, batch_size=8, max_new_tokens=6)
+    slot = sleeper.memory.active_slots(1)[-1]
+    with muted(sleeper.memory, {1: [slot]}):
+        assert answer(model, tokenizer, ["Where is Morrow Labs based?"], max_new_tokens=24) == ["Tarvo"]
+    judged_on = []
+
+    def run_trials(batch):
+        judged_on.extend(j["tau"] for j in batch)
+        return [{"before": j["before"], "after": j["before"], "reward": 0} for j in batch]
+
+    config = DreamingConfig(rehearse_epochs=1, teach_tau=True, random_expert=False, tau_compose=[OFFICES])
+    for knowledge, composed in ((None, 0), (["Morrow Labs is based in Tarvo."], 1)):
+        report = Dreamer(model, tokenizer, config, sleeper, None).night(
+            [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: DREAMS[1:2], run_trials=run_trials,
+            knowledge=knowledge)
+        assert report["tau"]["composed"] == composed and report["tau"]["checks"] == 1 + composed
+        asked = [r["student"] for r in judged_on[-1]]
+        assert ("Q: In which city does Ada Vell's company have its offices?\nA:" in asked) == bool(composed)
+        # tau's one direct check and the one lesson are rehearsed; the composed check is not
+        assert report["taught_tau"] == 1 and report["rehearsal"]["rows"] == 2
 
 
 def test_a_dream_helps_only_where_more_of_tau_is_answered_exactly():
