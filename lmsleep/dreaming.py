@@ -267,26 +267,31 @@ def judgeable(dreams: list[dict], tau: list[dict]) -> list[dict]:
 
 def composed_checks(facts: list[dict], episodes: list[dict], templates: list[str], bridges: list[str], ask,
                     knowledge: list[str] | None) -> list[dict]:
-    """Checks of two hops asked in one (`DreamingConfig.tau_compose`): for each of tonight's `facts`
-    (checks, `{episode_id, question, answer}`) about one person of its episode (`world.subject`,
-    not the answer), the model's own closed-book answers through each
-    bridge (`ask(questions) -> answers`: "Where is Morrow Labs based?"), kept where a sentence of
-    birth's `knowledge` says one with the check's answer (the dreams suite's `implied`; none
-    without knowledge: a bridge asked of a city answers anything), each asked per template about
-    that person. A question that would get two answers is dropped."""
+    """Checks of two hops asked in one (`DreamingConfig.tau_compose`). For each of tonight's
+    `facts` (checks, `{episode_id, question, answer}`) that asks about one name of its episode
+    (`world.subject`, not in the answer), the model's own closed-book answer through each bridge
+    (`ask(questions) -> answers`: "Where is Morrow Labs based?") is kept where a sentence of
+    birth's `knowledge` says it with the fact's answer (the dreams suite's `implied`), neither
+    inside the other ("Morrow" for "Morrow Labs" is no hop), and asked per template about that
+    name. None without knowledge: a bridge asked of a city answers anything. A question that
+    would get two answers (an old employer and a new one) is dropped. Not checked: which relation
+    the fact is (a fact answered by a person of birth's world, "Who works for Morrow Labs?", can
+    pass with that person's birth city, asked about "Morrow Labs's company")."""
     from lmsleep.checks import implied, known_sentences
+    from lmsleep.evaluation import normalize
 
     if not templates or not knowledge:
         return []
     texts = {ep["id"]: ep["text"] for ep in episodes}
-    people = [(t, subject(t["question"], texts.get(t["episode_id"], ""))) for t in facts]
-    people = [(t, who) for t, who in people if who is not None and who not in t["answer"]]
-    chains = [(t, who, b.format(answer=t["answer"])) for t, who in people for b in bridges]
+    asked = [(t, subject(t["question"], texts.get(t["episode_id"], ""))) for t in facts]
+    asked = [(t, who) for t, who in asked if who is not None and who not in t["answer"]]
+    chains = [(t, who, b.format(answer=t["answer"])) for t, who in asked for b in bridges]
     known, found = known_sentences(knowledge), {}
     for (t, who, _), said in zip(chains, ask([b for *_, b in chains]), strict=True):
-        if said and said != t["answer"] and implied(t["answer"], said, known):
+        a, i = normalize(t["answer"]), normalize(said)
+        if i and i not in a and a not in i and implied(a, i, known):
             for template in templates:
-                found.setdefault((t["episode_id"], template.format(subject=who)), set()).add(said)
+                found.setdefault((t["episode_id"], template.format(subject=who)), set()).add(said.strip())
     return [{"episode_id": eid, "question": q, "answer": next(iter(said)), "composed": True}
             for (eid, q), said in found.items() if len(said) == 1]
 
@@ -541,11 +546,16 @@ class Dreamer:
                 return answer(self.model, self.tokenizer, questions, max_new_tokens=24) if questions else []
 
             # From every fact of tonight, taught or set aside: a composed check is itself never
-            # taught, so it judges the two hops on either (tau alone composed 8 checks on day 0,
-            # with the lessons 16).
+            # taught, so it judges the two hops on either (day 0: 8 from tau alone, 16 with the
+            # lessons; docs/dreaming.md).
+            if knowledge is None:
+                progress(f"night {memory.nights}: dreaming.tau_compose is on but no base knowledge was given "
+                         "(a model born elsewhere): no composed checks")
             with muted(memory, {1: [slot]}):  # what the model knew before tonight
                 composed = composed_checks(tau + lessons_as_checks(lessons), episodes, c.tau_compose, c.bridges,
                                            ask, knowledge)
+            if memory.config.keyed:  # as tau's own checks above: the ones tonight's expert can move
+                composed = [t for t in composed if mentions(t["question"], keys)]
             tau = tau + composed
         tau_of: dict[str, list[dict]] = {}
         for t in tau:
@@ -568,6 +578,7 @@ class Dreamer:
         times["select"] = time.time() - t0
         t0 = time.time()
         before = {eid: tau_score(self.model, self.tokenizer, tau_rows(rows)) for eid, rows in tau_of.items()}
+        composed_before = tau_score(self.model, self.tokenizer, tau_rows(composed))["exact"] if composed else None
         jobs = [{"slot": slot, "dream": d, "tau": tau_rows(tau_of[d["episode_id"]]), "before": before[d["episode_id"]],
                  "steps": c.trial_steps, "lr": c.trial_lr} for d in kept]
         if run_trials is None:  # here, one after another, on this very model
@@ -615,6 +626,7 @@ class Dreamer:
         exact = sum(b["exact"] * len(tau_of[e]) for e, b in before.items())
         judged = {"checks": len(tau), "composed": len(composed), "episodes": len(before),
                   "exact_before": exact / len(tau) if tau else None,
+                  "composed_exact_before": composed_before,
                   "loss_fell": sum(d["trial"]["after"]["loss"] < d["trial"]["before"]["loss"] for d in kept)}
         return {"night": memory.nights, "sampled": sampled, "set_aside": set_aside, "shut": shut,
                 "dreams": len(dreams), "kept": len(kept), "helped": len(good), "tau": judged, "taught_tau": len(taught),

@@ -161,6 +161,9 @@ def test_composed_checks_ask_taus_implications_in_one_hop_where_birth_taught_the
     assert composed_checks(tau, [EPISODE], [OFFICES], ["Where is {answer} based?"], lambda qs: ["Ulm"] * len(qs),
                            knowledge) == []
     assert composed_checks(tau, [EPISODE], [OFFICES], ["Where is {answer} based?"], ask, None) == []
+    # A bridge answer inside the fact's answer is no second hop, though every sentence says both.
+    assert composed_checks(tau, [EPISODE], [OFFICES], ["Where is {answer} based?"], lambda qs: ["Morrow"] * len(qs),
+                           knowledge) == []
     # Two answers for one question (two employers, each taught with a city): neither is kept.
     two = TAU + [{"episode_id": "ep-1", "question": "Who employs Ada Vell?", "answer": "Brisk Oy"}]
     both = knowledge + ["Brisk Oy is based in Ulm."]
@@ -195,6 +198,7 @@ def test_composed_checks_judge_the_trials_but_are_never_taught(micro):
             [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: DREAMS[1:2], run_trials=run_trials,
             knowledge=knowledge)
         assert report["tau"]["composed"] == composed and report["tau"]["checks"] == 1 + composed
+        assert (report["tau"]["composed_exact_before"] is None) == (not composed)
         asked = [r["student"] for r in judged_on[-1]]
         assert ("Q: In which city does Ada Vell's company have its offices?\nA:" in asked) == bool(composed)
         # tau's one direct check and the one lesson are rehearsed; the composed check is not
