@@ -46,7 +46,7 @@ import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lmsleep.grammar import is_heldout_question, is_implication_question
+from lmsleep.grammar import has_exam_form, is_heldout_question
 from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, restate_prompt, subject
 
 FORMS = ("restatement", "qa", "implication")
@@ -153,8 +153,7 @@ class DreamingConfig:
         for name in ("compose", "tau_compose"):
             templates = getattr(self, name)
             asked = {t: t.format(subject="Ada Vell") for t in templates if "{subject}" in t}
-            exam = [t for t in templates if t not in asked or is_heldout_question(asked[t])
-                    or is_implication_question(asked[t])]
+            exam = [t for t in templates if t not in asked or has_exam_form(asked[t])]
             if exam:
                 raise ValueError(f"dreaming.{name}: {exam[0]!r} has no {{subject}} or is in a form of the exam's "
                                  "probes (lmsleep/grammar.py): a dream must not learn, nor be judged on, the exam's "

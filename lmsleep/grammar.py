@@ -156,10 +156,11 @@ UPDATE_SENTENCES: tuple[str, ...] = (
 )
 
 
-def _forms_pattern(forms) -> re.Pattern:
-    """A pattern matching any of `forms` whoever `{n}` names (longest forms tried first)."""
-    alts = sorted((re.escape(f).replace(re.escape("{n}"), r".+?") for f in forms), key=len, reverse=True)
-    return re.compile("^(?:" + "|".join(alts) + ")$")
+def _forms_pattern(forms, whole: bool = True) -> re.Pattern:
+    """A pattern matching any of `forms` whoever `{n}` names (longest forms tried first): the
+    whole text, as written; else anywhere in it, in any case."""
+    alts = "|".join(sorted((re.escape(f).replace(re.escape("{n}"), r".+?") for f in forms), key=len, reverse=True))
+    return re.compile(f"^(?:{alts})$") if whole else re.compile(alts, re.IGNORECASE)
 
 
 @lru_cache(maxsize=None)
@@ -180,3 +181,16 @@ def _implication_question_pattern() -> re.Pattern:
 def is_implication_question(question: str) -> bool:
     """True if `question` has the form of an implication probe (whoever it names): the exam's."""
     return bool(_implication_question_pattern().match(question.strip()))
+
+
+@lru_cache(maxsize=None)
+def _exam_form_inside_pattern() -> re.Pattern:
+    return _forms_pattern({f for a in ATTRIBUTES for f in question_forms(a, "heldout")} | set(IMPLICATION_FORMS),
+                          whole=False)
+
+
+def has_exam_form(text: str) -> bool:
+    """True if a held-out or implication probe's form appears anywhere in `text`, whatever its
+    case ("Q: in which city ..."): a template a user writes must not carry the exam's phrasing
+    behind a prefix (`is_heldout_question` matches a whole question, as the teacher writes it)."""
+    return bool(_exam_form_inside_pattern().search(" ".join(text.split())))

@@ -5,6 +5,7 @@ import torch
 
 from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, composed_checks, composed_rows, dreamer_adapter,
                               gradient_scores, judgeable, sample_dreams, select, tau_rows, tau_score, train_dreamer, try_dream)
+from lmsleep.grammar import IMPLICATION_FORMS
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import SeedingConfig
 from lmsleep.sleep import Sleeper
@@ -126,7 +127,8 @@ def test_composed_rows_ask_the_implication_in_one_hop_about_the_person_asked():
 
 def test_compose_refuses_the_exams_forms():
     DreamingConfig(compose=["What city is {subject}'s company in?"])
-    for template in ("Where is {subject}'s employer based?", "What city is the company in?"):
+    behind_a_prefix = "Q: " + IMPLICATION_FORMS[0].replace("{n}", "{subject}").lower()
+    for template in ("Where is {subject}'s employer based?", "What city is the company in?", behind_a_prefix):
         with pytest.raises(ValueError, match="compose"):
             DreamingConfig(compose=[template])
 

@@ -77,6 +77,15 @@ def test_is_implication_question_recognizes_the_implication_probes_for_any_name(
     assert not g.is_implication_question(g.HQ_QUESTIONS[0].format(c="Morrow Labs"))
 
 
+def test_has_exam_form_finds_a_probe_form_behind_a_prefix_or_in_another_case():
+    heldout = g.question_forms("employer", "heldout")[0].format(n="Ana van Drosk")
+    implication = g.IMPLICATION_FORMS[0].format(n="Ana van Drosk")
+    for text in (heldout, implication, "Q: " + implication.lower(), "Tell me.  " + heldout.upper()):
+        assert g.has_exam_form(text), text
+    assert not g.has_exam_form("What city is Ana van Drosk's company in?")
+    assert not g.has_exam_form(g.question_forms("employer", "train")[0].format(n="Ana van Drosk"))
+
+
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown question family"):
         g.question_forms("employer", "exam")
