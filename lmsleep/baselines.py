@@ -345,10 +345,13 @@ def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float, s
         k = max(1, round(share * len(groups)))
         for group in random.Random(f"{seed}-{eid}").sample(groups, k):
             held |= {id(r) for r in group}
-    checks = [{"episode_id": r["episode_id"], "question": question_of(r["prompt"]),
-               "answer": r["completion"].strip()} | ({"context": r["context"]} if "context" in r else {})
-              for r in lessons if id(r) in held]
-    return [r for r in lessons if id(r) not in held], checks
+    return [r for r in lessons if id(r) not in held], [_as_check(r) for r in lessons if id(r) in held]
+
+
+def _as_check(lesson: dict) -> dict:
+    """A closed-book lesson as a check (`{episode_id, question, answer}`, its context kept)."""
+    return {"episode_id": lesson["episode_id"], "question": question_of(lesson["prompt"]),
+            "answer": lesson["completion"].strip()} | ({"context": lesson["context"]} if "context" in lesson else {})
 
 
 def checks_as_lessons(checks: list[dict]) -> list[dict]:
@@ -358,14 +361,10 @@ def checks_as_lessons(checks: list[dict]) -> list[dict]:
 
 
 def lessons_as_checks(lessons: list[dict]) -> list[dict]:
-    """Closed-book lessons as checks (`{episode_id, question, answer}`), `checks_as_lessons`'
-    inverse; a lesson whose prompt is not one closed-book question is left out."""
-    out = []
-    for r in lessons:
-        p = r["prompt"]
-        if p.startswith("Q: ") and p.endswith("\nA:") and "\n" not in p[3:-3]:
-            out.append({"episode_id": r["episode_id"], "question": p[3:-3], "answer": r["completion"].strip()})
-    return out
+    """Closed-book lessons as checks (`checks_as_lessons`' inverse); a lesson whose prompt is not
+    one closed-book question is left out."""
+    return [_as_check(r) for r in lessons
+            if closed_book_prompt(question_of(r["prompt"])) == r["prompt"] and "\n" not in question_of(r["prompt"])]
 
 
 def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lmsleep.grammar import has_exam_form, is_heldout_question
-from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, restate_prompt, subject
+from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, question_of, restate_prompt, subject
 
 FORMS = ("restatement", "qa", "implication")
 # The prompts dreams are sampled from by default: the cues birth teaches (world.restate_prompt's
@@ -158,7 +158,9 @@ class DreamingConfig:
                 raise ValueError(f"dreaming.{name}: {exam[0]!r} has no {{subject}} or is in a form of the exam's "
                                  "probes (lmsleep/grammar.py): a dream must not learn, nor be judged on, the exam's "
                                  "phrasing")
-        both = sorted({t.lower() for t in self.compose} & {t.lower() for t in self.tau_compose})
+        from lmsleep.evaluation import normalize
+
+        both = sorted({normalize(t) for t in self.compose} & {normalize(t) for t in self.tau_compose})
         if both:
             raise ValueError(f"dreaming.tau_compose: {both[0]!r} is also a `compose` template: the dreams carrying "
                              "it would be judged on the very question they teach")
@@ -254,14 +256,18 @@ def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig
 
 def judgeable(dreams: list[dict], tau: list[dict]) -> list[dict]:
     """The dreams tau can judge: about an episode that has tau, and not asking one of its
-    questions (such a dream would be judged on what it teaches: tau taught after all, and
-    rewarded for it)."""
+    questions, in the dream or in a one-hop row it carries (such a dream would be judged on
+    what it teaches: tau taught after all, and rewarded for it)."""
     from lmsleep.evaluation import normalize
 
     episodes = {t["episode_id"] for t in tau}
     asked = {(t["episode_id"], normalize(t["question"])) for t in tau}
+
+    def teaches(d):
+        return [d.get("question") or ""] + [question_of(r["student"]) for r in d.get("composed", [])]
+
     return [d for d in dreams if d["episode_id"] in episodes
-            and (d["episode_id"], normalize(d.get("question") or "")) not in asked]
+            and not any((d["episode_id"], normalize(q)) in asked for q in teaches(d))]
 
 
 def composed_checks(facts: list[dict], episodes: list[dict], templates: list[str], bridges: list[str], ask,
@@ -272,7 +278,7 @@ def composed_checks(facts: list[dict], episodes: list[dict], templates: list[str
     (`ask(questions) -> answers`: "Where is Morrow Labs based?") is kept where a sentence of
     birth's `knowledge` says it with the fact's answer (the dreams suite's `implied`), neither
     inside the other ("Morrow" for "Morrow Labs" is no hop), and asked per template about that
-    name. None without knowledge: a bridge asked of a city answers anything. A question that
+    name. None without knowledge (`[]`): a bridge asked of a city answers anything. A question that
     would get two answers (an old employer and a new one) is dropped. Not checked: which relation
     the fact is (a fact answered by a person of birth's world, "Who works for Morrow Labs?", can
     pass with that person's birth city, asked about "Morrow Labs's company")."""
@@ -289,9 +295,9 @@ def composed_checks(facts: list[dict], episodes: list[dict], templates: list[str
     for (t, who, _), said in zip(chains, ask([b for *_, b in chains]), strict=True):
         a, i = normalize(t["answer"]), normalize(said)
         if i and i not in a and a not in i and implied(a, i, known):
-            for template in templates:
-                found.setdefault((t["episode_id"], template.format(subject=who)), set()).add(said.strip())
-    return [{"episode_id": eid, "question": q, "answer": next(iter(said)), "composed": True}
+            for template in templates:  # answers told apart as normalized ("Tarvo." is "Tarvo")
+                found.setdefault((t["episode_id"], template.format(subject=who)), {}).setdefault(i, said.strip())
+    return [{"episode_id": eid, "question": q, "answer": next(iter(said.values())), "composed": True}
             for (eid, q), said in found.items() if len(said) == 1]
 
 

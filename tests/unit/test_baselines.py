@@ -242,6 +242,7 @@ def test_checks_go_back_to_the_lessons_they_were_set_aside_from():
     # and lessons as the checks they would be: the closed-book question, the answer
     assert [(c["question"], c["answer"]) for c in bl.lessons_as_checks(lessons[:2])] == [
         ("Where does Ada Vell work 0?", "Morrow 0"), ("Where does Ada Vell work 1?", "Morrow 1")]
+    assert sorted(map(str, bl.checks_as_lessons(bl.lessons_as_checks(lessons)))) == sorted(map(str, lessons))
     assert bl.lessons_as_checks([{"prompt": "In other words:", "completion": " x\n", "episode_id": "ep-1"}]) == []
 
 

@@ -143,6 +143,8 @@ def test_tau_compose_refuses_the_exams_forms_and_composes_own():
             DreamingConfig(tau_compose=[template])
     with pytest.raises(ValueError, match="also a `compose` template"):
         DreamingConfig(compose=[OFFICES], tau_compose=[OFFICES])
+    with pytest.raises(ValueError, match="also a `compose` template"):  # as normalized
+        DreamingConfig(compose=[OFFICES], tau_compose=[OFFICES.lower().rstrip("?")])
 
 
 def test_composed_checks_ask_taus_implications_in_one_hop_where_birth_taught_them():
@@ -166,6 +168,14 @@ def test_composed_checks_ask_taus_implications_in_one_hop_where_birth_taught_the
     # A bridge answer inside the fact's answer is no second hop, though every sentence says both.
     assert composed_checks(tau, [EPISODE], [OFFICES], ["Where is {answer} based?"], lambda qs: ["Morrow"] * len(qs),
                            knowledge) == []
+    # One answer said two ways ("Tarvo." from a lesson, "Tarvo" from tau) is one answer.
+    again = tau + [{"episode_id": "ep-1", "question": "Who pays Ada Vell?", "answer": "Morrow Labs"}]
+
+    def ask_twice(questions):  # the second time Morrow Labs's bridge is asked, with a full stop
+        return [answers.get(q, "Tarvo") + ("." if questions[:i].count(q) else "") for i, q in enumerate(questions)]
+
+    assert [c["answer"] for c in composed_checks(again, [EPISODE], [OFFICES], ["Where is {answer} based?"], ask_twice,
+                                                 knowledge)] == ["Tarvo"]
     # Two answers for one question (two employers, each taught with a city): neither is kept.
     two = TAU + [{"episode_id": "ep-1", "question": "Who employs Ada Vell?", "answer": "Brisk Oy"}]
     both = knowledge + ["Brisk Oy is based in Ulm."]
@@ -265,6 +275,10 @@ def test_only_dreams_tau_can_judge_go_on_and_none_that_asks_taus_own_question():
               {"episode_id": "ep-1", "question": None, "form": "restatement"},
               {"episode_id": "ep-2", "question": None, "form": "restatement"}]  # no tau for it
     assert [d["question"] for d in judgeable(dreams, TAU)] == ["Where does Ada Vell live?", None]
+    # nor one whose one-hop row (`compose`) asks it
+    carries = {"episode_id": "ep-1", "question": "Who is Ada Vell?", "form": "implication",
+               "composed": [{"student": "Q: Where does Ada Vell work\nA:", "teacher": "", "completion": " x\n"}]}
+    assert judgeable([carries], TAU) == []
 
 
 def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
