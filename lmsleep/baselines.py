@@ -364,7 +364,7 @@ def lessons_as_checks(lessons: list[dict]) -> list[dict]:
     """Closed-book lessons as checks (`checks_as_lessons`' inverse); a lesson whose prompt is not
     one closed-book question is left out."""
     return [_as_check(r) for r in lessons
-            if closed_book_prompt(question_of(r["prompt"])) == r["prompt"] and "\n" not in question_of(r["prompt"])]
+            if closed_book_prompt(q := question_of(r["prompt"])) == r["prompt"] and "\n" not in q]
 
 
 def sft_text(model, tokenizer, episodes: Sequence[dict], config: BaselineConfig):
