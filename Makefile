@@ -81,10 +81,11 @@ bench-queue: models/base/config.json  ## the full table as queued DVC experiment
 bench-seeding: models/base/config.json  ## a seeding step vs GKD's; a default night by stage; memory after 100 nights
 	$(PY) -m lmsleep.bench_seeding
 
-# One default night on a random ~1B Llama (a GPU's job; --size tiny smoke-runs on a CPU).
-# The born model writes day 0's lessons once (reports/day0_lessons.json): random weights cannot.
-bench-scale: models/base/config.json  ## a night on a random ~1B Llama (GPU): tokens/s, MFU
-	$(PY) -m lmsleep.bench_scale --lessons reports/day0_lessons.json
+# One default night (seeding, then dreaming) on a random ~1B Llama (a GPU's job; --size tiny
+# smoke-runs on a CPU). The born model writes day 0's lessons and dreams once
+# (reports/day0_lessons.json, reports/day0_dreams.json): random weights cannot.
+bench-scale: models/base/config.json  ## a sleep night on a random ~1B Llama (GPU): seconds by stage, tokens/s, MFU
+	$(PY) -m lmsleep.bench_scale --lessons reports/day0_lessons.json --dreaming --dreams reports/day0_dreams.json
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
 day: models/base/config.json  ## a baseline's single day and night, no pipeline

@@ -1,7 +1,8 @@
-"""One Knowledge Seeding night at scale: a randomly initialized ~1B Llama on an accelerator.
+"""One night at scale: a randomly initialized ~1B Llama on an accelerator.
 
     python -m lmsleep.bench_scale --lessons L.json --tokenizer models/base    (on a GPU machine)
-    python -m lmsleep.bench_scale --tiny ...                                  (a smoke run on a CPU)
+    python -m lmsleep.bench_scale --lessons L.json --dreaming --dreams D.json (and then Dreaming)
+    python -m lmsleep.bench_scale --size tiny ...                             (a smoke run on a CPU)
 
 What it measures is speed, not quality: the weights are random, so the night's answers are
 noise; the shapes, the schedule and every step of a default night are real (rows, replay,
@@ -9,21 +10,33 @@ on-policy sampling, learning to imitate, the divergence, the optimizer, settle).
 - The lessons are a real night's (the born model's own questions and open-book answers on
   day 0, written by `--teacher` on this machine or read from `--lessons`): a random model
   cannot write them. Nothing reads a probe.
+- `--dreaming`: the default night is Knowledge Seeding and then Dreaming (a share of the lessons
+  set aside as tau first, as `lmsleep.bench` does). The random model samples its dreams (their
+  cost is real), but the dreams selected, tried, learned and rehearsed are the born model's own
+  on day 0 (`--dreams`, written by `--teacher`, through the bench's dream checks). Random
+  weights answer no check, so no trial earns a reward: each trial runs in full, then a seeded
+  `--helped-share` of them counts as helped, so ReST-EM and the rehearsal train as many dreams
+  as a born model's night does. The report gives the night against its seeding alone.
 - Tokens are counted by a forward pre-hook on the model: every token a forward pass computes
   (prompts, completions, padding, and each decoding step of sampling), split into passes with
   gradient (the student) and without (the teacher, sampling, replay answers).
 - Model FLOPs: 2N per token without gradient, 4N per token with it (the frozen weights get no
   weight gradients, so the backward pass is the activation gradients, ~2N), N the model's own
   parameters (the experts' are < 1%); attention's context term is left out, so MFU is a lower
-  bound. MFU = model FLOPs / seconds / the chip's dense bf16 peak (`--peak-tflops`).
+  bound. MFU = model FLOPs / seconds / the chip's dense bf16 peak (`--peak-tflops`). Selection's
+  per-sample gradients run under `vmap`, where the hook sees one row of each batch: a lower
+  bound there too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
+import tempfile
 import time
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 SIZES = {  # Llama shapes; "1b" is TinyLlama's (22 layers, d 2048, GQA 32/4 heads)
@@ -65,20 +78,115 @@ def random_llama(size: str, vocab_size: int, seed: int, device: str):
         return LlamaForCausalLM(config)
 
 
+def written_lessons(args, tokenizer, episodes: list[dict], curriculum) -> list[dict]:
+    """Day 0's lessons: read from `--lessons`, or written by the born model (and saved there)."""
+    if args.lessons and args.lessons.exists():
+        return json.loads(args.lessons.read_text())
+    from lmsleep.baselines import teacher_curriculum
+
+    lessons, _ = teacher_curriculum(born_model(args.teacher), tokenizer, episodes, curriculum)
+    _save(args.lessons, lessons)
+    return lessons
+
+
+def written_dreams(args, tokenizer, episodes: list[dict], world, dreaming) -> list[dict]:
+    """Day 0's dreams, as the born model writes them on its first night (sampled as
+    `Dreamer.night` samples them, then through the bench's dream checks): read from `--dreams`,
+    or written here (and saved there)."""
+    if args.dreams and args.dreams.exists():
+        return json.loads(args.dreams.read_text())
+    from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
+    from lmsleep.dreaming import sample_dreams
+
+    dreams = sample_dreams(born_model(args.teacher), tokenizer, episodes, dreaming, random.Random(f"{dreaming.seed}-dream-0"))
+    dreams, _ = fit_dreams(dreams, episodes, ValidationLimits(), world_knowledge(world))
+    _save(args.dreams, dreams)
+    return dreams
+
+
+@lru_cache(maxsize=1)
+def born_model(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path)
+
+
+def _save(path: Path | None, rows: list[dict]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows))
+
+
+def stand_in_trials(model, tokenizer, memory, share: float, seed: int):
+    """`run_trials` for random weights: each trial runs in full (`try_dream`; its cost is what is
+    measured), then `share` of them (rounded; which ones, seeded) count as helped (`earned`: the
+    reward it earned itself)."""
+    from lmsleep.dreaming import try_dream
+
+    rng = random.Random(seed)
+
+    def run(jobs: list[dict]) -> list[dict]:
+        helped = set(rng.sample(range(len(jobs)), round(share * len(jobs))))
+        outcomes = []
+        for i, j in enumerate(jobs):
+            o = try_dream(model, tokenizer, memory.train_only(1, j["slot"]), j["dream"], j["tau"], j["before"],
+                          j["steps"], j["lr"])
+            outcomes.append(o | {"earned": o["reward"], "reward": int(i in helped)})
+        return outcomes
+
+    return run
+
+
+class Timed:
+    """`with Timed(counter, n_model, peak) as t:` seconds (the device synchronized), tokens and
+    model FLOPs of what runs inside, in `t.stats`."""
+
+    def __init__(self, counter: TokenCounter, n_model: int, peak: float | None):
+        self.counter, self.n_model, self.peak = counter, n_model, peak
+
+    def _sync(self):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def __enter__(self):
+        self._sync()
+        self.start = (self.counter.trained, self.counter.inferred, time.perf_counter())
+        return self
+
+    def __exit__(self, *exc):
+        self._sync()
+        trained, inferred = self.counter.trained - self.start[0], self.counter.inferred - self.start[1]
+        seconds = time.perf_counter() - self.start[2]
+        tflops = (2 * self.n_model * inferred + 4 * self.n_model * trained) / seconds / 1e12
+        self.stats = {"seconds": seconds, "tokens_trained": trained, "tokens_inferred": inferred,
+                      "tokens_per_second": (trained + inferred) / seconds, "model_tflops_per_second": tflops,
+                      "mfu": tflops / self.peak if self.peak else None}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--size", choices=sorted(SIZES), default="1b")
     ap.add_argument("--tokenizer", type=Path, default=Path("models/base"))
     ap.add_argument("--lessons", type=Path, help="a night's lessons (JSON list); written here from --teacher if absent")
-    ap.add_argument("--teacher", type=Path, default=Path("models/base"), help="the born model that writes the lessons")
+    ap.add_argument("--teacher", type=Path, default=Path("models/base"),
+                    help="the born model that writes the lessons and the dreams")
     ap.add_argument("--encoder", type=Path, help="a sentence-transformers folder for r_sem (default: the packaged one)")
     ap.add_argument("--peak-tflops", type=float, help="the chip's dense bf16 peak (default: from its name)")
     ap.add_argument("--seeding", nargs="*", default=[], metavar="KEY=VALUE",
                     help="seeding config overrides, e.g. lmbda=0 lti=false (to see what sampling costs)")
+    ap.add_argument("--dreaming", nargs="*", metavar="KEY=VALUE",
+                    help="dream after seeding (the default night: sleep), with these dreaming config overrides")
+    ap.add_argument("--dreams", type=Path, help="the born model's day-0 dreams (JSON list); written here if absent")
+    ap.add_argument("--helped-share", type=float, default=0.23,
+                    help="the share of trials counted as helped (default: sleep's night 0 on the born model, "
+                         "docs/dreaming.md)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench_scale.json"))
     args = ap.parse_args(argv)
     import torch
+    import yaml
     from transformers import AutoTokenizer
 
     from lmsleep.logs import quiet_libraries
@@ -87,32 +195,33 @@ def main(argv: list[str] | None = None) -> None:
     from lmsleep.sleep import Sleeper
     from lmsleep.world import World
 
+    def parsed(pairs):
+        return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in pairs)}
+
     quiet_libraries()
     params = load_params(args.params)
-    episodes = World(params.world).day(0)
+    world = World(params.world)
+    episodes = world.day(0)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    if args.lessons and args.lessons.exists():
-        lessons = json.loads(args.lessons.read_text())
-    else:
-        from transformers import AutoModelForCausalLM
+    curriculum = params.curriculum_for("knowledge_seeding")
+    lessons = written_lessons(args, tokenizer, episodes, curriculum)
+    dreaming_overrides = parsed(args.dreaming) if args.dreaming is not None else None
+    dreaming, tau, dreams = None, [], []
+    if dreaming_overrides is not None:
+        from lmsleep.baselines import set_aside_checks
 
-        from lmsleep.baselines import teacher_curriculum
-
-        teacher = AutoModelForCausalLM.from_pretrained(args.teacher)
-        lessons, _ = teacher_curriculum(teacher, tokenizer, episodes, params.curriculum_for("knowledge_seeding"))
-        if args.lessons:
-            args.lessons.parent.mkdir(parents=True, exist_ok=True)
-            args.lessons.write_text(json.dumps(lessons))
+        dreaming = replace(params.dreaming, **dreaming_overrides)
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, curriculum.seed,
+                                        dreaming.tau_by_answer)
+        dreams = written_dreams(args, tokenizer, episodes, world, dreaming)
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     name = torch.cuda.get_device_name() if cuda else "cpu"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     model = random_llama(args.size, len(tokenizer), params.seeding.seed, device)
     n_model = sum(p.numel() for p in model.parameters())
-    import yaml
-
-    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.seeding)}
+    overrides = parsed(args.seeding)
     config = replace(params.seeding, **{"bf16": cuda, **overrides})
     judge = None
     if args.encoder:
@@ -124,29 +233,45 @@ def main(argv: list[str] | None = None) -> None:
     reward = imitation_reward(config.gamma, config.z0, judge or SemanticJudge(threshold=config.sem_threshold))
     sleeper = Sleeper(model, tokenizer, config, params.memory, reward=reward)
     counter = TokenCounter(model)
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    report = sleeper.night(episodes, lessons)
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    flops = 2 * n_model * counter.inferred + 4 * n_model * counter.trained
-    out = {"device": name, "size": args.size, "seeding_overrides": overrides, "model_parameters": n_model, "bf16": config.bf16,
-           "lessons": len(lessons), "seconds": seconds, "tokens_trained": counter.trained,
-           "tokens_inferred": counter.inferred, "tokens_per_second": (counter.trained + counter.inferred) / seconds,
-           "model_tflops_per_second": flops / seconds / 1e12, "peak_tflops": peak,
-           "mfu": flops / seconds / 1e12 / peak if peak else None,
+    with Timed(counter, n_model, peak) as seeding:
+        report = sleeper.night(episodes, lessons)
+    out = {"device": name, "size": args.size, "seeding_overrides": overrides, "model_parameters": n_model,
+           "bf16": config.bf16, "lessons": len(lessons), **seeding.stats, "peak_tflops": peak,
            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
            "steps": report["steps"], "counts": report["counts"]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
     print(f"{name}: one night of Knowledge Seeding on a random {args.size} Llama ({n_model / 1e9:.2f} B parameters, "
-          f"bf16 {config.bf16}): {seconds:.1f} s, {sum(s.get('steps', 0) for s in report['steps'])} steps")
-    print(f"tokens: {counter.trained:,} with gradient, {counter.inferred:,} without; "
+          f"bf16 {config.bf16}): {out['seconds']:.1f} s, {sum(s.get('steps', 0) for s in report['steps'])} steps")
+    print(f"tokens: {out['tokens_trained']:,} with gradient, {out['tokens_inferred']:,} without; "
           f"{out['tokens_per_second']:,.0f} tokens/s; {out['model_tflops_per_second']:.1f} model TFLOP/s"
           + (f" = MFU {out['mfu']:.1%} of {peak} TFLOP/s" if peak else ""))
+    _write(args.out, out)  # what a longer run that dies while dreaming still leaves
+    if dreaming is not None:
+        from lmsleep.dreaming import Dreamer
+
+        with tempfile.TemporaryDirectory() as dreamer_dir, Timed(counter, n_model, peak) as night:
+            dreamer = Dreamer(model, tokenizer, dreaming, sleeper, Path(dreamer_dir) / "dreamer")
+            trials = stand_in_trials(model, tokenizer, sleeper.memory, args.helped_share, dreaming.seed)
+            dreamt = dreamer.night(episodes, lessons, tau, run_trials=trials, written=dreams)
+        kept = dreamt["kept_dreams"]
+        out["dreaming"] = {"overrides": dreaming_overrides, "tau": len(tau), "written": len(dreams),
+                           "helped_share": args.helped_share, **night.stats,
+                           "stages": dreamt["seconds"], "rehearsal": dreamt["rehearsal"],
+                           "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+                           **{k: dreamt[k] for k in ("dreams", "kept", "helped", "random_expert_routers")},
+                           "earned": sum(d["trial"]["earned"] for d in kept)}
+        out["night_over_seeding"] = (out["seconds"] + night.stats["seconds"]) / out["seconds"]
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in dreamt["seconds"].items())
+        print(f"dreaming: {night.stats['seconds']:.1f} s ({stages}); {dreamt['dreams']} dreams judged, "
+              f"{dreamt['kept']} tried, {dreamt['helped']} counted as helped ({out['dreaming']['earned']} earned); "
+              f"{night.stats['tokens_per_second']:,.0f} tokens/s; {night.stats['model_tflops_per_second']:.1f} "
+              f"model TFLOP/s; the night is {out['night_over_seeding']:.2f}x its seeding")
+        _write(args.out, out)
     print(f"wrote {args.out}")
+
+
+def _write(path: Path, out: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

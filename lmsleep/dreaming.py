@@ -501,14 +501,25 @@ class Dreamer:
         return slot
 
     def night(self, episodes: list[dict], lessons: list[dict], tau: list[dict], progress=print,
-              check=None, callbacks: list | None = None, run_trials=None, knowledge: list[str] | None = None) -> dict:
+              check=None, callbacks: list | None = None, run_trials=None, knowledge: list[str] | None = None,
+              written: list[dict] | None = None) -> dict:
         """Tonight's dreams (after `sleeper.night`): `lessons` those seeding taught, `tau` the
         checks set aside. `check(dreams) -> dreams` may set some aside before any is used (the
         pipeline's data suite); `knowledge`: what birth taught, as sentences (`tau_compose`);
         `callbacks` see the rehearsal's training (transformers');
         `run_trials(jobs) -> outcomes` runs the trials elsewhere (the pipeline fans them out as
         Prefect task runs), each job `{slot, dream, tau, before, steps, lr}` for `try_dream` on
-        the model as it is now (tonight's expert in `slot`)."""
+        the model as it is now (tonight's expert in `slot`); `written`: dreams written elsewhere,
+        used in place of the ones sampled here (which are still sampled: `lmsleep/bench_scale.py`
+        times a random model that writes nothing usable). With seeding's `bf16`, the night runs in
+        bf16 autocast, as seeding does."""
+        import torch
+
+        device = next(self.model.parameters()).device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.sleeper.config.bf16):
+            return self._night(episodes, lessons, tau, progress, check, callbacks, run_trials, knowledge, written)
+
+    def _night(self, episodes, lessons, tau, progress, check, callbacks, run_trials, knowledge, written) -> dict:
         import time
 
         from lmsleep.baselines import checks_as_lessons
@@ -525,6 +536,8 @@ class Dreamer:
                     dreams = sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
             else:
                 switched, dreams = 0, sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
+        if written is not None:
+            dreams = [dict(d) for d in written]
         sampled = len(dreams)
         if check is not None:
             dreams = check(dreams)

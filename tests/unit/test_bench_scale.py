@@ -36,3 +36,33 @@ def test_a_tiny_night_reports_tokens_and_seconds(micro_dir, tmp_path):
     assert report["seeding_overrides"] == {"epochs": 1, "lti": False, "lmbda": 0}
     assert report["tokens_trained"] > 0 and report["tokens_inferred"] > 0 and report["seconds"] > 0
     assert report["steps"][0]["rows"] >= len(lessons) and report["mfu"] is None  # no peak known for a CPU
+
+
+def test_a_tiny_sleep_night_dreams_the_written_dreams_and_times_each_stage(micro_dir, tmp_path):
+    from lmsleep.dreaming import dream_row
+    from lmsleep.keys import text_names
+    from lmsleep.params import load_params
+    from lmsleep.world import World
+
+    episodes = World(load_params("params.yaml").world).day(0)
+    names = {ep["id"]: text_names(ep["text"])[0] for ep in episodes}
+    # Two answers an episode: tau sets one aside (by answer), seeding teaches the other.
+    lessons = [{"prompt": f"Q: {q} {names[ep['id']]}?\nA:", "completion": f" {a}\n", "episode_id": ep["id"]}
+               for ep in episodes for q, a in (("Who is", "someone"), ("Where is", "somewhere"))]
+    dreams = [dream_row("restatement", "C", f" {names[ep['id']]} is someone.\n", ep["id"], "", "C",
+                        f" {names[ep['id']]} is someone.\n") for ep in episodes]
+    (tmp_path / "lessons.json").write_text(json.dumps(lessons))
+    (tmp_path / "dreams.json").write_text(json.dumps(dreams))
+    out = tmp_path / "scale.json"
+    main(["--size", "tiny", "--tokenizer", str(micro_dir), "--lessons", str(tmp_path / "lessons.json"),
+          "--dreams", str(tmp_path / "dreams.json"), "--helped-share", "0.5", "--out", str(out),
+          "--seeding", "epochs=1", "--dreaming", "rehearse_epochs=1", "rest_em=false"])
+    report = json.loads(out.read_text())
+    dreamt = report["dreaming"]
+    assert report["lessons"] == len(episodes) and dreamt["tau"] == len(episodes)  # one answer of two set aside
+    assert dreamt["overrides"] == {"rehearse_epochs": 1, "rest_em": False}
+    assert dreamt["written"] == dreamt["dreams"] == len(dreams)  # the written dreams, every one judged
+    assert dreamt["kept"] == len(dreams) and dreamt["helped"] == round(0.5 * len(dreams))
+    assert set(dreamt["stages"]) == {"dream", "select", "try", "learn", "rehearse"}
+    assert dreamt["tokens_trained"] > 0 and dreamt["tokens_inferred"] > 0 and dreamt["rehearsal"]["steps"] > 0
+    assert report["night_over_seeding"] == (report["seconds"] + dreamt["seconds"]) / report["seconds"]
