@@ -92,13 +92,14 @@ def written_lessons(args, tokenizer, episodes: list[dict], curriculum) -> list[d
 def written_dreams(args, tokenizer, episodes: list[dict], world, dreaming) -> list[dict]:
     """Day 0's dreams, as the born model writes them on its first night (sampled as
     `Dreamer.night` samples them, then through the bench's dream checks): read from `--dreams`,
-    or written here (and saved there)."""
+    or written here (and saved there; delete the file after changing how dreams are written)."""
     if args.dreams and args.dreams.exists():
         return json.loads(args.dreams.read_text())
     from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
     from lmsleep.dreaming import sample_dreams
 
-    dreams = sample_dreams(born_model(args.teacher), tokenizer, episodes, dreaming, random.Random(f"{dreaming.seed}-dream-0"))
+    rng = random.Random(f"{dreaming.seed}-dream-1")  # as `Dreamer.night` seeds it after the first seeding
+    dreams = sample_dreams(born_model(args.teacher), tokenizer, episodes, dreaming, rng)
     dreams, _ = fit_dreams(dreams, episodes, ValidationLimits(), world_knowledge(world))
     _save(args.dreams, dreams)
     return dreams
@@ -185,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
                          "docs/dreaming.md)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench_scale.json"))
     args = ap.parse_args(argv)
+    if not 0 <= args.helped_share <= 1:
+        ap.error(f"--helped-share is a share of the trials, between 0 and 1, not {args.helped_share}")
     import torch
     import yaml
     from transformers import AutoTokenizer

@@ -288,6 +288,8 @@ def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
         DreamingConfig(tau_share=1.0)
     with pytest.raises(ValueError, match="tau_repeats"):
         DreamingConfig(tau_repeats=0)
+    with pytest.raises(ValueError, match="dream_repeats"):
+        DreamingConfig(dream_repeats=1.5)
 
 
 @pytest.mark.slow
@@ -435,6 +437,18 @@ def test_without_rest_em_the_dreamer_never_learns(micro, tmp_path):
         run_trials=lambda batch: [{"before": j["before"], "after": j["before"], "reward": 1} for j in batch])
     assert report["helped"] == 1 and report["rehearsal"] is not None  # still rehearsed
     assert not (tmp_path / "dreamer").exists()
+
+
+@pytest.mark.parametrize("repeats", [1, 4])
+def test_the_dreams_that_helped_are_rehearsed_dream_repeats_times(micro, repeats):
+    model, tokenizer = micro
+    sleeper, lessons = seeded_night(model, tokenizer)
+    config = DreamingConfig(rehearse_epochs=1, dream_repeats=repeats, rest_em=False, random_expert=False)
+    report = Dreamer(model, tokenizer, config, sleeper, None).night(
+        [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: DREAMS[1:2],
+        run_trials=lambda batch: [{"before": j["before"], "after": j["before"], "reward": 1} for j in batch])
+    assert report["helped"] == 1 and report["taught_tau"] == 0  # the dream, its repeats and the one lesson
+    assert report["rehearsal"]["rows"] == repeats + len(lessons)
 
 
 def test_the_rehearsal_trains_at_rehearse_lr(micro):
