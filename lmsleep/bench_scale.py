@@ -85,23 +85,36 @@ def written_lessons(args, tokenizer, episodes: list[dict], curriculum) -> list[d
     from lmsleep.baselines import teacher_curriculum
 
     lessons, _ = teacher_curriculum(born_model(args.teacher), tokenizer, episodes, curriculum)
-    _save(args.lessons, lessons)
+    if args.lessons:
+        _write(args.lessons, lessons)
     return lessons
 
 
-def written_dreams(args, tokenizer, episodes: list[dict], world, dreaming) -> list[dict]:
+# What a dream's sampling depends on: a `--dreams` file written with others is written again.
+SAMPLING = ("forms", "dreams", "temperature", "max_new_tokens", "bridges", "compose", "prompts", "seed")
+
+
+def written_dreams(args, tokenizer, episodes: list[dict], dreaming) -> list[dict]:
     """Day 0's dreams, as the born model writes them on its first night (sampled as
-    `Dreamer.night` samples them, then through the bench's dream checks): read from `--dreams`,
-    or written here (and saved there; delete the file after changing how dreams are written)."""
+    `Dreamer.night` samples them; the night checks them as the bench does): read from `--dreams`
+    (`{written_with, dreams}`, or a plain list of one's own, taken as it is), or written here
+    (and saved there) when it is absent or was written by another teacher or sampling."""
+    from dataclasses import asdict
+
+    with_ = {"teacher": str(args.teacher), **{k: v for k, v in asdict(dreaming).items() if k in SAMPLING}}
     if args.dreams and args.dreams.exists():
-        return json.loads(args.dreams.read_text())
-    from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
+        saved = json.loads(args.dreams.read_text())
+        if isinstance(saved, list):
+            return saved
+        if saved.get("written_with") == with_:
+            return saved["dreams"]
+        print(f"{args.dreams} was written by another teacher or sampling: writing it again")
     from lmsleep.dreaming import sample_dreams
 
     rng = random.Random(f"{dreaming.seed}-dream-1")  # as `Dreamer.night` seeds it after the first seeding
     dreams = sample_dreams(born_model(args.teacher), tokenizer, episodes, dreaming, rng)
-    dreams, _ = fit_dreams(dreams, episodes, ValidationLimits(), world_knowledge(world))
-    _save(args.dreams, dreams)
+    if args.dreams:
+        _write(args.dreams, {"written_with": with_, "dreams": dreams})
     return dreams
 
 
@@ -110,12 +123,6 @@ def born_model(path: Path):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path)
-
-
-def _save(path: Path | None, rows: list[dict]) -> None:
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows))
 
 
 def stand_in_trials(model, tokenizer, memory, share: float, seed: int):
@@ -131,7 +138,7 @@ def stand_in_trials(model, tokenizer, memory, share: float, seed: int):
         outcomes = []
         for i, j in enumerate(jobs):
             o = try_dream(model, tokenizer, memory.train_only(1, j["slot"]), j["dream"], j["tau"], j["before"],
-                          j["steps"], j["lr"])
+                          j["steps"], j["lr"], j["bf16"])
             outcomes.append(o | {"earned": o["reward"], "reward": int(i in helped)})
         return outcomes
 
@@ -139,8 +146,8 @@ def stand_in_trials(model, tokenizer, memory, share: float, seed: int):
 
 
 class Timed:
-    """`with Timed(counter, n_model, peak) as t:` seconds (the device synchronized), tokens and
-    model FLOPs of what runs inside, in `t.stats`."""
+    """`with Timed(counter, n_model, peak) as t:` seconds (the device synchronized), tokens,
+    model FLOPs and peak GPU memory of what runs inside, in `t.stats`."""
 
     def __init__(self, counter: TokenCounter, n_model: int, peak: float | None):
         self.counter, self.n_model, self.peak = counter, n_model, peak
@@ -152,18 +159,26 @@ class Timed:
             torch.cuda.synchronize()
 
     def __enter__(self):
+        import torch
+
         self._sync()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         self.start = (self.counter.trained, self.counter.inferred, time.perf_counter())
         return self
 
     def __exit__(self, *exc):
+        import torch
+
         self._sync()
+        cuda = torch.cuda.is_available()
         trained, inferred = self.counter.trained - self.start[0], self.counter.inferred - self.start[1]
         seconds = time.perf_counter() - self.start[2]
         tflops = (2 * self.n_model * inferred + 4 * self.n_model * trained) / seconds / 1e12
         self.stats = {"seconds": seconds, "tokens_trained": trained, "tokens_inferred": inferred,
                       "tokens_per_second": (trained + inferred) / seconds, "model_tflops_per_second": tflops,
-                      "mfu": tflops / self.peak if self.peak else None}
+                      "mfu": tflops / self.peak if self.peak else None,
+                      "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,14 +225,15 @@ def main(argv: list[str] | None = None) -> None:
     curriculum = params.curriculum_for("knowledge_seeding")
     lessons = written_lessons(args, tokenizer, episodes, curriculum)
     dreaming_overrides = parsed(args.dreaming) if args.dreaming is not None else None
-    dreaming, tau, dreams = None, [], []
+    dreaming, tau, dreams, seeded = None, [], [], lessons
     if dreaming_overrides is not None:
         from lmsleep.baselines import set_aside_checks
 
         dreaming = replace(params.dreaming, **dreaming_overrides)
         lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, curriculum.seed,
                                         dreaming.tau_by_answer)
-        dreams = written_dreams(args, tokenizer, episodes, world, dreaming)
+        seeded = lessons if dreaming.seeding else []  # dreams only: no lesson is seeded (lmsleep.bench)
+        dreams = written_dreams(args, tokenizer, episodes, dreaming)
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     name = torch.cuda.get_device_name() if cuda else "cpu"
@@ -237,10 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     sleeper = Sleeper(model, tokenizer, config, params.memory, reward=reward)
     counter = TokenCounter(model)
     with Timed(counter, n_model, peak) as seeding:
-        report = sleeper.night(episodes, lessons)
+        report = sleeper.night(episodes, seeded)
     out = {"device": name, "size": args.size, "seeding_overrides": overrides, "model_parameters": n_model,
-           "bf16": config.bf16, "lessons": len(lessons), **seeding.stats, "peak_tflops": peak,
-           "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+           "bf16": config.bf16, "lessons": len(seeded), **seeding.stats, "peak_tflops": peak,
            "steps": report["steps"], "counts": report["counts"]}
     print(f"{name}: one night of Knowledge Seeding on a random {args.size} Llama ({n_model / 1e9:.2f} B parameters, "
           f"bf16 {config.bf16}): {out['seconds']:.1f} s, {sum(s.get('steps', 0) for s in report['steps'])} steps")
@@ -249,18 +264,23 @@ def main(argv: list[str] | None = None) -> None:
           + (f" = MFU {out['mfu']:.1%} of {peak} TFLOP/s" if peak else ""))
     _write(args.out, out)  # what a longer run that dies while dreaming still leaves
     if dreaming is not None:
+        from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
         from lmsleep.dreaming import Dreamer
+        from lmsleep.params import build_section, read_yaml
 
+        # The dreams pass the bench's checks and what birth taught, as in `lmsleep.bench`.
+        limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
+        knowledge = world_knowledge(world)
         with tempfile.TemporaryDirectory() as dreamer_dir, Timed(counter, n_model, peak) as night:
             dreamer = Dreamer(model, tokenizer, dreaming, sleeper, Path(dreamer_dir) / "dreamer")
             trials = stand_in_trials(model, tokenizer, sleeper.memory, args.helped_share, dreaming.seed)
-            dreamt = dreamer.night(episodes, lessons, tau, run_trials=trials, written=dreams)
+            dreamt = dreamer.night(episodes, lessons, tau, run_trials=trials, written=dreams, knowledge=knowledge,
+                                   check=lambda d: fit_dreams(d, episodes, limits, knowledge)[0])
         kept = dreamt["kept_dreams"]
         out["dreaming"] = {"overrides": dreaming_overrides, "tau": len(tau), "written": len(dreams),
                            "helped_share": args.helped_share, **night.stats,
                            "stages": dreamt["seconds"], "rehearsal": dreamt["rehearsal"],
-                           "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-                           **{k: dreamt[k] for k in ("dreams", "kept", "helped", "random_expert_routers")},
+                           **{k: dreamt[k] for k in ("set_aside", "dreams", "kept", "helped", "random_expert_routers")},
                            "earned": sum(d["trial"]["earned"] for d in kept)}
         out["night_over_seeding"] = (out["seconds"] + night.stats["seconds"]) / out["seconds"]
         stages = ", ".join(f"{k} {v:.1f}" for k, v in dreamt["seconds"].items())

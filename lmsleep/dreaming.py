@@ -126,7 +126,7 @@ class DreamingConfig:
     tau_repeats: int = 1
     # The rows of the dreams that helped, this many times in the rehearsal. Once, they are a
     # rounding error in it: on the default night 6 of day 0's 535 rows (tonight's lessons 205,
-    # tau 3 x 108), 1 of night 3's 451 (docs/dreaming.md).
+    # tau 3 x 108), 1 of night 3's 451 (docs/dreaming.md, "At scale").
     dream_repeats: int = 1
     # Learning to imitate in the rehearsal too (when seeding has it on). PAPER.md says the dreams
     # are rehearsed into the new memory, not with which objective.
@@ -403,11 +403,26 @@ def beats(after: dict, before: dict) -> bool:
     return after["exact"] > before["exact"]
 
 
+def bf16_autocast(model, on: bool):
+    """bf16 autocast on the model's device when `on` (seeding's `bf16`), else nothing. Autocast
+    holds in one thread only: a trial that runs in another sets it again (`try_dream`)."""
+    import torch
+
+    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16) if on \
+        else contextlib.nullcontext()
+
+
 def try_dream(model, tokenizer, params: list, dream: dict, tau: list[dict], before: dict, steps: int,
-              lr: float) -> dict:
+              lr: float, bf16: bool = False) -> dict:
     """Train `params` (tonight's expert) on one dream for `steps` steps, score tau, and put the
     expert back as it was: the trial's copy is the expert's own tensors, saved and restored (a
-    7B model is not copied). Returns `{before, after, reward}`."""
+    7B model is not copied). Returns `{before, after, reward}`. `bf16`: in bf16 autocast, as
+    `before` was scored (a night with seeding's `bf16`)."""
+    with bf16_autocast(model, bf16):
+        return _try_dream(model, tokenizer, params, dream, tau, before, steps, lr)
+
+
+def _try_dream(model, tokenizer, params, dream, tau, before, steps, lr) -> dict:
     import torch
 
     saved = [p.detach().clone() for p in params]
@@ -517,11 +532,8 @@ class Dreamer:
         the model as it is now (tonight's expert in `slot`); `written`: dreams written elsewhere,
         used in place of the ones sampled here (which are still sampled: `lmsleep/bench_scale.py`
         times a random model that writes nothing usable). With seeding's `bf16`, the night runs in
-        bf16 autocast, as seeding does."""
-        import torch
-
-        device = next(self.model.parameters()).device.type
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.sleeper.config.bf16):
+        bf16 autocast, as seeding does (the trials too, wherever they run: each job says `bf16`)."""
+        with bf16_autocast(self.model, self.sleeper.config.bf16):
             return self._night(episodes, lessons, tau, progress, check, callbacks, run_trials, knowledge, written)
 
     def _night(self, episodes, lessons, tau, progress, check, callbacks, run_trials, knowledge, written) -> dict:
@@ -541,12 +553,12 @@ class Dreamer:
                     dreams = sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
             else:
                 switched, dreams = 0, sample_dreams(dreaming_model, self.tokenizer, episodes, c, rng)
+        sampled = len(dreams)
         if written is not None:
             dreams = [dict(d) for d in written]
-        sampled = len(dreams)
         if check is not None:
             dreams = check(dreams)
-        set_aside = sampled - len(dreams)
+        set_aside = (sampled if written is None else len(written)) - len(dreams)
         times["dream"] = time.time() - t0
         shut, every_tau = 0, tau
         if memory.config.keyed:
@@ -603,10 +615,10 @@ class Dreamer:
         before = {eid: tau_score(self.model, self.tokenizer, tau_rows(rows)) for eid, rows in tau_of.items()}
         composed_before = tau_score(self.model, self.tokenizer, tau_rows(composed))["exact"] if composed else None
         jobs = [{"slot": slot, "dream": d, "tau": tau_rows(tau_of[d["episode_id"]]), "before": before[d["episode_id"]],
-                 "steps": c.trial_steps, "lr": c.trial_lr} for d in kept]
+                 "steps": c.trial_steps, "lr": c.trial_lr, "bf16": self.sleeper.config.bf16} for d in kept]
         if run_trials is None:  # here, one after another, on this very model
             outcomes = [try_dream(self.model, self.tokenizer, params, j["dream"], j["tau"], j["before"], j["steps"],
-                                  j["lr"]) for j in jobs]
+                                  j["lr"], j["bf16"]) for j in jobs]
         else:
             outcomes = run_trials(jobs)
         for d, outcome in zip(kept, outcomes, strict=True):

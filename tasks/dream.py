@@ -49,7 +49,7 @@ def _brain_key(brain: str, base_model: str) -> tuple:
 
 
 def trial(brain: str, base_model: str, slot: int, dream: dict, tau: list[dict], before: dict, steps: int,
-          lr: float) -> dict:
+          lr: float, bf16: bool = False) -> dict:
     """One dream's trial (`lmsleep.dreaming.try_dream`) wherever a task runner puts it, on the
     brain at `brain` (the seeded one, as the dream stage has it); its expert in `slot` is tried
     on and put back. Trials in one process take turns (they share that expert); a Dask or Ray
@@ -71,7 +71,7 @@ def trial(brain: str, base_model: str, slot: int, dream: dict, tau: list[dict], 
             raise RuntimeError(f"the brain at {brain} has no active level-1 expert in slot {slot}: the trials must "
                                "run on the brain the dream stage holds")
         params = memory.train_only(1, slot)
-        return try_dream(model, tokenizer, params, dream, tau, before, steps, lr) | {"worker": os.getpid()}
+        return try_dream(model, tokenizer, params, dream, tau, before, steps, lr, bf16) | {"worker": os.getpid()}
 
 
 def _resumed(pipe: Pipeline, tonight: dict) -> dict | None:

@@ -51,8 +51,11 @@ def test_a_tiny_sleep_night_dreams_the_written_dreams_and_times_each_stage(micro
                for ep in episodes for q, a in (("Who is", "someone"), ("Where is", "somewhere"))]
     dreams = [dream_row("restatement", "C", f" {names[ep['id']]} is someone.\n", ep["id"], "", "C",
                         f" {names[ep['id']]} is someone.\n") for ep in episodes]
+    # A written dream passes the night's guards like a sampled one: about no episode of
+    # tonight, tau cannot judge it.
+    stray = dream_row("restatement", "C", " Nobody is someone.\n", "no-such-episode", "", "C", " Nobody is someone.\n")
     (tmp_path / "lessons.json").write_text(json.dumps(lessons))
-    (tmp_path / "dreams.json").write_text(json.dumps(dreams))
+    (tmp_path / "dreams.json").write_text(json.dumps(dreams + [stray]))
     out = tmp_path / "scale.json"
     main(["--size", "tiny", "--tokenizer", str(micro_dir), "--lessons", str(tmp_path / "lessons.json"),
           "--dreams", str(tmp_path / "dreams.json"), "--helped-share", "0.5", "--out", str(out),
@@ -61,8 +64,27 @@ def test_a_tiny_sleep_night_dreams_the_written_dreams_and_times_each_stage(micro
     dreamt = report["dreaming"]
     assert report["lessons"] == len(episodes) and dreamt["tau"] == len(episodes)  # one answer of two set aside
     assert dreamt["overrides"] == {"rehearse_epochs": 1, "rest_em": False}
-    assert dreamt["written"] == dreamt["dreams"] == len(dreams)  # the written dreams, every one judged
+    assert dreamt["written"] == len(dreams) + 1 and dreamt["dreams"] == len(dreams)  # all but the stray judged
     assert dreamt["kept"] == len(dreams) and dreamt["helped"] == round(0.5 * len(dreams))
     assert set(dreamt["stages"]) == {"dream", "select", "try", "learn", "rehearse"}
     assert dreamt["tokens_trained"] > 0 and dreamt["tokens_inferred"] > 0 and dreamt["rehearsal"]["steps"] > 0
-    assert report["night_over_seeding"] == (report["seconds"] + dreamt["seconds"]) / report["seconds"]
+    assert report["night_over_seeding"] > 1 and dreamt["peak_memory_gib"] is None  # no GPU here
+
+
+def test_the_dreams_file_is_written_again_for_another_sampling(tmp_path, monkeypatch):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from lmsleep import bench_scale
+    from lmsleep.dreaming import DreamingConfig
+
+    calls = []
+    monkeypatch.setattr("lmsleep.dreaming.sample_dreams", lambda *a: calls.append(a[3].temperature) or [{"n": 1}])
+    monkeypatch.setattr(bench_scale, "born_model", lambda path: None)  # no model loads: the sampler is stubbed
+    args = SimpleNamespace(dreams=tmp_path / "dreams.json", teacher=tmp_path / "born")
+    assert bench_scale.written_dreams(args, None, [], DreamingConfig()) == [{"n": 1}]
+    assert bench_scale.written_dreams(args, None, [], DreamingConfig()) == [{"n": 1}] and len(calls) == 1  # read back
+    bench_scale.written_dreams(args, None, [], replace(DreamingConfig(), temperature=0.9))
+    assert calls == [DreamingConfig().temperature, 0.9]  # another sampling: written again
+    args.dreams.write_text(json.dumps([{"mine": True}]))  # a plain list of one's own: taken as it is
+    assert bench_scale.written_dreams(args, None, [], replace(DreamingConfig(), temperature=0.1)) == [{"mine": True}]

@@ -451,6 +451,38 @@ def test_the_dreams_that_helped_are_rehearsed_dream_repeats_times(micro, repeats
     assert report["rehearsal"]["rows"] == repeats + len(lessons)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_with_seedings_bf16_the_night_and_trials_in_another_thread_run_in_bf16_autocast(micro, bf16):
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    model, tokenizer = micro
+    sleeper, lessons = seeded_night(model, tokenizer)
+    # Only the switch: a CPU Trainer refuses bf16, so no dream helps and nothing is rehearsed.
+    sleeper.config = replace(sleeper.config, bf16=bf16)
+    seen = {"night": [], "trial": []}
+    where = {"now": "night"}
+    hook = model.register_forward_pre_hook(lambda *_: seen[where["now"]].append(torch.is_autocast_enabled("cpu")))
+
+    def run_trials(batch):  # as the pipeline's thread runner: autocast does not cross threads
+        where["now"] = "trial"
+        with ThreadPoolExecutor(1) as pool:
+            outcomes = list(pool.map(lambda j: try_dream(model, tokenizer, sleeper.memory.train_only(1, j["slot"]),
+                                                         j["dream"], j["tau"], j["before"], 1, 0.01, j["bf16"]), batch))
+        where["now"] = "night"
+        return [o | {"reward": 0} for o in outcomes]
+
+    config = DreamingConfig(dreams=1, max_new_tokens=6, random_expert=False, rest_em=False)
+    try:
+        report = Dreamer(model, tokenizer, config, sleeper, None).night(
+            [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: DREAMS[1:2], run_trials=run_trials)
+    finally:
+        hook.remove()
+    assert report["kept"] == 1 and report["rehearsal"] is None
+    assert seen["night"] and seen["trial"]
+    assert set(seen["night"]) == set(seen["trial"]) == {bf16}
+
+
 def test_the_rehearsal_trains_at_rehearse_lr(micro):
     from transformers import TrainerCallback
 
