@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="seeding config overrides, e.g. lmbda=0 lti=false (to see what sampling costs)")
     ap.add_argument("--dreaming", nargs="*", metavar="KEY=VALUE",
                     help="dream after seeding (the default night: sleep), with these dreaming config overrides")
-    ap.add_argument("--dreams", type=Path, help="the born model's day-0 dreams (JSON list); written here if absent")
+    ap.add_argument("--dreams", type=Path,
+                    help="the born model's day-0 dreams (JSON); written here if absent or written another way")
     ap.add_argument("--helped-share", type=float, default=0.23,
                     help="the share of trials counted as helped (default: sleep's night 0 on the born model, "
                          "docs/dreaming.md)")
