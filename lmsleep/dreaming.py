@@ -528,7 +528,7 @@ class Dreamer:
         pipeline's data suite); `knowledge`: what birth taught, as sentences (`tau_compose`);
         `callbacks` see the rehearsal's training (transformers');
         `run_trials(jobs) -> outcomes` runs the trials elsewhere (the pipeline fans them out as
-        Prefect task runs), each job `{slot, dream, tau, before, steps, lr}` for `try_dream` on
+        Prefect task runs), each job `{slot, dream, tau, before, steps, lr, bf16}` for `try_dream` on
         the model as it is now (tonight's expert in `slot`); `written`: dreams written elsewhere,
         used in place of the ones sampled here (which are still sampled: `lmsleep/bench_scale.py`
         times a random model that writes nothing usable). With seeding's `bf16`, the night runs in
