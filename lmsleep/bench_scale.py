@@ -2,6 +2,7 @@
 
     python -m lmsleep.bench_scale --lessons L.json --tokenizer models/base    (on a GPU machine)
     python -m lmsleep.bench_scale --lessons L.json --dreaming --dreams D.json (and then Dreaming)
+    python -m lmsleep.bench_scale ... --nights 2 --warmup seeding.epochs=1       (the second night)
     python -m lmsleep.bench_scale --size tiny ...                             (a smoke run on a CPU)
 
 What it measures is speed, not quality: the weights are random, so the night's answers are
@@ -17,6 +18,11 @@ on-policy sampling, learning to imitate, the divergence, the optimizer, settle).
   weights answer no check, so no trial earns a reward: each trial runs in full, then a seeded
   `--helped-share` of them counts as helped, so ReST-EM and the rehearsal train as many dreams
   as a born model's night does. The report gives the night against its seeding alone.
+- `--nights N`: one model through days 0..N-1 (`{day}` in `--lessons` and `--dreams`), the
+  last night reported. The nights before it make what it meets (an expert each, the dreamer's
+  adapter) and may run shortened (`--warmup`). Each day's lessons and dreams are the born
+  model's own: on a real night 1 the model after night 0 writes them, which random weights
+  cannot stand in for.
 - Tokens are counted by a forward pre-hook on the model: every token a forward pass computes
   (prompts, completions, padding, and each decoding step of sampling), split into passes with
   gradient (the student) and without (the teacher, sampling, replay answers).
@@ -78,15 +84,20 @@ def random_llama(size: str, vocab_size: int, seed: int, device: str):
         return LlamaForCausalLM(config)
 
 
-def written_lessons(args, tokenizer, episodes: list[dict], curriculum) -> list[dict]:
-    """Day 0's lessons: read from `--lessons`, or written by the born model (and saved there)."""
-    if args.lessons and args.lessons.exists():
-        return json.loads(args.lessons.read_text())
+def day_path(path: Path | None, day: int) -> Path | None:
+    """A per-day file: `{day}` in `path` is the day (`reports/day{day}_lessons.json`)."""
+    return Path(str(path).replace("{day}", str(day))) if path else None
+
+
+def written_lessons(path: Path | None, teacher: Path, tokenizer, episodes: list[dict], curriculum) -> list[dict]:
+    """A day's lessons: read from `path`, or written by the born model (and saved there)."""
+    if path and path.exists():
+        return json.loads(path.read_text())
     from lmsleep.baselines import teacher_curriculum
 
-    lessons, _ = teacher_curriculum(born_model(args.teacher), tokenizer, episodes, curriculum)
-    if args.lessons:
-        _write(args.lessons, lessons)
+    lessons, _ = teacher_curriculum(born_model(teacher), tokenizer, episodes, curriculum)
+    if path:
+        _write(path, lessons)
     return lessons
 
 
@@ -94,27 +105,29 @@ def written_lessons(args, tokenizer, episodes: list[dict], curriculum) -> list[d
 SAMPLING = ("forms", "dreams", "temperature", "max_new_tokens", "bridges", "compose", "prompts", "seed")
 
 
-def written_dreams(args, tokenizer, episodes: list[dict], dreaming) -> list[dict]:
-    """Day 0's dreams, as the born model writes them on its first night (sampled as
-    `Dreamer.night` samples them; the night checks them as the bench does): read from `--dreams`
+def written_dreams(path: Path | None, teacher: Path, tokenizer, episodes: list[dict], dreaming, day: int = 0
+                   ) -> list[dict]:
+    """A day's dreams, as the born model writes them on that night (sampled as `Dreamer.night`
+    samples them; the night checks them as the bench does; from night 1 on, the real dreamer is
+    the born model with its ReST-EM adapter, which a random model cannot train): read from `path`
     (`{written_with, dreams}`, or a plain list of one's own, taken as it is), or written here
     (and saved there) when it is absent or was written by another teacher or sampling."""
     from dataclasses import asdict
 
-    with_ = {"teacher": str(args.teacher), **{k: v for k, v in asdict(dreaming).items() if k in SAMPLING}}
-    if args.dreams and args.dreams.exists():
-        saved = json.loads(args.dreams.read_text())
+    with_ = {"teacher": str(teacher), **{k: v for k, v in asdict(dreaming).items() if k in SAMPLING}}
+    if path and path.exists():
+        saved = json.loads(path.read_text())
         if isinstance(saved, list):
             return saved
         if saved.get("written_with") == with_:
             return saved["dreams"]
-        print(f"{args.dreams} was written by another teacher or sampling: writing it again")
+        print(f"{path} was written by another teacher or sampling: writing it again")
     from lmsleep.dreaming import sample_dreams
 
-    rng = random.Random(f"{dreaming.seed}-dream-1")  # as `Dreamer.night` seeds it after the first seeding
-    dreams = sample_dreams(born_model(args.teacher), tokenizer, episodes, dreaming, rng)
-    if args.dreams:
-        _write(args.dreams, {"written_with": with_, "dreams": dreams})
+    rng = random.Random(f"{dreaming.seed}-dream-{day + 1}")  # as `Dreamer.night` seeds it after that seeding
+    dreams = sample_dreams(born_model(teacher), tokenizer, episodes, dreaming, rng)
+    if path:
+        _write(path, {"written_with": with_, "dreams": dreams})
     return dreams
 
 
@@ -186,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--size", choices=sorted(SIZES), default="1b")
     ap.add_argument("--tokenizer", type=Path, default=Path("models/base"))
-    ap.add_argument("--lessons", type=Path, help="a night's lessons (JSON list); written here from --teacher if absent")
+    ap.add_argument("--lessons", type=Path,
+                    help="a night's lessons (JSON list), `{day}` in the path for one file a day; "
+                         "written there from --teacher if absent")
     ap.add_argument("--teacher", type=Path, default=Path("models/base"),
                     help="the born model that writes the lessons and the dreams")
     ap.add_argument("--encoder", type=Path, help="a sentence-transformers folder for r_sem (default: the packaged one)")
@@ -196,16 +211,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dreaming", nargs="*", metavar="KEY=VALUE",
                     help="dream after seeding (the default night: sleep), with these dreaming config overrides")
     ap.add_argument("--dreams", type=Path,
-                    help="the born model's day-0 dreams (JSON); written here if absent or written another way")
+                    help="the born model's dreams (JSON), `{day}` in the path for one file a day; "
+                         "written there if absent or written another way")
     ap.add_argument("--helped-share", type=float, default=0.23,
                     help="the share of trials counted as helped (default: sleep's night 0 on the born model, "
                          "docs/dreaming.md)")
+    ap.add_argument("--nights", type=int, default=1,
+                    help="nights on days 0..N-1, one model: the last is the one reported (an expert per night "
+                         "before it, their replay, the dreamer's adapter)")
+    ap.add_argument("--warmup", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                    help="overrides for the nights before the last, e.g. seeding.epochs=1 dreaming.rehearse_epochs=1: "
+                         "they are run for what they leave, which their length does not change")
     ap.add_argument("--out", type=Path, default=Path("reports/bench_scale.json"))
     args = ap.parse_args(argv)
     if not 0 <= args.helped_share <= 1:
         ap.error(f"--helped-share is a share of the trials, between 0 and 1, not {args.helped_share}")
+    if args.nights < 1:
+        ap.error(f"--nights is at least 1, not {args.nights}")
+    for flag, path in (("--lessons", args.lessons), ("--dreams", args.dreams)):
+        if args.nights > 1 and path and "{day}" not in str(path):
+            ap.error(f"{flag} {path}: with --nights {args.nights}, put {{day}} in the path (one file a day)")
     import torch
-    import yaml
     from transformers import AutoTokenizer
 
     from lmsleep.logs import quiet_libraries
@@ -214,35 +240,33 @@ def main(argv: list[str] | None = None) -> None:
     from lmsleep.sleep import Sleeper
     from lmsleep.world import World
 
-    def parsed(pairs):
-        return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in pairs)}
+    warmup: dict[str, dict] = {"seeding": {}, "dreaming": {}}
+    for key, value in key_values(args.warmup).items():
+        section, _, field = key.partition(".")
+        if section not in warmup or not field:
+            ap.error(f"--warmup {key}: name the section, seeding.KEY or dreaming.KEY")
+        warmup[section][field] = value
+    if args.nights == 1 and any(warmup.values()):
+        ap.error("--warmup changes the nights before the last: give --nights 2 or more")
 
     quiet_libraries()
     params = load_params(args.params)
     world = World(params.world)
-    episodes = world.day(0)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     curriculum = params.curriculum_for("knowledge_seeding")
-    lessons = written_lessons(args, tokenizer, episodes, curriculum)
-    dreaming_overrides = parsed(args.dreaming) if args.dreaming is not None else None
-    dreaming, tau, dreams, seeded = None, [], [], lessons
-    if dreaming_overrides is not None:
-        from lmsleep.baselines import set_aside_checks
-
-        dreaming = replace(params.dreaming, **dreaming_overrides)
-        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, curriculum.seed,
-                                        dreaming.tau_by_answer)
-        seeded = lessons if dreaming.seeding else []  # dreams only: no lesson is seeded (lmsleep.bench)
-        dreams = written_dreams(args, tokenizer, episodes, dreaming)
+    dreaming_overrides = key_values(args.dreaming) if args.dreaming is not None else None
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     name = torch.cuda.get_device_name() if cuda else "cpu"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     model = random_llama(args.size, len(tokenizer), params.seeding.seed, device)
     n_model = sum(p.numel() for p in model.parameters())
-    overrides = parsed(args.seeding)
+    print(f"{name}: {args.nights} night(s) on a random {args.size} Llama ({n_model / 1e9:.2f} B parameters), "
+          f"bf16 {cuda}" + (f", {peak} TFLOP/s peak" if peak else ""))
+    overrides = key_values(args.seeding)
     config = replace(params.seeding, **{"bf16": cuda, **overrides})
+    dreaming = replace(params.dreaming, **dreaming_overrides) if dreaming_overrides is not None else None
     judge = None
     if args.encoder:
         from sentence_transformers import SentenceTransformer
@@ -253,44 +277,87 @@ def main(argv: list[str] | None = None) -> None:
     reward = imitation_reward(config.gamma, config.z0, judge or SemanticJudge(threshold=config.sem_threshold))
     sleeper = Sleeper(model, tokenizer, config, params.memory, reward=reward)
     counter = TokenCounter(model)
-    with Timed(counter, n_model, peak) as seeding:
-        report = sleeper.night(episodes, seeded)
-    out = {"device": name, "size": args.size, "seeding_overrides": overrides, "model_parameters": n_model,
-           "bf16": config.bf16, "lessons": len(seeded), **seeding.stats, "peak_tflops": peak,
-           "steps": report["steps"], "counts": report["counts"]}
-    print(f"{name}: one night of Knowledge Seeding on a random {args.size} Llama ({n_model / 1e9:.2f} B parameters, "
-          f"bf16 {config.bf16}): {out['seconds']:.1f} s, {sum(s.get('steps', 0) for s in report['steps'])} steps")
-    print(f"tokens: {out['tokens_trained']:,} with gradient, {out['tokens_inferred']:,} without; "
-          f"{out['tokens_per_second']:,.0f} tokens/s; {out['model_tflops_per_second']:.1f} model TFLOP/s"
-          + (f" = MFU {out['mfu']:.1%} of {peak} TFLOP/s" if peak else ""))
-    _write(args.out, out)  # what a longer run that dies while dreaming still leaves
-    if dreaming is not None:
-        from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
-        from lmsleep.dreaming import Dreamer
-        from lmsleep.params import build_section, read_yaml
-
-        # The dreams pass the bench's checks and what birth taught, as in `lmsleep.bench`.
-        limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
-        knowledge = world_knowledge(world)
-        with tempfile.TemporaryDirectory() as dreamer_dir, Timed(counter, n_model, peak) as night:
-            dreamer = Dreamer(model, tokenizer, dreaming, sleeper, Path(dreamer_dir) / "dreamer")
-            trials = stand_in_trials(model, tokenizer, sleeper.memory, args.helped_share, dreaming.seed)
-            dreamt = dreamer.night(episodes, lessons, tau, run_trials=trials, written=dreams, knowledge=knowledge,
-                                   check=lambda d: fit_dreams(d, episodes, limits, knowledge)[0])
-        kept = dreamt["kept_dreams"]
-        out["dreaming"] = {"overrides": dreaming_overrides, "tau": len(tau), "written": len(dreams),
-                           "helped_share": args.helped_share, **night.stats,
-                           "stages": dreamt["seconds"], "rehearsal": dreamt["rehearsal"],
-                           **{k: dreamt[k] for k in ("set_aside", "dreams", "kept", "helped", "random_expert_routers")},
-                           "earned": sum(d["trial"]["earned"] for d in kept)}
-        out["night_over_seeding"] = (out["seconds"] + night.stats["seconds"]) / out["seconds"]
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in dreamt["seconds"].items())
-        print(f"dreaming: {night.stats['seconds']:.1f} s ({stages}); {dreamt['dreams']} dreams judged, "
-              f"{dreamt['kept']} tried, {dreamt['helped']} counted as helped ({out['dreaming']['earned']} earned); "
-              f"{night.stats['tokens_per_second']:,.0f} tokens/s; {night.stats['model_tflops_per_second']:.1f} "
-              f"model TFLOP/s; the night is {out['night_over_seeding']:.2f}x its seeding")
-        _write(args.out, out)
+    earlier: list[dict] = []
+    with tempfile.TemporaryDirectory() as dreamer_dir:  # the dreamer's adapter, from night to night
+        for day in range(args.nights):
+            last = day == args.nights - 1
+            sleeper.config = config if last else replace(config, **warmup["seeding"])
+            tonight = dreaming if last or dreaming is None else replace(dreaming, **warmup["dreaming"])
+            episodes = world.day(day)
+            lessons = written_lessons(day_path(args.lessons, day), args.teacher, tokenizer, episodes, curriculum)
+            out = {"device": name, "size": args.size, "seeding_overrides": overrides, "model_parameters": n_model,
+                   "bf16": config.bf16, "day": day, "warmup": {} if last else warmup, "peak_tflops": peak}
+            out |= night_at_scale(args, sleeper, tonight, Path(dreamer_dir) / "dreamer",
+                                  lambda: Timed(counter, n_model, peak), world, episodes, lessons, day,
+                                  curriculum.seed, out if last else None)
+            if not last:
+                earlier.append(out)
+    out["earlier_nights"] = earlier
+    _write(args.out, out)
     print(f"wrote {args.out}")
+
+
+def night_at_scale(args, sleeper, dreaming, dreamer_dir: Path, timed, world, episodes: list[dict],
+                   lessons: list[dict], day: int, seed: int, partial: dict | None) -> dict:
+    """Day `day`'s night, Knowledge Seeding and (with `dreaming`) then Dreaming, each part in a
+    `timed()`; tau set aside with the curriculum's `seed`, as `lmsleep.bench` does. With `partial`
+    (the last night's report so far), what is measured is written to `--out` after each part:
+    what a run that dies while dreaming still leaves."""
+    tau, seeded = [], lessons
+    if dreaming is not None:
+        from lmsleep.baselines import set_aside_checks
+
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share,
+                                        seed, dreaming.tau_by_answer)
+        seeded = lessons if dreaming.seeding else []  # dreams only: no lesson is seeded (lmsleep.bench)
+    with timed() as seeding:
+        report = sleeper.night(episodes, seeded)
+    out = {"lessons": len(seeded), **seeding.stats, "steps": report["steps"], "counts": report["counts"]}
+    n_steps = sum(s.get("steps", 0) for s in report["steps"])
+    print(f"day {day}'s night: Knowledge Seeding {out['seconds']:.1f} s, {n_steps} steps; tokens: "
+          f"{out['tokens_trained']:,} with gradient, {out['tokens_inferred']:,} without; "
+          f"{out['tokens_per_second']:,.0f} tokens/s; {out['model_tflops_per_second']:.1f} model TFLOP/s"
+          + (f" = MFU {out['mfu']:.1%}" if out["mfu"] is not None else ""))
+    if partial is not None:
+        _write(args.out, partial | out)
+    if dreaming is None:
+        return out
+    from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
+    from lmsleep.dreaming import Dreamer
+    from lmsleep.params import build_section, read_yaml
+
+    dreams = written_dreams(day_path(args.dreams, day), args.teacher, sleeper.tokenizer, episodes, dreaming, day)
+    # The dreams pass the bench's checks and what birth taught, as in `lmsleep.bench`.
+    limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
+    knowledge = world_knowledge(world)
+    model, tokenizer = sleeper.model, sleeper.tokenizer
+    with timed() as night:
+        dreamer = Dreamer(model, tokenizer, dreaming, sleeper, dreamer_dir)
+        trials = stand_in_trials(model, tokenizer, sleeper.memory, args.helped_share, dreaming.seed + day)
+        dreamt = dreamer.night(episodes, lessons, tau, run_trials=trials, written=dreams, knowledge=knowledge,
+                               check=lambda d: fit_dreams(d, episodes, limits, knowledge)[0])
+    kept = dreamt["kept_dreams"]
+    out["dreaming"] = {"overrides": key_values(args.dreaming), "tau": len(tau),
+                       "written": len(dreams), "helped_share": args.helped_share, **night.stats,
+                       "stages": dreamt["seconds"], "rehearsal": dreamt["rehearsal"],
+                       **{k: dreamt[k] for k in ("set_aside", "dreams", "kept", "helped", "random_expert_routers")},
+                       "earned": sum(d["trial"]["earned"] for d in kept)}
+    out["night_over_seeding"] = (out["seconds"] + night.stats["seconds"]) / out["seconds"]
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in dreamt["seconds"].items())
+    print(f"day {day}'s night: dreaming {night.stats['seconds']:.1f} s ({stages}); {dreamt['dreams']} dreams judged, "
+          f"{dreamt['kept']} tried, {dreamt['helped']} counted as helped ({out['dreaming']['earned']} earned); "
+          f"{night.stats['tokens_per_second']:,.0f} tokens/s; {night.stats['model_tflops_per_second']:.1f} "
+          f"model TFLOP/s; the night is {out['night_over_seeding']:.2f}x its seeding")
+    if partial is not None:
+        _write(args.out, partial | out)
+    return out
+
+
+def key_values(pairs: list[str]) -> dict:
+    """`["epochs=1", "lti=false"]` as `{"epochs": 1, "lti": False}` (YAML values)."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in pairs)}
 
 
 def _write(path: Path, out: dict) -> None:

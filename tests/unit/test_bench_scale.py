@@ -73,7 +73,6 @@ def test_a_tiny_sleep_night_dreams_the_written_dreams_and_times_each_stage(micro
 
 def test_the_dreams_file_is_written_again_for_another_sampling(tmp_path, monkeypatch):
     from dataclasses import replace
-    from types import SimpleNamespace
 
     from lmsleep import bench_scale
     from lmsleep.dreaming import DreamingConfig
@@ -81,10 +80,60 @@ def test_the_dreams_file_is_written_again_for_another_sampling(tmp_path, monkeyp
     calls = []
     monkeypatch.setattr("lmsleep.dreaming.sample_dreams", lambda *a: calls.append(a[3].temperature) or [{"n": 1}])
     monkeypatch.setattr(bench_scale, "born_model", lambda path: None)  # no model loads: the sampler is stubbed
-    args = SimpleNamespace(dreams=tmp_path / "dreams.json", teacher=tmp_path / "born")
-    assert bench_scale.written_dreams(args, None, [], DreamingConfig()) == [{"n": 1}]
-    assert bench_scale.written_dreams(args, None, [], DreamingConfig()) == [{"n": 1}] and len(calls) == 1  # read back
-    bench_scale.written_dreams(args, None, [], replace(DreamingConfig(), temperature=0.9))
+    path, born = tmp_path / "dreams.json", tmp_path / "born"
+    assert bench_scale.written_dreams(path, born, None, [], DreamingConfig()) == [{"n": 1}]
+    assert bench_scale.written_dreams(path, born, None, [], DreamingConfig()) == [{"n": 1}] and len(calls) == 1
+    bench_scale.written_dreams(path, born, None, [], replace(DreamingConfig(), temperature=0.9))
     assert calls == [DreamingConfig().temperature, 0.9]  # another sampling: written again
-    args.dreams.write_text(json.dumps([{"mine": True}]))  # a plain list of one's own: taken as it is
-    assert bench_scale.written_dreams(args, None, [], replace(DreamingConfig(), temperature=0.1)) == [{"mine": True}]
+    path.write_text(json.dumps([{"mine": True}]))  # a plain list of one's own: taken as it is
+    mine = bench_scale.written_dreams(path, born, None, [], replace(DreamingConfig(), temperature=0.1))
+    assert mine == [{"mine": True}]
+
+
+def test_two_nights_report_the_last_after_a_shortened_first(micro_dir, tmp_path):
+    import math
+
+    from lmsleep.dreaming import dream_row
+    from lmsleep.keys import text_names
+    from lmsleep.params import load_params
+    from lmsleep.world import World
+
+    world = World(load_params("params.yaml").world)
+    for day in (0, 1):
+        episodes = world.day(day)
+        names = {ep["id"]: text_names(ep["text"])[0] for ep in episodes}
+        lessons = [{"prompt": f"Q: {q} {names[ep['id']]}?\nA:", "completion": f" {a}\n", "episode_id": ep["id"]}
+                   for ep in episodes for q, a in (("Who is", "someone"), ("Where is", "somewhere"))]
+        dreams = [dream_row("restatement", "C", f" {names[ep['id']]} is someone.\n", ep["id"], "", "C",
+                            f" {names[ep['id']]} is someone.\n") for ep in episodes]
+        (tmp_path / f"lessons{day}.json").write_text(json.dumps(lessons))
+        (tmp_path / f"dreams{day}.json").write_text(json.dumps(dreams))
+    out = tmp_path / "scale.json"
+    main(["--size", "tiny", "--tokenizer", str(micro_dir), "--lessons", str(tmp_path / "lessons{day}.json"),
+          "--dreams", str(tmp_path / "dreams{day}.json"), "--helped-share", "1", "--out", str(out), "--nights", "2",
+          "--seeding", "epochs=2", "--dreaming", "rehearse_epochs=1",
+          "--warmup", "seeding.epochs=1", "dreaming.trial_steps=1"])
+    report = json.loads(out.read_text())
+    first, = report["earlier_nights"]
+    (first_step,), (last_step,) = first["steps"], report["steps"]
+    assert (first["day"], report["day"]) == (0, 1) and report["warmup"] == {}
+    assert first["warmup"] == {"seeding": {"epochs": 1}, "dreaming": {"trial_steps": 1}}
+    batches = [math.ceil(s["rows"] / load_params("params.yaml").seeding.batch_size) for s in (first_step, last_step)]
+    assert (first_step["steps"], last_step["steps"]) == (batches[0], 2 * batches[1])  # epochs 1, then 2
+    assert report["counts"]["active_experts"] > first["counts"]["active_experts"]  # night 0's expert stays
+    assert first["dreaming"]["helped"] > 0 and report["dreaming"]["helped"] > 0  # the dreamer learned on night 0
+    assert report["dreaming"]["stages"]["rehearse"] > 0
+
+
+def test_more_nights_need_a_file_a_day_and_warmups_name_their_section(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--nights", "2", "--lessons", str(tmp_path / "lessons.json")])
+    assert "put {day} in the path" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--nights", "2", "--warmup", "epochs=1"])
+    assert "name the section" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--warmup", "seeding.epochs=1"])
+    assert "give --nights 2 or more" in capsys.readouterr().err
