@@ -82,12 +82,14 @@ bench-seeding: models/base/config.json  ## a seeding step vs GKD's; a default ni
 	$(PY) -m lmsleep.bench_seeding
 
 # One default night (seeding, then dreaming) on a random ~1B Llama (a GPU's job; --size tiny
-# smoke-runs on a CPU). The born model writes day 0's lessons and dreams once
-# (reports/day0_lessons.json, reports/day0_dreams.json): random weights cannot.
+# smoke-runs on a CPU). The born model writes each day's lessons and dreams once
+# (reports/day{day}_lessons.json, reports/day{day}_dreams.json): random weights cannot.
+# NIGHTS=2 times the second night, after a first shortened to what it leaves (an expert, the dreamer).
 NIGHTS ?= 1
-bench-scale: models/base/config.json  ## a sleep night on a random ~1B Llama (GPU): seconds by stage, tokens/s, MFU (NIGHTS=2: the second)
-	$(PY) -m lmsleep.bench_scale --lessons 'reports/day{day}_lessons.json' --dreaming --dreams 'reports/day{day}_dreams.json' \
-		--nights $(NIGHTS) $(if $(filter-out 1,$(NIGHTS)),--warmup seeding.epochs=1 dreaming.rehearse_epochs=1)
+bench-scale: models/base/config.json  ## a sleep night on a random ~1B Llama (GPU): seconds by stage, tokens/s, MFU
+	$(PY) -m lmsleep.bench_scale --lessons 'reports/day{day}_lessons.json' --dreaming \
+		--dreams 'reports/day{day}_dreams.json' --nights $(NIGHTS) \
+		$(if $(filter-out 1,$(NIGHTS)),--warmup seeding.epochs=1 dreaming.rehearse_epochs=1)
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
 day: models/base/config.json  ## a baseline's single day and night, no pipeline

@@ -2,19 +2,19 @@
 
     python -m lmsleep.bench_scale --lessons L.json --tokenizer models/base    (on a GPU machine)
     python -m lmsleep.bench_scale --lessons L.json --dreaming --dreams D.json (and then Dreaming)
-    python -m lmsleep.bench_scale ... --nights 2 --warmup seeding.epochs=1       (the second night)
+    python -m lmsleep.bench_scale ... --nights 2 --warmup seeding.epochs=1    (the second night)
     python -m lmsleep.bench_scale --size tiny ...                             (a smoke run on a CPU)
 
 What it measures is speed, not quality: the weights are random, so the night's answers are
 noise; the shapes, the schedule and every step of a default night are real (rows, replay,
 on-policy sampling, learning to imitate, the divergence, the optimizer, settle).
 - The lessons are a real night's (the born model's own questions and open-book answers on
-  day 0, written by `--teacher` on this machine or read from `--lessons`): a random model
+  that day, written by `--teacher` on this machine or read from `--lessons`): a random model
   cannot write them. Nothing reads a probe.
 - `--dreaming`: the default night is Knowledge Seeding and then Dreaming (a share of the lessons
   set aside as tau first, as `lmsleep.bench` does). The random model samples its dreams (their
   cost is real), but the dreams selected, tried, learned and rehearsed are the born model's own
-  on day 0 (`--dreams`, written by `--teacher`, through the bench's dream checks). Random
+  on that day (`--dreams`, written by `--teacher`, through the bench's dream checks). Random
   weights answer no check, so no trial earns a reward: each trial runs in full, then a seeded
   `--helped-share` of them counts as helped, so ReST-EM and the rehearsal train as many dreams
   as a born model's night does. The report gives the night against its seeding alone.
@@ -194,6 +194,10 @@ class Timed:
                       "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
 
 
+# Seeding keys the reward is built from once, before the first night: a warm-up cannot change them.
+REWARD_KEYS = ("gamma", "z0", "sem_threshold")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -221,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
                          "before it, their replay, the dreamer's adapter)")
     ap.add_argument("--warmup", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                     help="overrides for the nights before the last, e.g. seeding.epochs=1 dreaming.rehearse_epochs=1: "
-                         "they are run for what they leave, which their length does not change")
+                         f"they are run for what they leave, which their length does not change (not {REWARD_KEYS}: "
+                         "the reward is built once)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench_scale.json"))
     args = ap.parse_args(argv)
     if not 0 <= args.helped_share <= 1:
@@ -231,6 +236,18 @@ def main(argv: list[str] | None = None) -> None:
     for flag, path in (("--lessons", args.lessons), ("--dreams", args.dreams)):
         if args.nights > 1 and path and "{day}" not in str(path):
             ap.error(f"{flag} {path}: with --nights {args.nights}, put {{day}} in the path (one file a day)")
+    warmup: dict[str, dict] = {"seeding": {}, "dreaming": {}}
+    for key, value in key_values(args.warmup).items():
+        section, _, field = key.partition(".")
+        if section not in warmup or not field:
+            ap.error(f"--warmup {key}: name the section, seeding.KEY or dreaming.KEY")
+        if section == "seeding" and field in REWARD_KEYS:
+            ap.error(f"--warmup {key}: the reward is built once, for every night; give it in --seeding")
+        warmup[section][field] = value
+    if args.nights == 1 and any(warmup.values()):
+        ap.error("--warmup changes the nights before the last: give --nights 2 or more")
+    if warmup["dreaming"] and args.dreaming is None:
+        ap.error("--warmup dreaming.KEY without --dreaming: no night dreams")
     import torch
     from transformers import AutoTokenizer
 
@@ -240,33 +257,41 @@ def main(argv: list[str] | None = None) -> None:
     from lmsleep.sleep import Sleeper
     from lmsleep.world import World
 
-    warmup: dict[str, dict] = {"seeding": {}, "dreaming": {}}
-    for key, value in key_values(args.warmup).items():
-        section, _, field = key.partition(".")
-        if section not in warmup or not field:
-            ap.error(f"--warmup {key}: name the section, seeding.KEY or dreaming.KEY")
-        warmup[section][field] = value
-    if args.nights == 1 and any(warmup.values()):
-        ap.error("--warmup changes the nights before the last: give --nights 2 or more")
-
     quiet_libraries()
     params = load_params(args.params)
+    last = args.nights - 1
+    # Each night's overrides and configs, checked before anything loads (a misspelled key fails here).
+    seeding_overrides = [key_values(args.seeding) | ({} if day == last else warmup["seeding"])
+                         for day in range(args.nights)]
+    dreaming_overrides = [None if args.dreaming is None else
+                          key_values(args.dreaming) | ({} if day == last else warmup["dreaming"])
+                          for day in range(args.nights)]
+    cuda = torch.cuda.is_available()
+    try:
+        seeding = [replace(params.seeding, **{"bf16": cuda, **o}) for o in seeding_overrides]
+        dreaming = [None if o is None else replace(params.dreaming, **o) for o in dreaming_overrides]
+    except (TypeError, ValueError) as e:
+        ap.error(f"--seeding, --dreaming or --warmup: {e}")
     world = World(params.world)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     curriculum = params.curriculum_for("knowledge_seeding")
-    dreaming_overrides = key_values(args.dreaming) if args.dreaming is not None else None
-    cuda = torch.cuda.is_available()
+    # Every day's lessons and dreams first (the born model writes what is missing): a missing
+    # teacher fails before any night, and the random model's draws do not depend on it.
+    episodes = [world.day(day) for day in range(args.nights)]
+    lessons = [written_lessons(day_path(args.lessons, day), args.teacher, tokenizer, episodes[day], curriculum)
+               for day in range(args.nights)]
+    dreams = [None if dreaming[day] is None else
+              written_dreams(day_path(args.dreams, day), args.teacher, tokenizer, episodes[day], dreaming[day], day)
+              for day in range(args.nights)]
     device = "cuda" if cuda else "cpu"
     name = torch.cuda.get_device_name() if cuda else "cpu"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     model = random_llama(args.size, len(tokenizer), params.seeding.seed, device)
     n_model = sum(p.numel() for p in model.parameters())
+    config = seeding[last]
     print(f"{name}: {args.nights} night(s) on a random {args.size} Llama ({n_model / 1e9:.2f} B parameters), "
-          f"bf16 {cuda}" + (f", {peak} TFLOP/s peak" if peak else ""))
-    overrides = key_values(args.seeding)
-    config = replace(params.seeding, **{"bf16": cuda, **overrides})
-    dreaming = replace(params.dreaming, **dreaming_overrides) if dreaming_overrides is not None else None
+          f"bf16 {config.bf16}" + (f", {peak} TFLOP/s peak" if peak else ""))
     judge = None
     if args.encoder:
         from sentence_transformers import SentenceTransformer
@@ -275,40 +300,40 @@ def main(argv: list[str] | None = None) -> None:
         judge = SemanticJudge(lambda texts: st.encode(texts, convert_to_tensor=True, normalize_embeddings=True,
                                                       show_progress_bar=False), config.sem_threshold)
     reward = imitation_reward(config.gamma, config.z0, judge or SemanticJudge(threshold=config.sem_threshold))
-    sleeper = Sleeper(model, tokenizer, config, params.memory, reward=reward)
+    sleeper = Sleeper(model, tokenizer, seeding[0], params.memory, reward=reward)
     counter = TokenCounter(model)
     earlier: list[dict] = []
     with tempfile.TemporaryDirectory() as dreamer_dir:  # the dreamer's adapter, from night to night
         for day in range(args.nights):
-            last = day == args.nights - 1
-            sleeper.config = config if last else replace(config, **warmup["seeding"])
-            tonight = dreaming if last or dreaming is None else replace(dreaming, **warmup["dreaming"])
-            episodes = world.day(day)
-            lessons = written_lessons(day_path(args.lessons, day), args.teacher, tokenizer, episodes, curriculum)
-            out = {"device": name, "size": args.size, "seeding_overrides": overrides, "model_parameters": n_model,
-                   "bf16": config.bf16, "day": day, "warmup": {} if last else warmup, "peak_tflops": peak}
-            out |= night_at_scale(args, sleeper, tonight, Path(dreamer_dir) / "dreamer",
-                                  lambda: Timed(counter, n_model, peak), world, episodes, lessons, day,
-                                  curriculum.seed, out if last else None)
-            if not last:
+            sleeper.config = seeding[day]
+            out = {"device": name, "size": args.size, "seeding_overrides": seeding_overrides[day],
+                   "model_parameters": n_model, "bf16": seeding[day].bf16, "day": day,
+                   "warmup": {} if day == last else warmup, "peak_tflops": peak}
+            if day == last:
+                out["earlier_nights"] = earlier
+            out |= night_at_scale(args, sleeper, dreaming[day], dreaming_overrides[day], lessons[day], dreams[day],
+                                  world=world, episodes=episodes[day], dreamer_dir=Path(dreamer_dir) / "dreamer",
+                                  timed=lambda: Timed(counter, n_model, peak), seed=curriculum.seed, day=day,
+                                  report_so_far=out)
+            if day < last:
                 earlier.append(out)
-    out["earlier_nights"] = earlier
     _write(args.out, out)
     print(f"wrote {args.out}")
 
 
-def night_at_scale(args, sleeper, dreaming, dreamer_dir: Path, timed, world, episodes: list[dict],
-                   lessons: list[dict], day: int, seed: int, partial: dict | None) -> dict:
+def night_at_scale(args, sleeper, dreaming, dreaming_overrides: dict | None, lessons: list[dict],
+                   dreams: list[dict] | None, *, world, episodes: list[dict], dreamer_dir: Path, timed, seed: int,
+                   day: int, report_so_far: dict) -> dict:
     """Day `day`'s night, Knowledge Seeding and (with `dreaming`) then Dreaming, each part in a
-    `timed()`; tau set aside with the curriculum's `seed`, as `lmsleep.bench` does. With `partial`
-    (the last night's report so far), what is measured is written to `--out` after each part:
-    what a run that dies while dreaming still leaves."""
+    `timed()`; tau set aside with the curriculum's `seed`, as `lmsleep.bench` does. After each
+    part, `report_so_far` and what the night has measured are written to `--out`: what a run that
+    dies in the middle of a night still leaves."""
     tau, seeded = [], lessons
     if dreaming is not None:
         from lmsleep.baselines import set_aside_checks
 
-        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share,
-                                        seed, dreaming.tau_by_answer)
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, seed,
+                                        dreaming.tau_by_answer)
         seeded = lessons if dreaming.seeding else []  # dreams only: no lesson is seeded (lmsleep.bench)
     with timed() as seeding:
         report = sleeper.night(episodes, seeded)
@@ -318,15 +343,13 @@ def night_at_scale(args, sleeper, dreaming, dreamer_dir: Path, timed, world, epi
           f"{out['tokens_trained']:,} with gradient, {out['tokens_inferred']:,} without; "
           f"{out['tokens_per_second']:,.0f} tokens/s; {out['model_tflops_per_second']:.1f} model TFLOP/s"
           + (f" = MFU {out['mfu']:.1%}" if out["mfu"] is not None else ""))
-    if partial is not None:
-        _write(args.out, partial | out)
+    _write(args.out, report_so_far | out)
     if dreaming is None:
         return out
     from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
     from lmsleep.dreaming import Dreamer
     from lmsleep.params import build_section, read_yaml
 
-    dreams = written_dreams(day_path(args.dreams, day), args.teacher, sleeper.tokenizer, episodes, dreaming, day)
     # The dreams pass the bench's checks and what birth taught, as in `lmsleep.bench`.
     limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
     knowledge = world_knowledge(world)
@@ -337,8 +360,8 @@ def night_at_scale(args, sleeper, dreaming, dreamer_dir: Path, timed, world, epi
         dreamt = dreamer.night(episodes, lessons, tau, run_trials=trials, written=dreams, knowledge=knowledge,
                                check=lambda d: fit_dreams(d, episodes, limits, knowledge)[0])
     kept = dreamt["kept_dreams"]
-    out["dreaming"] = {"overrides": key_values(args.dreaming), "tau": len(tau),
-                       "written": len(dreams), "helped_share": args.helped_share, **night.stats,
+    out["dreaming"] = {"overrides": dreaming_overrides, "tau": len(tau), "written": len(dreams),
+                       "helped_share": args.helped_share, **night.stats,
                        "stages": dreamt["seconds"], "rehearsal": dreamt["rehearsal"],
                        **{k: dreamt[k] for k in ("set_aside", "dreams", "kept", "helped", "random_expert_routers")},
                        "earned": sum(d["trial"]["earned"] for d in kept)}
@@ -348,8 +371,7 @@ def night_at_scale(args, sleeper, dreaming, dreamer_dir: Path, timed, world, epi
           f"{dreamt['kept']} tried, {dreamt['helped']} counted as helped ({out['dreaming']['earned']} earned); "
           f"{night.stats['tokens_per_second']:,.0f} tokens/s; {night.stats['model_tflops_per_second']:.1f} "
           f"model TFLOP/s; the night is {out['night_over_seeding']:.2f}x its seeding")
-    if partial is not None:
-        _write(args.out, partial | out)
+    _write(args.out, report_so_far | out)
     return out
 
 

@@ -127,7 +127,7 @@ class DreamingConfig:
     # The rows of the dreams that helped, this many times in the rehearsal. Once, they are a
     # rounding error in it: on the default night 6 of day 0's 535 rows (tonight's lessons 205,
     # tau 3 x 108), 1 of night 3's 451 (docs/dreaming.md, "At scale").
-    dream_repeats: int = 1
+    dream_repeats: int = 1  # 0: no dream is rehearsed (the control: the rehearsal without them)
     # Learning to imitate in the rehearsal too (when seeding has it on). PAPER.md says the dreams
     # are rehearsed into the new memory, not with which objective.
     rehearse_lti: bool = True
@@ -142,9 +142,9 @@ class DreamingConfig:
         unknown = sorted(set(self.forms) - set(FORMS))
         if unknown or not self.forms:
             raise ValueError(f"dreaming.forms must be a non-empty subset of {list(FORMS)}, got {self.forms}")
-        for name in ("tau_repeats", "dream_repeats"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"dreaming.{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        for name, least in (("tau_repeats", 1), ("dream_repeats", 0)):  # 0 dreams: the rehearsal's control
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < least:
+                raise ValueError(f"dreaming.{name} must be a whole number >= {least}, got {getattr(self, name)!r}")
         if not 0.0 < self.tau_share < 1.0:
             raise ValueError(f"dreaming.tau_share must lie in (0, 1), got {self.tau_share}")
         if not isinstance(self.prompts, dict) or set(self.prompts) - set(PROMPTS):

@@ -36,6 +36,7 @@ def test_a_tiny_night_reports_tokens_and_seconds(micro_dir, tmp_path):
     assert report["seeding_overrides"] == {"epochs": 1, "lti": False, "lmbda": 0}
     assert report["tokens_trained"] > 0 and report["tokens_inferred"] > 0 and report["seconds"] > 0
     assert report["steps"][0]["rows"] >= len(lessons) and report["mfu"] is None  # no peak known for a CPU
+    assert report["day"] == 0 and report["earlier_nights"] == []
 
 
 def test_a_tiny_sleep_night_dreams_the_written_dreams_and_times_each_stage(micro_dir, tmp_path):
@@ -90,9 +91,11 @@ def test_the_dreams_file_is_written_again_for_another_sampling(tmp_path, monkeyp
     assert mine == [{"mine": True}]
 
 
-def test_two_nights_report_the_last_after_a_shortened_first(micro_dir, tmp_path):
+def test_two_nights_report_the_last_after_a_shortened_first(micro_dir, tmp_path, monkeypatch):
     import math
+    from pathlib import Path
 
+    from lmsleep import dreaming
     from lmsleep.dreaming import dream_row
     from lmsleep.keys import text_names
     from lmsleep.params import load_params
@@ -108,21 +111,29 @@ def test_two_nights_report_the_last_after_a_shortened_first(micro_dir, tmp_path)
                             f" {names[ep['id']]} is someone.\n") for ep in episodes]
         (tmp_path / f"lessons{day}.json").write_text(json.dumps(lessons))
         (tmp_path / f"dreams{day}.json").write_text(json.dumps(dreams))
+    adapter_there, adapter = [], dreaming.dreamer_adapter
+
+    def watched(model, path):
+        adapter_there.append((Path(path) / "adapter_config.json").exists())
+        return adapter(model, path)
+
+    monkeypatch.setattr(dreaming, "dreamer_adapter", watched)
     out = tmp_path / "scale.json"
     main(["--size", "tiny", "--tokenizer", str(micro_dir), "--lessons", str(tmp_path / "lessons{day}.json"),
           "--dreams", str(tmp_path / "dreams{day}.json"), "--helped-share", "1", "--out", str(out), "--nights", "2",
-          "--seeding", "epochs=2", "--dreaming", "rehearse_epochs=1",
-          "--warmup", "seeding.epochs=1", "dreaming.trial_steps=1"])
+          "--seeding", "epochs=2", "--dreaming", "rehearse_epochs=2",
+          "--warmup", "seeding.epochs=1", "dreaming.rehearse_epochs=1"])
     report = json.loads(out.read_text())
     first, = report["earlier_nights"]
-    (first_step,), (last_step,) = first["steps"], report["steps"]
     assert (first["day"], report["day"]) == (0, 1) and report["warmup"] == {}
-    assert first["warmup"] == {"seeding": {"epochs": 1}, "dreaming": {"trial_steps": 1}}
-    batches = [math.ceil(s["rows"] / load_params("params.yaml").seeding.batch_size) for s in (first_step, last_step)]
-    assert (first_step["steps"], last_step["steps"]) == (batches[0], 2 * batches[1])  # epochs 1, then 2
+    assert first["warmup"] == {"seeding": {"epochs": 1}, "dreaming": {"rehearse_epochs": 1}}
+    assert (first["seeding_overrides"], report["seeding_overrides"]) == ({"epochs": 1}, {"epochs": 2})
+    batch = load_params("params.yaml").seeding.batch_size
+    for part in (lambda r: r["steps"][0], lambda r: r["dreaming"]["rehearsal"]):  # seeding, then the rehearsal
+        assert (part(first)["steps"], part(report)["steps"]) == (math.ceil(part(first)["rows"] / batch),
+                                                                 2 * math.ceil(part(report)["rows"] / batch))
     assert report["counts"]["active_experts"] > first["counts"]["active_experts"]  # night 0's expert stays
-    assert first["dreaming"]["helped"] > 0 and report["dreaming"]["helped"] > 0  # the dreamer learned on night 0
-    assert report["dreaming"]["stages"]["rehearse"] > 0
+    assert adapter_there == [False, True]  # night 1 dreams with what ReST-EM taught on night 0
 
 
 def test_more_nights_need_a_file_a_day_and_warmups_name_their_section(tmp_path, capsys):
@@ -137,3 +148,40 @@ def test_more_nights_need_a_file_a_day_and_warmups_name_their_section(tmp_path, 
     with pytest.raises(SystemExit):
         main(["--warmup", "seeding.epochs=1"])
     assert "give --nights 2 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--nights", "2", "--warmup", "dreaming.rehearse_epochs=1"])
+    assert "without --dreaming" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--nights", "2", "--warmup", "seeding.gamma=2"])
+    assert "the reward is built once" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a misspelled key fails before anything loads
+        main(["--nights", "2", "--tokenizer", str(tmp_path / "none"), "--warmup", "seeding.epoch=1"])
+    assert "epoch" in capsys.readouterr().err
+
+
+def test_a_night_that_dies_while_dreaming_leaves_its_seeding_in_the_report(micro_dir, tmp_path, monkeypatch):
+    import pytest
+
+    from lmsleep.dreaming import Dreamer
+    from lmsleep.keys import text_names
+    from lmsleep.params import load_params
+    from lmsleep.world import World
+
+    episodes = World(load_params("params.yaml").world).day(0)
+    lessons = [{"prompt": f"Q: {q} {text_names(ep['text'])[0]}?\nA:", "completion": f" {a}\n", "episode_id": ep["id"]}
+               for ep in episodes for q, a in (("Who is", "someone"), ("Where is", "somewhere"))]
+    (tmp_path / "lessons.json").write_text(json.dumps(lessons))
+    (tmp_path / "dreams.json").write_text("[]")
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(Dreamer, "night", dies)
+    out = tmp_path / "scale.json"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["--size", "tiny", "--tokenizer", str(micro_dir), "--lessons", str(tmp_path / "lessons.json"),
+              "--dreams", str(tmp_path / "dreams.json"), "--out", str(out), "--dreaming",
+              "--seeding", "epochs=1", "lti=false", "lmbda=0"])
+    report = json.loads(out.read_text())
+    assert report["seconds"] > 0 and report["steps"][0]["steps"] > 0 and report["earlier_nights"] == []
+    assert "dreaming" not in report

@@ -290,6 +290,8 @@ def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
         DreamingConfig(tau_repeats=0)
     with pytest.raises(ValueError, match="dream_repeats"):
         DreamingConfig(dream_repeats=1.5)
+    with pytest.raises(ValueError, match="dream_repeats"):
+        DreamingConfig(dream_repeats=-1)
 
 
 @pytest.mark.slow
@@ -439,7 +441,7 @@ def test_without_rest_em_the_dreamer_never_learns(micro, tmp_path):
     assert not (tmp_path / "dreamer").exists()
 
 
-@pytest.mark.parametrize("repeats", [1, 4])
+@pytest.mark.parametrize("repeats", [0, 1, 4])
 def test_the_dreams_that_helped_are_rehearsed_dream_repeats_times(micro, repeats):
     model, tokenizer = micro
     sleeper, lessons = seeded_night(model, tokenizer)
