@@ -109,7 +109,7 @@ def written_dreams(path: Path | None, teacher: Path, tokenizer, episodes: list[d
                    ) -> list[dict]:
     """A day's dreams, as the born model writes them on that night (sampled as `Dreamer.night`
     samples them; the night checks them as the bench does; from night 1 on, the real dreamer is
-    the born model with its ReST-EM adapter, which a random model cannot train): read from `path`
+    the model after the nights before, with its ReST-EM adapter): read from `path`
     (`{written_with, dreams}`, or a plain list of one's own, taken as it is), or written here
     (and saved there) when it is absent or was written by another teacher or sampling."""
     from dataclasses import asdict
