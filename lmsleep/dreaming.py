@@ -104,6 +104,13 @@ class DreamingConfig:
     dreamer_rank: int = 8  # the dreamer's LoRA (ReST-EM)
     dreamer_lr: float = 1e-3
     dreamer_epochs: int = 2
+    dreamer_batch_size: int = 16
+    # ReST-EM's data. False: tonight's dreams that helped, the adapter going on from last night's.
+    # They are a handful (3-7 a night on the bench: one or two steps at batch 16), so the dreamer
+    # barely moves. True: every night's dreams that helped so far (`helped.jsonl` beside the
+    # adapter), on a fresh LoRA each night: ReST-EM fine-tunes the base model at each iteration,
+    # not the last iterate, so no night's dreams are learned twice (Singh et al. 2024).
+    dreamer_replay: bool = False
     rehearse_epochs: int = 4  # successful dreams into tonight's expert (Knowledge Seeding's loss)
     # The rehearsal's rate (None: seeding's). A seeding whose rate decays to 0 (`lr_scheduler:
     # linear`) ends on a fitted expert, which the rehearsal would start shaking at the full rate
@@ -113,6 +120,13 @@ class DreamingConfig:
     # Rehearse tonight's lessons beside the dreams: trained on dreams alone, the expert drifts off
     # what seeding just taught it (day 0: recall 0.19 -> 0.08 after dreams alone).
     rehearse_lessons: bool = True
+    # Where the rehearsal goes. "tonight": tonight's seeded expert trains on (PAPER.md: the dreams
+    # are rehearsed into the new memory). "new": a fresh level-1 expert beside it, keyed on the
+    # same names, while the seeded one stays as seeding left it (frozen in the student, muted in
+    # the teacher). Day 0, two seeds: the rehearsal into tonight's expert lost 11 and 14 of the
+    # probes seeding had answered, on facts it did not teach (docs/dreaming.md). "new" takes a
+    # second slot a night (`memory.slots`).
+    rehearse_into: str = "tonight"
     # Teach tau in the rehearsal, once the trials have judged by it: its checks are the teacher's
     # own Q/A (never the exam's probes), so after the trials nothing needs them untaught; kept
     # untaught they cost seeding a quarter of its lessons (two nights: recall .27/.29 against
@@ -171,6 +185,11 @@ class DreamingConfig:
                              "it would be judged on the very question they teach")
         if self.rehearse_lr is not None and self.rehearse_lr <= 0:
             raise ValueError(f"dreaming.rehearse_lr must be > 0 or null (seeding's rate), got {self.rehearse_lr}")
+        if self.rehearse_into not in ("tonight", "new"):
+            raise ValueError(f"dreaming.rehearse_into must be 'tonight' or 'new', got {self.rehearse_into!r}")
+        if self.dreamer_batch_size < 1 or self.dreamer_epochs < 1:
+            raise ValueError(f"dreaming.dreamer_batch_size and dreamer_epochs must be >= 1, got "
+                             f"{self.dreamer_batch_size} and {self.dreamer_epochs}")
         if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
             raise ValueError("dreaming needs dreams >= 1, keep_top + keep_random >= 1 and trial_steps >= 1")
 
@@ -464,30 +483,68 @@ class dreamer_adapter:
             self.peft.unload()  # the LoRA layers go; the base and its memory stay as they were
 
 
-def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config: DreamingConfig) -> int:
+HELPED = "helped.jsonl"  # beside the dreamer's adapter: every night's dreams that helped (`dreamer_replay`)
+
+
+def dreamer_fit(model, tokenizer, pairs: list[dict], batch: int = 8) -> float:
+    """Mean per-token loss of the dreamer (`model`, its adapter on) on `(prompt -> sample)`
+    pairs: how well it writes the dreams it learns from, before and after ReST-EM's M-step."""
+    import torch
+
+    rows = [{"student": p["prompt"], "completion": p["sample"]} for p in pairs]
+    device, losses = next(model.parameters()).device, []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch):
+            ids, labels = _sequences(tokenizer, rows[i:i + batch])
+            losses += _row_losses(model(input_ids=ids.to(device)).logits, labels.to(device)).tolist()
+    return sum(losses) / len(losses)
+
+
+def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config: DreamingConfig,
+                  night: int = 0) -> dict:
     """ReST-EM's M-step: SFT of the dreamer adapter (at `path`; created on its first night) on
-    the (prompt -> sample) pairs of the dreams that earned reward 1. Returns the rows trained."""
+    the (prompt -> sample) pairs of the dreams that earned reward 1 tonight, or with
+    `dreamer_replay` on every night's so far (kept in `path/helped.jsonl`, a fresh LoRA each
+    night). Returns what it learned from: `{rows, new, steps, loss_before, loss_after}` (the
+    dreamer's loss on those pairs before and after; None where nothing was trained)."""
+    import json
+    import math
+
     from peft import PeftModel, get_peft_model
 
     from lmsleep.baselines import BaselineConfig, lora_config, train_lora
     from lmsleep.brain import save_adapter
 
-    if not dreams:
-        return 0
     path = Path(path)
+    pairs = [{"prompt": d["prompt"], "sample": d["sample"], "episode_id": d["episode_id"], "form": d["form"],
+              "night": night} for d in dreams]
+    report = {"rows": 0, "new": len(pairs), "steps": 0, "loss_before": None, "loss_after": None}
+    if not pairs:  # nothing new: the dreamer stays as it was (with replay too: same data, same adapter)
+        return report
+    if config.dreamer_replay:
+        path.mkdir(parents=True, exist_ok=True)
+        with (path / HELPED).open("a") as f:
+            f.writelines(json.dumps(p) + "\n" for p in pairs)
+        pairs = [json.loads(line) for line in (path / HELPED).read_text().splitlines() if line.strip()]
     lora = BaselineConfig(lora_r=config.dreamer_rank, lora_alpha=2 * config.dreamer_rank,
-                          learning_rate=config.dreamer_lr, epochs=config.dreamer_epochs, seed=config.seed)
+                          learning_rate=config.dreamer_lr, epochs=config.dreamer_epochs,
+                          batch_size=config.dreamer_batch_size, seed=config.seed)
     # Wrapped here, not by TRL: a training that fails after TRL injected the LoRA layers would
     # leave them in the model, with nothing holding the wrapper that can unload them.
-    start = PeftModel.from_pretrained(model, str(path), is_trainable=True) \
-        if (path / "adapter_config.json").exists() else get_peft_model(model, lora_config(lora, model))
+    goes_on = (path / "adapter_config.json").exists() and not config.dreamer_replay
+    start = PeftModel.from_pretrained(model, str(path), is_trainable=True) if goes_on \
+        else get_peft_model(model, lora_config(lora, model))
     try:
-        trained = train_lora(start, tokenizer, [{"prompt": d["prompt"], "completion": d["sample"]} for d in dreams],
+        report["loss_before"] = dreamer_fit(start, tokenizer, pairs)
+        trained = train_lora(start, tokenizer, [{"prompt": p["prompt"], "completion": p["sample"]} for p in pairs],
                              lora)
+        report["loss_after"] = dreamer_fit(trained, tokenizer, pairs)
         save_adapter(trained, path)
     finally:
         start.unload()  # the LoRA layers go, whatever happened; the base and its memory stay
-    return len(dreams)
+    report["rows"] = len(pairs)
+    report["steps"] = config.dreamer_epochs * math.ceil(len(pairs) / config.dreamer_batch_size)
+    return report
 
 
 # -- the dreaming night -----------------------------------------------------------------------------
@@ -546,6 +603,9 @@ class Dreamer:
         rng = random.Random(f"{c.seed}-dream-{memory.nights}")
         times, t0 = {}, time.time()
         slot = self.tonight_slot(episodes, lessons)
+        if c.rehearse_into == "new" and not memory.free_slots(1):  # before any work, not after the trials
+            raise RuntimeError(f"dreaming.rehearse_into: new needs a free level-1 slot beside tonight's expert, "
+                               f"and all {memory.config.slots[0]} are taken: raise memory.slots")
         tonight = contextlib.nullcontext() if c.tonight_while_dreaming else muted(memory, {1: [slot]})
         with dreamer_adapter(self.model, self.dreamer_dir) as dreaming_model, tonight:
             if c.random_expert:  # its own draws: with or without it, the dreams sample alike
@@ -627,8 +687,9 @@ class Dreamer:
         times["try"] = time.time() - t0
         progress(f"night {memory.nights}: {len(dreams)} dreams, {len(kept)} kept, {len(good)} helped")
         t0 = time.time()
+        learned = None
         if self.dreamer_dir is not None and c.rest_em:
-            train_dreamer(self.model, self.tokenizer, good, self.dreamer_dir, c)
+            learned = train_dreamer(self.model, self.tokenizer, good, self.dreamer_dir, c, night=memory.nights)
         times["learn"] = time.time() - t0
         t0 = time.time()
         rehearsed = None
@@ -646,13 +707,16 @@ class Dreamer:
                                              episodes, rng, before=memory.nights)
             rows += same_prompt_rows(replay, "replay")
             rng.shuffle(rows)
-            # The teacher is the model before tonight (tonight's expert muted), as in seeding: a
+            into = slot
+            if c.rehearse_into == "new":  # tonight's seeded expert stays as it is; a fresh one learns beside it
+                into = memory.expand(1)
+            # The teacher is the model before tonight (tonight's experts muted), as in seeding: a
             # teacher that is the expert being trained chases itself (day 0, 4 epochs: recall 0.19 -> 0.0).
             rehearsed = knowledge_seeding(self.model, self.tokenizer, memory, rows,
                                           replace(s, epochs=c.rehearse_epochs, lti=s.lti and c.rehearse_lti,
                                                   learning_rate=c.rehearse_lr or s.learning_rate),
-                                          reward=self.sleeper.reward,
-                                          resume=slot, callbacks=callbacks)
+                                          reward=self.sleeper.reward, resume=into, callbacks=callbacks,
+                                          teacher_mute={1: [slot]} if into != slot else None)
         times["rehearse"] = time.time() - t0
         by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
                        "helped": sum(d["form"] == f for d in good)} for f in c.forms}
@@ -666,5 +730,5 @@ class Dreamer:
         return {"night": memory.nights, "sampled": sampled, "set_aside": set_aside, "shut": shut,
                 "dreams": len(dreams), "kept": len(kept), "helped": len(good), "tau": judged, "taught_tau": len(taught),
                 "success": len(good) / len(kept) if kept else None, "by_form": by_form,
-                "random_expert_routers": switched, "rehearsal": rehearsed, "seconds": times,
+                "random_expert_routers": switched, "dreamer": learned, "rehearsal": rehearsed, "seconds": times,
                 "all_dreams": dreams, "kept_dreams": kept}

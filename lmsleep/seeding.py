@@ -369,13 +369,16 @@ def _trainer_class():
 
 def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config: SeedingConfig,
                       sender: int = 0, receiver: int = 1, callbacks: list | None = None,
-                      output_dir: str | None = None, reward=None, resume: int | None = None) -> dict:
+                      output_dir: str | None = None, reward=None, resume: int | None = None,
+                      teacher_mute: dict[int, list[int]] | None = None) -> dict:
     """One consolidation `sender -> receiver` (level 0: the context in the rows' teacher prompts).
     Expands the receiver (or, with `expansion` off, trains its newest expert), trains on `rows`,
     settles the new expert and resets the sender. Returns what happened.
 
     `resume`: train the receiver's expert in that slot further instead (tonight's, with dreams
-    rehearsed into it), the teacher still the model without it."""
+    rehearsed into it), the teacher still the model without it; `teacher_mute` (`{level:
+    [slots]}`): more experts the teacher goes without (tonight's seeded one, when the dreams are
+    rehearsed into a fresh expert beside it)."""
     import tempfile
 
     from transformers import TrainingArguments
@@ -419,7 +422,8 @@ def knowledge_seeding(model, tokenizer, memory: Memory, rows: list[dict], config
         # with the live expert as teacher, teacher and student were one model on the replay, which
         # then held nothing (ten nights of `ks_no_expansion` ended at base 0.00, reading 0.00; docs/knowledge-seeding.md).
         sender_slots = {sender: memory.active_slots(sender)} if sender else {}
-        teacher_mute = {receiver: [slot]}
+        teacher_mute = {level: list(slots) for level, slots in (teacher_mute or {}).items()}
+        teacher_mute[receiver] = teacher_mute.get(receiver, []) + [slot]
         teacher_on = {receiver: [before]} if before is not None else {}
         if config.lti and reward is None:
             reward = imitation_reward(config.gamma, config.z0, SemanticJudge(threshold=config.sem_threshold))

@@ -1,3 +1,4 @@
+import json
 import random
 
 import pytest
@@ -301,9 +302,12 @@ def test_the_dreamer_learns_on_its_own_adapter_and_leaves_the_model_as_it_was(mi
     ids = tokenizer(["Ada Vell works for"], return_tensors="pt")
     with torch.no_grad():
         plain = model(**ids).logits
-    good = [{"prompt": EPISODE["text"] + "\n\nQ:", "sample": " Where does Ada Vell work?\nA: Morrow Labs\n"}] * 4
+    good = [{"prompt": EPISODE["text"] + "\n\nQ:", "sample": " Where does Ada Vell work?\nA: Morrow Labs\n",
+             "episode_id": "e0", "form": "qa"}] * 4
     config = DreamingConfig(dreamer_rank=2, dreamer_epochs=1, dreamer_lr=0.05)
-    assert train_dreamer(model, tokenizer, good, tmp_path / "dreamer", config) == 4
+    learned = train_dreamer(model, tokenizer, good, tmp_path / "dreamer", config)
+    assert (learned["rows"], learned["new"], learned["steps"]) == (4, 4, 1)  # 4 pairs, batch 16, 1 epoch
+    assert learned["loss_after"] < learned["loss_before"]
     assert (tmp_path / "dreamer" / "adapter_config.json").exists()
     assert not any("lora" in name for name, _ in model.named_modules())
     with torch.no_grad():
@@ -312,9 +316,43 @@ def test_the_dreamer_learns_on_its_own_adapter_and_leaves_the_model_as_it_was(mi
             assert not torch.equal(dreaming(**ids).logits, plain)
         assert torch.equal(model(**ids).logits, plain)
     first = (tmp_path / "dreamer" / "adapter_model.safetensors").read_bytes()
-    train_dreamer(model, tokenizer, good, tmp_path / "dreamer", config)  # the next night goes on from it
+    again = train_dreamer(model, tokenizer, good, tmp_path / "dreamer", config)  # the next night goes on from it
     assert (tmp_path / "dreamer" / "adapter_model.safetensors").read_bytes() != first
+    assert again["loss_before"] == pytest.approx(learned["loss_after"], rel=1e-4)
+    assert not (tmp_path / "dreamer" / "helped.jsonl").exists()  # no replay: tonight's dreams only
     assert memory_is_attached(model, memory)
+
+
+@pytest.mark.slow
+def test_with_replay_the_dreamer_learns_every_nights_dreams_on_a_fresh_adapter(micro, tmp_path):
+    """`dreamer_replay`: the dreams that helped pile up beside the adapter, and each night's
+    M-step starts from a fresh LoRA (its loss before training is the plain model's), as ReST-EM
+    fine-tunes the base at each iteration; a night with none that helped leaves it as it was."""
+    model, tokenizer = micro
+    Memory.attach(model, MemoryConfig(rank=2))
+    prompt = EPISODE["text"] + "\n\nQ:"
+    night0 = [{"prompt": prompt, "sample": " Where does Ada Vell work?\nA: Morrow Labs\n", "episode_id": "e0",
+               "form": "qa"}] * 3
+    night1 = [{"prompt": prompt, "sample": " Where was Ada Vell born?\nA: Lune\n", "episode_id": "e1",
+               "form": "qa"}] * 2
+    config = DreamingConfig(dreamer_rank=2, dreamer_epochs=2, dreamer_lr=0.05, dreamer_batch_size=2,
+                            dreamer_replay=True)
+    first = train_dreamer(model, tokenizer, night0, tmp_path / "dreamer", config, night=0)
+    assert (first["rows"], first["new"], first["steps"]) == (3, 3, 4)  # 2 epochs of 2 batches
+    second = train_dreamer(model, tokenizer, night1, tmp_path / "dreamer", config, night=1)
+    assert (second["rows"], second["new"], second["steps"]) == (5, 2, 6)
+    helped = [json.loads(line) for line in (tmp_path / "dreamer" / "helped.jsonl").read_text().splitlines()]
+    assert [h["night"] for h in helped] == [0, 0, 0, 1, 1]
+    assert second["loss_after"] < second["loss_before"]
+    from lmsleep.dreaming import dreamer_fit
+    assert second["loss_before"] == pytest.approx(dreamer_fit(model, tokenizer, helped), rel=1e-4)  # fresh
+    adapter = (tmp_path / "dreamer" / "adapter_model.safetensors").read_bytes()
+    nothing = train_dreamer(model, tokenizer, [], tmp_path / "dreamer", config, night=2)
+    assert (nothing["rows"], nothing["steps"], nothing["loss_after"]) == (0, 0, None)
+    assert (tmp_path / "dreamer" / "adapter_model.safetensors").read_bytes() == adapter
+    assert len((tmp_path / "dreamer" / "helped.jsonl").read_text().splitlines()) == 5
+    with pytest.raises(ValueError, match="dreamer_batch_size"):
+        DreamingConfig(dreamer_batch_size=0)
 
 
 def test_a_dreamer_training_that_fails_leaves_no_lora_layers_behind(micro, tmp_path, monkeypatch):
@@ -329,7 +367,8 @@ def test_a_dreamer_training_that_fails_leaves_no_lora_layers_behind(micro, tmp_p
         raise KeyboardInterrupt
 
     monkeypatch.setattr(SFTTrainer, "train", crash)
-    good = [{"prompt": EPISODE["text"] + "\n\nQ:", "sample": " Where does Ada Vell work?\nA: Morrow Labs\n"}] * 4
+    good = [{"prompt": EPISODE["text"] + "\n\nQ:", "sample": " Where does Ada Vell work?\nA: Morrow Labs\n",
+             "episode_id": "e0", "form": "qa"}] * 4
     with pytest.raises(KeyboardInterrupt):
         train_dreamer(model, tokenizer, good, tmp_path / "dreamer",
                       DreamingConfig(dreamer_rank=2, dreamer_epochs=1, dreamer_lr=0.05))
@@ -426,6 +465,56 @@ def test_tau_is_taught_only_with_teach_tau_and_only_after_the_trials(micro, teac
         assert not all(torch.equal(a, b) for a, b in zip(after, seeded))
     else:
         assert report["rehearsal"] is None and all(torch.equal(a, b) for a, b in zip(after, seeded))
+
+
+def test_rehearsed_into_a_new_expert_tonights_seeded_one_stays_as_seeding_left_it(micro, monkeypatch):
+    """`rehearse_into: new`: the rehearsal trains a fresh level-1 expert; the seeded one is frozen
+    in the student and muted in the teacher (the model before tonight), as tonight's own is."""
+    import lmsleep.seeding
+
+    model, tokenizer = micro
+    sleeper, lessons = seeded_night(model, tokenizer, batch_size=8, max_new_tokens=6)
+    memory = sleeper.memory
+    slot = memory.active_slots(1)[-1]
+    seeded = [p.detach().clone() for p in memory.train_only(1, slot)]
+    mutes = []
+
+    class Spy(lmsleep.seeding.SeedingLoss):  # records what the teacher goes without; computes as it would
+        def __init__(self, *args, **kwargs):
+            mutes.append(kwargs["teacher_mute"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lmsleep.seeding, "SeedingLoss", Spy)
+    config = DreamingConfig(rehearse_epochs=1, teach_tau=True, random_expert=False, rehearse_into="new")
+    report = Dreamer(model, tokenizer, config, sleeper, None).night(
+        [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: [])
+    new = report["rehearsal"]["slot"]
+    assert new != slot and memory.active_slots(1) == [slot, new]
+    assert int(memory.level(1)[0].born[new]) == int(memory.level(1)[0].born[slot])  # both tonight's
+    assert all(torch.equal(a, b) for a, b in zip(memory.train_only(1, slot), seeded))
+    assert any(p.abs().sum() > 0 for p in memory.train_only(1, new)[1::3])  # its B left zero: it learned
+    assert mutes == [{1: [slot, new]}]
+    assert all(bank.seeding is None for layer in memory.banks for bank in layer)  # settled: both compete
+    with pytest.raises(ValueError, match="rehearse_into"):
+        DreamingConfig(rehearse_into="old")
+
+
+def test_rehearsing_into_a_new_expert_needs_a_free_slot_and_says_so_before_any_work(micro):
+    model, tokenizer = micro
+    sleeper = Sleeper(model, tokenizer, SeedingConfig(epochs=1, lti=False, lmbda=0.0, replay=0.0),
+                      MemoryConfig(rank=2, slots=[2, 8]))
+    lessons = [{"prompt": "Q: Where does Ada Vell live?\nA:", "completion": " Kestrel\n", "episode_id": "ep-1"}]
+    sleeper.memory.expand(1)  # an earlier night's expert: with tonight's, level 1 is full
+    sleeper.memory.settle(1)
+    sleeper.night([EPISODE], lessons, progress=lambda *_: None)
+    assert sleeper.memory.free_slots(1) == 0
+
+    def no_dreams(_):
+        raise AssertionError("dreams were checked before the error")
+
+    with pytest.raises(RuntimeError, match="raise memory.slots"):
+        Dreamer(model, tokenizer, DreamingConfig(rehearse_into="new", random_expert=False), sleeper, None).night(
+            [EPISODE], lessons, TAU, progress=lambda *_: None, check=no_dreams)
 
 
 def test_without_rest_em_the_dreamer_never_learns(micro, tmp_path):
