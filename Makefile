@@ -23,7 +23,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PREFECT_UI_API := http://127.0.0.1:4200/api
 
-.PHONY: help install run birth birth-check bench bench-queue bench-seeding bench-scale day ui serve repro replay metrics plots test clean
+.PHONY: help install run birth birth-check bench bench-queue bench-seeding bench-scale bench-rehearsal day ui serve repro replay metrics plots test clean
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
@@ -90,6 +90,13 @@ bench-scale: models/base/config.json  ## a sleep night on a random ~1B Llama (GP
 	$(PY) -m lmsleep.bench_scale --lessons 'reports/day{day}_lessons.json' --dreaming \
 		--dreams 'reports/day{day}_dreams.json' --nights $(NIGHTS) \
 		$(if $(filter-out 1,$(NIGHTS)),--warmup seeding.epochs=1 dreaming.rehearse_epochs=1)
+
+# Where a sleep night's answers come from: day 0 as Knowledge Seeding alone, as sleep's seeding (tau
+# set aside) and after its rehearsal, probe by probe (METHOD=..., SEEDS="0 1 2").
+METHOD ?= sleep
+SEEDS ?= 0
+bench-rehearsal: models/base/config.json  ## what a night's rehearsal costs the facts seeding taught, probe by probe
+	$(PY) -m lmsleep.bench_rehearsal --method $(METHOD) --seeds $(SEEDS)
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
 day: models/base/config.json  ## a baseline's single day and night, no pipeline
