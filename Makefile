@@ -96,7 +96,7 @@ bench-scale: models/base/config.json  ## a sleep night on a random ~1B Llama (GP
 METHOD ?= sleep
 SEEDS ?= 0
 bench-rehearsal: models/base/config.json  ## what a night's rehearsal costs the facts seeding taught, probe by probe
-	$(PY) -m lmsleep.bench_rehearsal --method $(METHOD) --seeds $(SEEDS)
+	$(PY) -m lmsleep.bench_rehearsal --method $(METHOD) --seeds $(SEEDS) --threads 1
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
 day: models/base/config.json  ## a baseline's single day and night, no pipeline

@@ -9,7 +9,8 @@ seeding teaches three quarters of the answers (tau, the rest, is set aside to ju
 and a rehearsal then teaches tau and the dreams that helped, beside the lessons again, into the
 expert seeding made. This script takes the same day from the born model three ways, per seed:
 
-1. `knowledge_seeding`: every lesson seeded (the bench's Knowledge Seeding alone);
+1. Knowledge Seeding alone: every lesson seeded, with `--method`'s own seeding, memory and
+   curriculum (for `sleep` and most variants, the bench's `knowledge_seeding`);
 2. `--method`'s seeding: its lessons less tau, set aside as the bench sets it aside;
 3. the same model after `--method`'s dreaming night (trials, ReST-EM, the rehearsal), its dreams
    held to the pipeline's dreams suite as the bench holds them, so this is the bench's night 0.
@@ -80,7 +81,8 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
     tokenizer = AutoTokenizer.from_pretrained(params.base_model)
     asked: dict[str, dict[str, list[tuple]]] = {f: {} for f in FAMILIES}
     seconds, tau, report = {}, [], {}
-    for name, c in (("knowledge_seeding", method_configs("knowledge_seeding", params)), ("sleep", sleep)):
+    alone = {k: v for k, v in sleep.items() if k != "dreaming"}  # the same night without its dreaming
+    for name, c in (("knowledge_seeding", alone), ("sleep", sleep)):
         model = AutoModelForCausalLM.from_pretrained(params.base_model)
         curriculum = replace(c["config"], seed=seed)
         sleeper = Sleeper(model, tokenizer, replace(c["seeding"], seed=seed), c["memory"])
@@ -93,9 +95,10 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
             lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in day}, dreaming.tau_share, curriculum.seed,
                                             dreaming.tau_by_answer)
             sleeper.night(day, lessons if dreaming.seeding else [], progress=lambda *_: None)
+            seconds["seeded"] = time.time() - t0
             for f in FAMILIES:
                 asked[f]["seeded"] = outcomes(model, tokenizer, day, f)
-            seconds["seeded"] = time.time() - t0
+            t0 = time.time()
             knowledge = world_knowledge(world)
             check = partial(fit_dreams, limits=limits, knowledge=knowledge)
             with tempfile.TemporaryDirectory() as dreamer_dir:
@@ -103,14 +106,14 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
                     day, lessons, tau, progress=lambda *_: None, check=lambda dreams: check(dreams, day)[0],
                     knowledge=knowledge)
         stage = "knowledge_seeding" if name == "knowledge_seeding" else "rehearsed"
-        seconds[stage] = time.time() - t0
+        seconds[stage] = time.time() - t0  # training only (seeding; or the dreaming night), not the exam
         for f in FAMILIES:
             asked[f][stage] = outcomes(model, tokenizer, day, f)
     held = {(t["episode_id"], normalize(t["answer"])) for t in tau}  # tau's facts: its answers, per episode
     counts = {f: tally({s: [ok for *_, ok in asked[f][s]] for s in STAGES},
                        [(eid, normalize(answer)) in held for eid, answer, _ in asked[f]["seeded"]])
               for f in FAMILIES}
-    return {"seed": seed, "day": day_index, "tau_checks": len(tau), "seconds": seconds,
+    return {"seed": seed, "day": day_index, "tau_checks": len(tau), "seconds": seconds,  # rehearsed: the dreaming night
             "dreams": {k: report[k] for k in ("dreams", "kept", "helped")},
             "rehearsal_rows": (report["rehearsal"] or {}).get("rows", 0), **counts}
 
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--method", default="sleep", help="sleep or a variant of it (bench.variants)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--day", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the bench's one-thread workers' numerics)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench_rehearsal.json"))
     args = ap.parse_args(argv)
 

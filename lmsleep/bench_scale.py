@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> None:
                                                       show_progress_bar=False), config.sem_threshold)
     reward = imitation_reward(config.gamma, config.z0, judge or SemanticJudge(threshold=config.sem_threshold))
     sleeper = Sleeper(model, tokenizer, seeding[0], params.memory, reward=reward)
+    if args.dreaming:  # its Dreamer is made after each night's seeding: the plan must leave its slot first
+        from lmsleep.dreaming import experts_a_night
+
+        sleeper.experts_a_night = experts_a_night(params.dreaming)
     counter = TokenCounter(model)
     earlier: list[dict] = []
     with tempfile.TemporaryDirectory() as dreamer_dir:  # the dreamer's adapter, from night to night

@@ -30,10 +30,11 @@ never the episode's probes, which stay the exam). After the night's consolidatio
    with `tau_compose`, tau also asks what tonight's facts imply, in one hop (`composed_checks`).
    Trials are independent: the pipeline fans them out as Prefect task runs;
 4. learn: ReST-EM. The dreamer, a LoRA adapter of its own (PEFT, trained with TRL's SFTTrainer),
-   is fine-tuned on the (prompt -> dream) pairs that earned reward 1, so tomorrow's dreams are
-   better; the same dreams, beside tonight's lessons, are rehearsed into tonight's expert through
-   Knowledge Seeding (the teacher is the model before tonight reading C; replay still protects
-   the old).
+   is fine-tuned on the (prompt -> dream) pairs that earned reward 1 (tonight's, or with
+   `dreamer_replay` every night's so far, on a fresh LoRA), so tomorrow's dreams are better; the
+   same dreams, beside tonight's lessons, are rehearsed into tonight's expert (or, with
+   `rehearse_into: new`, a fresh one beside it) through Knowledge Seeding (the teacher is the
+   model before tonight reading C; replay still protects the old).
 
 Switches for the paper's ablations: `selection`, `random_expert`, and `seeding` (False: the
 night's lessons are not seeded, only the dreams go in: the SEAL-like dreams-only run).
@@ -108,8 +109,10 @@ class DreamingConfig:
     # ReST-EM's data. False: tonight's dreams that helped, the adapter going on from last night's.
     # They are a handful (3-7 a night on the bench: one or two steps at batch 16), so the dreamer
     # barely moves. True: every night's dreams that helped so far (`helped.jsonl` beside the
-    # adapter), on a fresh LoRA each night: ReST-EM fine-tunes the base model at each iteration,
-    # not the last iterate, so no night's dreams are learned twice (Singh et al. 2024).
+    # adapter), on a fresh LoRA each night. The fresh start is ReST-EM's (Singh et al. 2024
+    # fine-tune the base model at each iteration, not the last iterate); keeping every night's
+    # dreams is ours (a night has too few). A dreamer trained without replay is dropped on the
+    # first night with it (no `helped.jsonl` yet). Ten nights: docs/dreaming.md.
     dreamer_replay: bool = False
     rehearse_epochs: int = 4  # successful dreams into tonight's expert (Knowledge Seeding's loss)
     # The rehearsal's rate (None: seeding's). A seeding whose rate decays to 0 (`lr_scheduler:
@@ -123,9 +126,10 @@ class DreamingConfig:
     # Where the rehearsal goes. "tonight": tonight's seeded expert trains on (PAPER.md: the dreams
     # are rehearsed into the new memory). "new": a fresh level-1 expert beside it, keyed on the
     # same names, while the seeded one stays as seeding left it (frozen in the student, muted in
-    # the teacher). Day 0, two seeds: the rehearsal into tonight's expert lost 11 and 14 of the
-    # probes seeding had answered, on facts it did not teach (docs/dreaming.md). "new" takes a
-    # second slot a night (`memory.slots`).
+    # the teacher). Day 0, three seeds: the rehearsal into tonight's expert lost 8-11 paraphrase
+    # probes seeding had answered, on facts tau did not hold (docs/dreaming.md). "new" takes a
+    # second slot a night (`memory.slots`; seeding's plan frees it). The trials still judge the
+    # dreams on tonight's seeded expert, not on the fresh one they are then rehearsed into.
     rehearse_into: str = "tonight"
     # Teach tau in the rehearsal, once the trials have judged by it: its checks are the teacher's
     # own Q/A (never the exam's probes), so after the trials nothing needs them untaught; kept
@@ -187,6 +191,9 @@ class DreamingConfig:
             raise ValueError(f"dreaming.rehearse_lr must be > 0 or null (seeding's rate), got {self.rehearse_lr}")
         if self.rehearse_into not in ("tonight", "new"):
             raise ValueError(f"dreaming.rehearse_into must be 'tonight' or 'new', got {self.rehearse_into!r}")
+        if self.rehearse_into == "new" and not self.seeding:
+            raise ValueError("dreaming.rehearse_into: new keeps the seeded expert as it is, and dreams only "
+                             "(seeding: false) seeds none: its own new expert is where the dreams go")
         if self.dreamer_batch_size < 1 or self.dreamer_epochs < 1:
             raise ValueError(f"dreaming.dreamer_batch_size and dreamer_epochs must be >= 1, got "
                              f"{self.dreamer_batch_size} and {self.dreamer_epochs}")
@@ -508,9 +515,9 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
     night). Returns what it learned from: `{rows, new, steps, loss_before, loss_after}` (the
     dreamer's loss on those pairs before and after; None where nothing was trained)."""
     import json
-    import math
 
     from peft import PeftModel, get_peft_model
+    from transformers import TrainerCallback
 
     from lmsleep.baselines import BaselineConfig, lora_config, train_lora
     from lmsleep.brain import save_adapter
@@ -521,11 +528,9 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
     report = {"rows": 0, "new": len(pairs), "steps": 0, "loss_before": None, "loss_after": None}
     if not pairs:  # nothing new: the dreamer stays as it was (with replay too: same data, same adapter)
         return report
-    if config.dreamer_replay:
-        path.mkdir(parents=True, exist_ok=True)
-        with (path / HELPED).open("a") as f:
-            f.writelines(json.dumps(p) + "\n" for p in pairs)
-        pairs = [json.loads(line) for line in (path / HELPED).read_text().splitlines() if line.strip()]
+    if config.dreamer_replay:  # the nights before, then tonight's (written once the adapter is saved)
+        kept = (path / HELPED).read_text().splitlines() if (path / HELPED).exists() else []
+        pairs = [json.loads(line) for line in kept if line.strip()] + pairs
     lora = BaselineConfig(lora_r=config.dreamer_rank, lora_alpha=2 * config.dreamer_rank,
                           learning_rate=config.dreamer_lr, epochs=config.dreamer_epochs,
                           batch_size=config.dreamer_batch_size, seed=config.seed)
@@ -534,16 +539,23 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
     goes_on = (path / "adapter_config.json").exists() and not config.dreamer_replay
     start = PeftModel.from_pretrained(model, str(path), is_trainable=True) if goes_on \
         else get_peft_model(model, lora_config(lora, model))
+    class Steps(TrainerCallback):  # the optimizer steps TRL took (not a formula of rows and batch)
+        def on_train_end(self, args, state, control, **kwargs):
+            report["steps"] = state.global_step
+
     try:
         report["loss_before"] = dreamer_fit(start, tokenizer, pairs)
         trained = train_lora(start, tokenizer, [{"prompt": p["prompt"], "completion": p["sample"]} for p in pairs],
-                             lora)
+                             lora, callbacks=[Steps()])
         report["loss_after"] = dreamer_fit(trained, tokenizer, pairs)
         save_adapter(trained, path)
     finally:
         start.unload()  # the LoRA layers go, whatever happened; the base and its memory stay
+    if config.dreamer_replay:  # after the adapter: a night that fails leaves the buffer as the adapter learned it
+        tmp = path / f"{HELPED}.tmp"
+        tmp.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+        tmp.replace(path / HELPED)
     report["rows"] = len(pairs)
-    report["steps"] = config.dreamer_epochs * math.ceil(len(pairs) / config.dreamer_batch_size)
     return report
 
 
@@ -553,12 +565,19 @@ def tau_rows(tau: list[dict]) -> list[dict]:
     return [{"student": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n"} for t in tau]
 
 
+def experts_a_night(config: DreamingConfig | None) -> int:
+    """Level-1 slots a night takes (seeding's plan frees them first): two where the dreams are
+    rehearsed into a fresh expert beside the seeded one."""
+    return 2 if config is not None and config.rehearse_into == "new" else 1
+
+
 class Dreamer:
     """Dreams after a night of Knowledge Seeding, into that night's expert (module docstring)."""
 
     def __init__(self, model, tokenizer, config: DreamingConfig, sleeper, dreamer_dir: str | Path | None):
         self.model, self.tokenizer, self.config, self.sleeper = model, tokenizer, config, sleeper
         self.dreamer_dir = dreamer_dir
+        sleeper.experts_a_night = experts_a_night(config)  # seeding's plan leaves the rehearsal its slot
 
     def tonight_slot(self, episodes: list[dict] = (), lessons: list[dict] = ()) -> int:
         """Tonight's level-1 expert: the one seeding made, or a new one (dreams only), keyed on
@@ -605,7 +624,8 @@ class Dreamer:
         slot = self.tonight_slot(episodes, lessons)
         if c.rehearse_into == "new" and not memory.free_slots(1):  # before any work, not after the trials
             raise RuntimeError(f"dreaming.rehearse_into: new needs a free level-1 slot beside tonight's expert, "
-                               f"and all {memory.config.slots[0]} are taken: raise memory.slots")
+                               f"and all {memory.config.slots[0]} are taken: seeding ran without the Dreamer's "
+                               "Sleeper.experts_a_night (2), or memory.slots[0] is below 2")
         tonight = contextlib.nullcontext() if c.tonight_while_dreaming else muted(memory, {1: [slot]})
         with dreamer_adapter(self.model, self.dreamer_dir) as dreaming_model, tonight:
             if c.random_expert:  # its own draws: with or without it, the dreams sample alike

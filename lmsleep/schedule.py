@@ -100,9 +100,10 @@ class Step:
     receiver: int
 
 
-def plan(night: int, used: list[int], config: MemoryConfig) -> list[Step]:
+def plan(night: int, used: list[int], config: MemoryConfig, experts_tonight: int = 1) -> list[Step]:
     """Tonight's steps, given the active experts per level (`used`, level 1 first). `night`
-    counts from 1."""
+    counts from 1; `experts_tonight`: the level-1 slots tonight takes (2 when the dreams are
+    rehearsed into a fresh expert beside the seeded one: `dreaming.rehearse_into: new`)."""
     if night < 1:
         raise ValueError(f"nights count from 1, got {night}")
     used = list(used)
@@ -132,7 +133,7 @@ def plan(night: int, used: list[int], config: MemoryConfig) -> list[Step]:
         if night % config.periods[receiver - 1] == 0 and used[receiver - 2] > 0:
             room(receiver, incoming(receiver - 1))
             move(receiver - 1, receiver)
-    room(1)
+    room(1, experts_tonight)
     move(0, 1)
     return steps
 

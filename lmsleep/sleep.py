@@ -80,6 +80,9 @@ class Sleeper:
         self.reward = reward  # the LTI reward (None: rewards.imitation_reward with the default encoder)
         self.memory = memory or Memory.attach(model, memory_config or MemoryConfig())
         self.past = past or Past()
+        # Level-1 slots a night takes: seeding's expert, and the rehearsal's where the dreams go into
+        # a fresh one (`DreamingConfig.rehearse_into`; the Dreamer, or the pipeline's seed stage, says so).
+        self.experts_a_night = 1
 
     # -- replay ------------------------------------------------------------------------------
     def _answered(self, prompts: list[str], born: bool = False) -> list[dict]:
@@ -228,7 +231,7 @@ class Sleeper:
         tonight = memory.nights + 1
         rng = random.Random(f"{c.seed}-{tonight}")
         used = [len(memory.active_slots(lv)) for lv in range(1, memory.config.levels + 1)]
-        steps = plan(tonight, used, memory.config)
+        steps = plan(tonight, used, memory.config, self.experts_a_night)
         # Every step's rows are written first, by the model as it is before tonight (a later step
         # must not learn from what an earlier one just reset).
         rows_of = {step: self._rows(step, lessons, episodes, rng) for step in steps if step.kind == "consolidate"}

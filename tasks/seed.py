@@ -107,8 +107,12 @@ def seed(pipe: Pipeline) -> dict:
 
         if memory_of(model) is not None:
             check_memory(memory_of(model).config, pipe.params.memory)  # wake checked the live brain; this, prior
+        from lmsleep.dreaming import experts_a_night
+
         sleeper = Sleeper(model, tokenizer, pipe.params.seeding, pipe.params.memory, memory=memory_of(model),
                           past=Past.read(pipe.paths.prior))
+        # The dream stage after this one may rehearse into a slot of its own: the plan frees it now.
+        sleeper.experts_a_night = experts_a_night(pipe.params.dreaming if pipe.params.dream else None)
         report = sleeper.night(episodes, lessons, callbacks=callbacks)
         out = {"steps": report["steps"], "counts": report["counts"]}
     else:

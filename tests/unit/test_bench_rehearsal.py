@@ -17,8 +17,8 @@ def test_tally_sorts_each_probe_by_its_fact_and_by_what_the_rehearsal_did():
 
 @pytest.mark.slow
 def test_one_day_three_ways_on_a_born_micro_model(born_micro_dir):
-    """Knowledge Seeding alone, the sleep night's seeding, and the same after its dreaming night:
-    the counts add up (what the rehearsal kept of the other facts = seeded - lost + gained)."""
+    """End to end on a real (micro) model: Knowledge Seeding alone, the sleep night's seeding, and
+    the same after its dreaming night, whose rehearsal ran; the counts are consistent."""
     from lmsleep.bench_rehearsal import three_ways
     from lmsleep.checks import ValidationLimits
     from lmsleep.params import load_params

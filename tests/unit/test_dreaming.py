@@ -497,6 +497,9 @@ def test_rehearsed_into_a_new_expert_tonights_seeded_one_stays_as_seeding_left_i
     assert all(bank.seeding is None for layer in memory.banks for bank in layer)  # settled: both compete
     with pytest.raises(ValueError, match="rehearse_into"):
         DreamingConfig(rehearse_into="old")
+    with pytest.raises(ValueError, match="dreams only"):
+        DreamingConfig(rehearse_into="new", seeding=False)
+    assert sleeper.experts_a_night == 2  # the Dreamer told seeding's plan to leave the rehearsal its slot
 
 
 def test_rehearsing_into_a_new_expert_needs_a_free_slot_and_says_so_before_any_work(micro):
@@ -512,7 +515,7 @@ def test_rehearsing_into_a_new_expert_needs_a_free_slot_and_says_so_before_any_w
     def no_dreams(_):
         raise AssertionError("dreams were checked before the error")
 
-    with pytest.raises(RuntimeError, match="raise memory.slots"):
+    with pytest.raises(RuntimeError, match="experts_a_night"):
         Dreamer(model, tokenizer, DreamingConfig(rehearse_into="new", random_expert=False), sleeper, None).night(
             [EPISODE], lessons, TAU, progress=lambda *_: None, check=no_dreams)
 

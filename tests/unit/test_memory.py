@@ -217,6 +217,15 @@ def test_four_levels_consolidate_slowest_first():
                      Step("consolidate", 0, 1)]
 
 
+def test_a_night_that_takes_two_level_1_slots_frees_two_first():
+    """`experts_tonight` 2 (the dreams rehearsed into a fresh expert): level 1 goes up early when
+    only one slot is left, where one expert a night would still fit."""
+    config = MemoryConfig(periods=[1, 4], slots=[4, 8], upward="move")
+    assert plan(2, [3, 0], config) == [Step("consolidate", 0, 1)]
+    assert plan(2, [3, 0], config, experts_tonight=2) == [Step("move", 1, 2), Step("consolidate", 0, 1)]
+    assert plan(2, [2, 0], config, experts_tonight=2) == [Step("consolidate", 0, 1)]
+
+
 def test_overflow_keeps_a_hundred_nights_bounded():
     config = MemoryConfig(periods=[1, 4], slots=[2, 3])
     nights = simulate(100, config)
