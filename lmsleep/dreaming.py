@@ -539,6 +539,7 @@ def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config
     goes_on = (path / "adapter_config.json").exists() and not config.dreamer_replay
     start = PeftModel.from_pretrained(model, str(path), is_trainable=True) if goes_on \
         else get_peft_model(model, lora_config(lora, model))
+
     class Steps(TrainerCallback):  # the optimizer steps TRL took (not a formula of rows and batch)
         def on_train_end(self, args, state, control, **kwargs):
             report["steps"] = state.global_step
