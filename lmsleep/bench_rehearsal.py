@@ -18,8 +18,8 @@ expert seeding made. This script takes the same day from the born model three wa
 Each is asked the day's probes closed-book (`probes`: recall; `paraphrases`: the held-out
 phrasings), and each probe is sorted by its fact: tau's (an answer set aside) or not. The counts
 say where the rehearsal's answers come from: tau facts it taught, and other facts it lost or
-gained against the seeding before it. Probes are only read here, after each model is made: no
-training path sees them.
+gained against the seeding before it. Probes are only read after each model is made: the nights
+are given the day without them (no `probes`, no `meta`), so no training path can see them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-FAMILIES = ("probes", "paraphrases")
+FAMILIES = ("probes", "paraphrases")  # the exam's families (lmsleep.evaluation), read only by `outcomes`
 STAGES = ("knowledge_seeding", "seeded", "rehearsed")
 
 
@@ -51,7 +51,7 @@ def tally(right: dict[str, list[bool]], of_tau: list[bool]) -> dict:
     the rehearsal lost or gained against the seeding before it (and against Knowledge Seeding)."""
     ks, seeded, rehearsed = (right[s] for s in STAGES)
     other = [not t for t in of_tau]
-    return {"probes": len(of_tau), "tau_facts": sum(of_tau),
+    return {"asked": len(of_tau), "tau_facts": sum(of_tau),
             "right": {s: sum(right[s]) for s in STAGES},
             "right_on_tau_facts": {s: sum(r and t for r, t in zip(right[s], of_tau)) for s in STAGES},
             "other_lost_in_rehearsal": sum(a and not b and o for a, b, o in zip(seeded, rehearsed, other)),
@@ -78,6 +78,9 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
         raise SystemExit(f"--method {method} does not dream: name sleep or one of its variants (bench.variants)")
     world = World(params.world)
     day = world.day(day_index)
+    # What the nights are given: the day without its exam (the probes and the meta's held-out
+    # families), so no training path here can read them; `day` itself is only asked, after.
+    unexamined = [{k: v for k, v in ep.items() if k not in ("probes", "meta")} for ep in day]
     tokenizer = AutoTokenizer.from_pretrained(params.base_model)
     asked: dict[str, dict[str, list[tuple]]] = {f: {} for f in FAMILIES}
     seconds, tau, report = {}, [], {}
@@ -86,15 +89,15 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
         model = AutoModelForCausalLM.from_pretrained(params.base_model)
         curriculum = replace(c["config"], seed=seed)
         sleeper = Sleeper(model, tokenizer, replace(c["seeding"], seed=seed), c["memory"])
-        lessons, _ = teacher_curriculum(model, tokenizer, day, curriculum, drop_ungrounded=drop_ungrounded)
+        lessons, _ = teacher_curriculum(model, tokenizer, unexamined, curriculum, drop_ungrounded=drop_ungrounded)
         t0 = time.time()
         if name == "knowledge_seeding":
-            sleeper.night(day, lessons, progress=lambda *_: None)
+            sleeper.night(unexamined, lessons, progress=lambda *_: None)
         else:  # as lmsleep.bench.night_of runs it, with the measure taken between seeding and dreaming
             dreaming = replace(c["dreaming"], seed=seed)
-            lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in day}, dreaming.tau_share, curriculum.seed,
-                                            dreaming.tau_by_answer)
-            sleeper.night(day, lessons if dreaming.seeding else [], progress=lambda *_: None)
+            lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in unexamined}, dreaming.tau_share,
+                                            curriculum.seed, dreaming.tau_by_answer)
+            sleeper.night(unexamined, lessons if dreaming.seeding else [], progress=lambda *_: None)
             seconds["seeded"] = time.time() - t0
             for f in FAMILIES:
                 asked[f]["seeded"] = outcomes(model, tokenizer, day, f)
@@ -103,7 +106,8 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
             check = partial(fit_dreams, limits=limits, knowledge=knowledge)
             with tempfile.TemporaryDirectory() as dreamer_dir:
                 report = Dreamer(model, tokenizer, dreaming, sleeper, Path(dreamer_dir) / "dreamer").night(
-                    day, lessons, tau, progress=lambda *_: None, check=lambda dreams: check(dreams, day)[0],
+                    unexamined, lessons, tau, progress=lambda *_: None,
+                    check=lambda dreams: check(dreams, unexamined)[0],
                     knowledge=knowledge)
         stage = "knowledge_seeding" if name == "knowledge_seeding" else "rehearsed"
         seconds[stage] = time.time() - t0  # training only (seeding; or the dreaming night), not the exam

@@ -37,8 +37,8 @@ def test_one_day_three_ways_on_a_born_micro_model(born_micro_dir):
     assert out["rehearsal_rows"] > 0  # tau taught: the rehearsal ran
     for family in ("probes", "paraphrases"):
         t = out[family]
-        assert t["probes"] > 0 and 0 <= t["tau_facts"] <= t["probes"]
-        assert all(0 <= t["right_on_tau_facts"][s] <= t["right"][s] <= t["probes"] for s in STAGES)
+        assert t["asked"] > 0 and 0 <= t["tau_facts"] <= t["asked"]
+        assert all(0 <= t["right_on_tau_facts"][s] <= t["right"][s] <= t["asked"] for s in STAGES)
         other = {s: t["right"][s] - t["right_on_tau_facts"][s] for s in STAGES}
         assert other["rehearsed"] == other["seeded"] - t["other_lost_in_rehearsal"] + t["other_gained_in_rehearsal"]
     with pytest.raises(SystemExit, match="does not dream"):

@@ -492,7 +492,7 @@ def test_rehearsed_into_a_new_expert_tonights_seeded_one_stays_as_seeding_left_i
     assert new != slot and memory.active_slots(1) == [slot, new]
     assert int(memory.level(1)[0].born[new]) == int(memory.level(1)[0].born[slot])  # both tonight's
     assert all(torch.equal(a, b) for a, b in zip(memory.train_only(1, slot), seeded))
-    assert any(p.abs().sum() > 0 for p in memory.train_only(1, new)[1::3])  # its B left zero: it learned
+    assert any(p.abs().sum() > 0 for p in memory.train_only(1, new)[1::3])  # its B (born zero) moved: it learned
     assert mutes == [{1: [slot, new]}]
     assert all(bank.seeding is None for layer in memory.banks for bank in layer)  # settled: both compete
     with pytest.raises(ValueError, match="rehearse_into"):
