@@ -323,12 +323,16 @@ def unasked_names(owners: list[tuple[dict, str]], questions: list[tuple[dict, st
 def set_aside_checks(lessons: list[dict], episode_ids: set[str], share: float, seed: int = 0,
                      by_answer: bool = False) -> tuple[list[dict], list[dict]]:
     """(lessons, checks): for each episode in `episode_ids` (those without probes), a `share` of
-    its lessons (at least one, when it has two or more) becomes a held-out check, never taught.
+    its lessons (at least one, when it has two or more) becomes a held-out check, never taught;
+    `share` 0 sets none aside (a night whose dreams are judged by checks never taught anyway:
+    `DreamingConfig.tau_compose`).
     `by_answer`: a share of its distinct answers instead, every lesson with one of them a check:
     the teacher asks one fact several ways, and a check whose answer another lesson still
     teaches judges what was taught (on day 0, 35 of 42 checks set aside by question had one).
     A check is `{episode_id, question, answer}` (and the lesson's `context`, when it has one): the
     closed-book student should answer as the open-book teacher did."""
+    if share == 0:
+        return list(lessons), []
     by_episode: dict[str, list[dict]] = {}
     for row in lessons:
         by_episode.setdefault(row["episode_id"], []).append(row)

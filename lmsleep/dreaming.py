@@ -7,8 +7,10 @@ learns to dream better (PAPER.md section 4, built on SEAL).
         episodes, lessons, tau)
 
 A task is (C, tau): C an episode read in context, tau the night's own held-out checks about it
-(a share of the teacher's grounded questions and answers, set aside before anything is taught;
-never the episode's probes, which stay the exam). After the night's consolidation:
+(a share of the teacher's grounded questions and answers, set aside before anything is taught,
+and with `tau_compose` what tonight's facts imply, asked in one hop and never taught; with
+`tau_share: 0` those alone. Never the episode's probes, which stay the exam). After the night's
+consolidation:
 
 1. dream: for each episode, `dreams` samples of each form (an implication per qa dream and
    bridge), written by the model with C in context (and the dreamer adapter, once it has
@@ -91,7 +93,11 @@ class DreamingConfig:
     # born model (restatement after `world.RESTATE_CUE`, questions after "Q:"). A user's model
     # dreams after the cues it knows; a cue it never learned yields dreams the GX suite refuses.
     prompts: dict[str, str] = field(default_factory=dict)  # {form: template}; a form left out keeps PROMPTS'
-    tau_share: float = 0.25  # of each episode's lessons, set aside as tau (untaught while the trials judge by it; `teach_tau`)
+    # Of each episode's lessons, set aside as tau (untaught while the trials judge by it; `teach_tau`).
+    # 0: none. Seeding then teaches every lesson, as Knowledge Seeding alone does (a tau set aside
+    # and taught late unteaches what seeding taught: docs/dreaming.md), and the dreams are judged
+    # by `tau_compose`'s checks alone, which are never taught (required then).
+    tau_share: float = 0.25
     # A share of each episode's answers instead, with every lesson that has one (`set_aside_checks`):
     # set aside by question, 35 of day 0's 42 checks (39 of day 1's) had a taught lesson with their
     # answer, and tonight's expert answered .36-.77 of tau before any trial; by answer, .00-.05
@@ -163,8 +169,11 @@ class DreamingConfig:
         for name, least in (("tau_repeats", 1), ("dream_repeats", 0)):  # 0 dreams: the rehearsal's control
             if not isinstance(getattr(self, name), int) or getattr(self, name) < least:
                 raise ValueError(f"dreaming.{name} must be a whole number >= {least}, got {getattr(self, name)!r}")
-        if not 0.0 < self.tau_share < 1.0:
-            raise ValueError(f"dreaming.tau_share must lie in (0, 1), got {self.tau_share}")
+        if not 0.0 <= self.tau_share < 1.0:
+            raise ValueError(f"dreaming.tau_share must lie in [0, 1), got {self.tau_share}")
+        if self.tau_share == 0 and not self.tau_compose:
+            raise ValueError("dreaming.tau_share: 0 sets no check aside, so only dreaming.tau_compose's checks could "
+                             "judge the dreams, and it is empty: nothing would judge them")
         if not isinstance(self.prompts, dict) or set(self.prompts) - set(PROMPTS):
             raise ValueError(f"dreaming.prompts: templates for {sorted(PROMPTS)} only (qa's questions also start "
                              f"the implications), got {self.prompts!r}")
@@ -666,7 +675,8 @@ class Dreamer:
             # lessons; docs/dreaming.md).
             if knowledge is None:
                 progress(f"night {memory.nights}: dreaming.tau_compose is on but no base knowledge was given "
-                         "(a model born elsewhere): no composed checks")
+                         "(a model born elsewhere): no composed checks"
+                         + (", and with tau_share 0 no dream is judged" if not c.tau_share else ""))
             with muted(memory, {1: [slot]}):  # what the model knew before tonight
                 composed = composed_checks(tau + lessons_as_checks(lessons), episodes, c.tau_compose, c.bridges,
                                            ask, knowledge)

@@ -140,6 +140,7 @@ def test_checks_are_set_aside_for_probe_less_episodes_only():
     assert not {f"Q: {c['question']}\nA:" for c in checks} & {r["prompt"] for r in taught}
     assert len(taught) == 10 and sum(r["episode_id"] == "world" for r in taught) == 4
     assert bl.set_aside_checks(lessons, {"mine"}, 0.25, seed=0) == (taught, checks)
+    assert bl.set_aside_checks(lessons, {"mine"}, 0.0, seed=0) == (lessons, [])  # a share of 0 sets none aside
 
 
 def test_checks_set_aside_by_answer_take_every_lesson_with_that_answer():

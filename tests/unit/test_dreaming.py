@@ -1,5 +1,6 @@
 import json
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -216,6 +217,17 @@ def test_composed_checks_judge_the_trials_but_are_never_taught(micro):
         assert ("Q: In which city does Ada Vell's company have its offices?\nA:" in asked) == bool(composed)
         # tau's one direct check and the one lesson are rehearsed; the composed check is not
         assert report["taught_tau"] == 1 and report["rehearsal"]["rows"] == 2
+    # tau_share 0: nothing set aside (tau's fact is a lesson), the composed check is the only
+    # judge; a dream it rewards is rehearsed with the lessons, and nothing of tau is taught.
+    from lmsleep.baselines import checks_as_lessons
+
+    alone = replace(config, tau_share=0.0)
+    report = Dreamer(model, tokenizer, alone, sleeper, None).night(
+        [EPISODE], lessons + checks_as_lessons(TAU), [], progress=lambda *_: None, check=lambda _: DREAMS[1:2],
+        run_trials=lambda batch: [{"before": j["before"], "after": j["before"], "reward": 1} for j in batch],
+        knowledge=["Morrow Labs is based in Tarvo."])
+    assert report["tau"]["checks"] == report["tau"]["composed"] == 1 and report["kept"] == report["helped"] == 1
+    assert report["taught_tau"] == 0 and report["rehearsal"]["rows"] == 3  # the dream and the two lessons
 
 
 def test_a_dream_helps_only_where_more_of_tau_is_answered_exactly():
@@ -287,6 +299,9 @@ def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
         DreamingConfig(forms=["poems"])
     with pytest.raises(ValueError, match="tau_share"):
         DreamingConfig(tau_share=1.0)
+    with pytest.raises(ValueError, match="nothing would judge"):  # none set aside, and no composed checks
+        DreamingConfig(tau_share=0.0)
+    assert DreamingConfig(tau_share=0.0, tau_compose=["In which city does {subject}'s company have its offices?"])
     with pytest.raises(ValueError, match="tau_repeats"):
         DreamingConfig(tau_repeats=0)
     with pytest.raises(ValueError, match="dream_repeats"):
