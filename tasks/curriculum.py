@@ -25,7 +25,8 @@ in `data/curriculum/curriculum.jsonl`, except:
 - when tonight dreams, a share (`dreaming.tau_share`) of every episode's remaining lessons
   (`dreaming.tau_by_answer`: of its answers, with every lesson that has one) is set aside
   too, as `data/curriculum/tau.jsonl`: what dreams are judged on, taught by neither `seed`
-  nor `dream`'s trials (`dreaming.teach_tau`: rehearsed once the trials are over).
+  nor `dream`'s trials (`dreaming.teach_tau`: rehearsed once the trials are over); with
+  `tau_share: 0` it is empty and `dreaming.tau_compose`'s checks alone judge the dreams.
 `tonight.json` lists tonight's episodes and what the teacher (the brain before the night)
 scores: the open-book ceiling of every probe family, retention and reading: the "before" of
 the measuring stick and the gates.
