@@ -83,8 +83,8 @@ def night_of(method: str, model, tokenizer, config: BaselineConfig, seeding: See
             sleeper.night(episodes, lessons, progress=lambda *_: None)
             return model
         # tau: a share of the teacher's own Q/A set aside, taught neither by seeding nor by dreams.
-        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, config.seed,
-                                        dreaming.tau_by_answer)
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.share_set_aside(knowledge),
+                                        config.seed, dreaming.tau_by_answer)
         sleeper.night(episodes, lessons if dreaming.seeding else [], progress=lambda *_: None)
         guard = (lambda dreams: check(dreams, episodes)[0]) if check else None
         reports.append(dreamer.night(episodes, lessons, tau, progress=lambda *_: None, check=guard,

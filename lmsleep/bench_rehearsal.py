@@ -3,8 +3,9 @@
     python -m lmsleep.bench_rehearsal --method sleep_rehearse_tail_no_dreams --seeds 0 1 2
     (make bench-rehearsal; writes reports/bench_rehearsal.json)
 
-Every sleep measured so far answers fewer of the exam's held-out phrasings than Knowledge
-Seeding alone (docs/dreaming.md). A sleep night differs from Knowledge Seeding's in two ways:
+Every sleep measured with tau set aside (`sleep_quarter_tau`, the default until 2026-12-05, and
+its variants) answers fewer of the exam's held-out phrasings than Knowledge Seeding alone
+(docs/dreaming.md). Such a night differs from Knowledge Seeding's in two ways:
 seeding teaches three quarters of the answers (tau, the rest, is set aside to judge the dreams),
 and a rehearsal then teaches tau and the dreams that helped, beside the lessons again, into the
 expert seeding made. This script takes the same day from the born model three ways, per seed:
@@ -77,7 +78,7 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
     if "dreaming" not in sleep:
         raise SystemExit(f"--method {method} does not dream: name sleep or one of its variants (bench.variants)")
     world = World(params.world)
-    day = world.day(day_index)
+    day, knowledge = world.day(day_index), world_knowledge(world)
     # What the nights are given: the day without its exam (the probes and the meta's held-out
     # families), so no training path here can read them; `day` itself is only asked, after.
     unexamined = [{k: v for k, v in ep.items() if k not in ("probes", "meta")} for ep in day]
@@ -95,14 +96,14 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
             sleeper.night(unexamined, lessons, progress=lambda *_: None)
         else:  # as lmsleep.bench.night_of runs it, with the measure taken between seeding and dreaming
             dreaming = replace(c["dreaming"], seed=seed)
-            lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in unexamined}, dreaming.tau_share,
-                                            curriculum.seed, dreaming.tau_by_answer)
+            share = dreaming.share_set_aside(knowledge)
+            lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in unexamined}, share, curriculum.seed,
+                                            dreaming.tau_by_answer)
             sleeper.night(unexamined, lessons if dreaming.seeding else [], progress=lambda *_: None)
             seconds["seeded"] = time.time() - t0
             for f in FAMILIES:
                 asked[f]["seeded"] = outcomes(model, tokenizer, day, f)
             t0 = time.time()
-            knowledge = world_knowledge(world)
             check = partial(fit_dreams, limits=limits, knowledge=knowledge)
             with tempfile.TemporaryDirectory() as dreamer_dir:
                 report = Dreamer(model, tokenizer, dreaming, sleeper, Path(dreamer_dir) / "dreamer").night(

@@ -336,7 +336,7 @@ def night_at_scale(args, sleeper, dreaming, dreaming_overrides: dict | None, les
     if dreaming is not None:
         from lmsleep.baselines import set_aside_checks
 
-        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, seed,
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.share_set_aside(None), seed,
                                         dreaming.tau_by_answer)
         seeded = lessons if dreaming.seeding else []  # dreams only: no lesson is seeded (lmsleep.bench)
     with timed() as seeding:

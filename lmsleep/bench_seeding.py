@@ -176,7 +176,7 @@ def step_costs(params, repeats: int) -> dict:
 def default_night(params, drop_ungrounded: bool = True) -> dict:
     """One night of params.yaml's Knowledge Seeding on day 0 from the born model, timed by stage;
     `drop_ungrounded` as the curriculum stage has it (params.yaml `validate:`). Every lesson is
-    taught: a pipeline night that dreams sets a share aside first (`dreaming.tau_share`)."""
+    taught, as a pipeline night that dreams does by default (`dreaming.tau_share: 0`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lmsleep import evaluation as ev

@@ -1,10 +1,10 @@
 """Dreaming: the model writes itself a practice curriculum, keeps what measurably helps, and
 learns to dream better (PAPER.md section 4, built on SEAL).
 
-    lessons, tau = set_aside_checks(lessons, episode_ids, config.tau_share)   # tau: untaught while judging
+    lessons, tau = set_aside_checks(lessons, episode_ids, config.share_set_aside(knowledge))  # tau: untaught
     sleeper.night(episodes, lessons)                 # Knowledge Seeding first (lmsleep/sleep.py)
     report = Dreamer(model, tokenizer, DreamingConfig(), sleeper, "models/brain/dreamer").night(
-        episodes, lessons, tau)
+        episodes, lessons, tau, knowledge=knowledge)   # knowledge: what birth taught, or None
 
 A task is (C, tau): C an episode read in context, tau the night's own held-out checks about it
 (a share of the teacher's grounded questions and answers, set aside before anything is taught,
@@ -61,8 +61,9 @@ PROMPTS = {"restatement": restate_prompt("{context}"), "qa": open_book_prompt("{
 @dataclass
 class DreamingConfig:
     """Knobs of Dreaming (params.yaml `dreaming:`); PAPER.md section 4 and the defaults it leaves open.
-    The measured defaults are params.yaml's (tau by answer, taught after the trials, dreams at
-    0.5: docs/dreaming.md); a field's default here is the night as first built."""
+    The measured defaults are params.yaml's (nothing set aside, the one-hop checks judging, the
+    rehearsal at seeding's tail rate, the dreamer on every night's helpful dreams, dreams at 0.5:
+    docs/dreaming.md); a field's default here is the night as first built."""
 
     forms: list[str] = field(default_factory=lambda: list(FORMS))
     dreams: int = 4  # m: dreams per episode and form
@@ -98,6 +99,10 @@ class DreamingConfig:
     # and taught late unteaches what seeding taught: docs/dreaming.md), and the dreams are judged
     # by `tau_compose`'s checks alone, which are never taught (required then).
     tau_share: float = 0.25
+    # Set aside in `tau_share`'s place where birth's knowledge is unknown (a model born elsewhere):
+    # `tau_compose` then asks nothing, and with `tau_share: 0` nothing would judge the dreams.
+    # None: `tau_share` either way (`share_set_aside`).
+    tau_share_unknown: float | None = None
     # A share of each episode's answers instead, with every lesson that has one (`set_aside_checks`):
     # set aside by question, 35 of day 0's 42 checks (39 of day 1's) had a taught lesson with their
     # answer, and tonight's expert answered .36-.77 of tau before any trial; by answer, .00-.05
@@ -171,6 +176,8 @@ class DreamingConfig:
                 raise ValueError(f"dreaming.{name} must be a whole number >= {least}, got {getattr(self, name)!r}")
         if not 0.0 <= self.tau_share < 1.0:
             raise ValueError(f"dreaming.tau_share must lie in [0, 1), got {self.tau_share}")
+        if self.tau_share_unknown is not None and not 0.0 <= self.tau_share_unknown < 1.0:
+            raise ValueError(f"dreaming.tau_share_unknown must lie in [0, 1) or be null, got {self.tau_share_unknown}")
         if self.tau_share == 0 and not self.tau_compose:
             raise ValueError("dreaming.tau_share: 0 sets no check aside, so only dreaming.tau_compose's checks could "
                              "judge the dreams, and it is empty: nothing would judge them")
@@ -208,6 +215,14 @@ class DreamingConfig:
                              f"{self.dreamer_batch_size} and {self.dreamer_epochs}")
         if self.dreams < 1 or self.keep_top + self.keep_random < 1 or self.trial_steps < 1:
             raise ValueError("dreaming needs dreams >= 1, keep_top + keep_random >= 1 and trial_steps >= 1")
+
+    def share_set_aside(self, knowledge: list[str] | None) -> float:
+        """Of each episode's answers, the share set aside as tau tonight: `tau_share`, or
+        `tau_share_unknown` where `tau_compose`'s checks need birth's `knowledge` and it is
+        unknown (a model born elsewhere: `tasks.validate.base_knowledge`)."""
+        if self.tau_compose and not knowledge and self.tau_share_unknown is not None:
+            return self.tau_share_unknown
+        return self.tau_share
 
     def prompt(self, form: str, context: str) -> str:
         """The prompt a dream of `form` is sampled from (a replace, not `str.format`: an episode's
@@ -676,7 +691,8 @@ class Dreamer:
             if knowledge is None:
                 progress(f"night {memory.nights}: dreaming.tau_compose is on but no base knowledge was given "
                          "(a model born elsewhere): no composed checks"
-                         + (", and with tau_share 0 no dream is judged" if not c.tau_share else ""))
+                         + (", and no check was set aside (dreaming.tau_share_unknown): no dream is judged"
+                            if not tau else f"; the {len(tau)} checks set aside judge the dreams"))
             with muted(memory, {1: [slot]}):  # what the model knew before tonight
                 composed = composed_checks(tau + lessons_as_checks(lessons), episodes, c.tau_compose, c.bridges,
                                            ask, knowledge)

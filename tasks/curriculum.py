@@ -26,7 +26,9 @@ in `data/curriculum/curriculum.jsonl`, except:
   (`dreaming.tau_by_answer`: of its answers, with every lesson that has one) is set aside
   too, as `data/curriculum/tau.jsonl`: what dreams are judged on, taught by neither `seed`
   nor `dream`'s trials (`dreaming.teach_tau`: rehearsed once the trials are over); with
-  `tau_share: 0` it is empty and `dreaming.tau_compose`'s checks alone judge the dreams.
+  `tau_share: 0` (params.yaml's) it is empty and `dreaming.tau_compose`'s checks alone judge
+  the dreams, except for a model born elsewhere, whose knowledge no composed check can be
+  asked from: then `dreaming.tau_share_unknown` of the answers is set aside.
 `tonight.json` lists tonight's episodes and what the teacher (the brain before the night)
 scores: the open-book ceiling of every probe family, retention and reading: the "before" of
 the measuring stick and the gates.
@@ -45,6 +47,7 @@ from lmsleep.baselines import set_aside_checks, teacher_curriculum
 from lmsleep.brain import complete, load_brain
 from tasks.common import Pipeline, crash_point, dreams_tonight, load_pipeline, write_json
 from tasks.lock import night_lock
+from tasks.validate import base_knowledge
 
 
 class NothingToSleepOn(RuntimeError):
@@ -87,7 +90,8 @@ def curriculum(pipe: Pipeline) -> dict:
     tau = []
     if dreams_tonight(pipe):  # the night's own judge of dreams: untaught until the trials are over, never the exam's checks
         dreaming = pipe.params.dreaming
-        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, dreaming.tau_share, config.seed + 1,
+        share = dreaming.share_set_aside(base_knowledge(pipe.params))  # none known: tau_share_unknown
+        lessons, tau = set_aside_checks(lessons, {ep["id"] for ep in episodes}, share, config.seed + 1,
                                         dreaming.tau_by_answer)
     ungrounded = sum(r["reason"].startswith("answer not in") for r in dropped)
     misnamed = sum(r["reason"].startswith("question names") for r in dropped)

@@ -3,8 +3,10 @@
     python -m tasks.dream
 
 Reads the brain `seed` wrote (`models/seeded`), tonight's lessons and `tau.jsonl` (the teacher's
-own Q/A set aside by the curriculum stage: what dreams are judged on, untaught until the trials
-are over, then rehearsed with `dreaming.teach_tau`). With
+own Q/A the curriculum stage set aside: untaught until the trials are over, then rehearsed with
+`dreaming.teach_tau`; empty by default). What dreams are judged on is tau and, with birth's
+knowledge of the world, `dreaming.tau_compose`'s checks of tonight's implications, never
+taught (params.yaml's judge: nothing set aside). With
 Knowledge Seeding and `dream: true` (lmsleep/dreaming.py, params.yaml `dreaming:`):
 1. the model writes dreams about each episode (restatements, question/answer pairs,
    implications); the `dreams` data suite (tasks/validate.py) sets aside the ones out of

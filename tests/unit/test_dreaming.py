@@ -294,6 +294,17 @@ def test_only_dreams_tau_can_judge_go_on_and_none_that_asks_taus_own_question():
     assert judgeable([carries], TAU) == []
 
 
+def test_a_model_born_elsewhere_sets_tau_aside_in_place_of_the_composed_checks():
+    """With no base knowledge `tau_compose` can ask nothing, so `tau_share_unknown` of the
+    answers is set aside instead; with it, or without composed checks at all, `tau_share`."""
+    composed = DreamingConfig(tau_share=0.0, tau_share_unknown=0.25,
+                              tau_compose=["In which city does {subject}'s company have its offices?"])
+    assert composed.share_set_aside(None) == composed.share_set_aside([]) == 0.25
+    assert composed.share_set_aside(["Morrow Labs is based in Kestrel."]) == 0.0
+    assert replace(composed, tau_share_unknown=None).share_set_aside(None) == 0.0  # none given: tau_share
+    assert DreamingConfig(tau_share=0.1, tau_share_unknown=0.25).share_set_aside(None) == 0.1  # no composed checks
+
+
 def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
     with pytest.raises(ValueError, match="forms"):
         DreamingConfig(forms=["poems"])
@@ -302,6 +313,8 @@ def test_config_refuses_unknown_forms_and_a_tau_share_out_of_range():
     with pytest.raises(ValueError, match="nothing would judge"):  # none set aside, and no composed checks
         DreamingConfig(tau_share=0.0)
     assert DreamingConfig(tau_share=0.0, tau_compose=["In which city does {subject}'s company have its offices?"])
+    with pytest.raises(ValueError, match="tau_share_unknown"):
+        DreamingConfig(tau_share_unknown=1.0)
     with pytest.raises(ValueError, match="tau_repeats"):
         DreamingConfig(tau_repeats=0)
     with pytest.raises(ValueError, match="dream_repeats"):

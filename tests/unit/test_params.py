@@ -55,6 +55,22 @@ def test_the_default_night_is_the_measured_one():
     assert no_lti["seeding"].lti is False and no_lti["seeding"].replay == paper["seeding"].replay == 2.0
 
 
+def test_the_default_sleep_is_the_measured_one():
+    """params.yaml's dreaming is the night docs/dreaming.md measured over ten nights x three
+    seeds as `sleep_composed_judge`: `sleep_rehearse_tail_rest_em_all` (built on the default of
+    its day, now `sleep_quarter_tau`) with nothing set aside, the one-hop checks judging."""
+    from lmsleep.bench import method_configs
+
+    params = load_params("params.yaml")
+    sleep, measured = method_configs("sleep", params), method_configs("sleep_rehearse_tail_rest_em_all", params)
+    dreaming = sleep["dreaming"]
+    assert dreaming.tau_share == 0.0 and dreaming.compose and dreaming.tau_compose
+    assert sleep == {**measured, "dreaming": replace(measured["dreaming"], tau_share=0.0, compose=dreaming.compose,
+                                                     tau_compose=dreaming.tau_compose)}
+    assert dreaming.share_set_aside(None) == 0.25  # a model born elsewhere: a quarter set aside
+    assert method_configs("sleep_quarter_tau", params)["dreaming"].tau_share == 0.25
+
+
 def test_a_variant_builds_on_another(tmp_path):
     from lmsleep.bench import method_configs
 
