@@ -20,8 +20,11 @@ SEEDING = {"epochs": 1, "batch_size": 8, "lti_group": 2, "max_new_tokens": 8, "l
 MEMORY = {"periods": [1, 2], "slots": [2, 4], "top_k": [2, 2], "rank": 4}
 # Dreaming after seeding, the default `dream` stage (tau taught after the trials): every step,
 # short. Tau by question: the micro model's lessons about an episode mostly share one answer, and
-# set aside by answer an episode needs two (lmsleep/baselines.py set_aside_checks).
-DREAMING = {"tau_share": 0.25, "tau_by_answer": False, "teach_tau": True, "dreams": 2, "max_new_tokens": 16, "keep_top": 2, "keep_random": 1, "trial_steps": 1,
+# set aside by answer an episode needs two (lmsleep/baselines.py set_aside_checks). A quarter set
+# aside, not params.yaml's composed checks: the micro model knows no bridge to compose them from.
+# Every knob dvc.yaml's stages read is named (DVC refuses a stage whose params are missing).
+DREAMING = {"tau_share": 0.25, "tau_share_unknown": None, "tau_compose": [], "tau_by_answer": False,
+            "teach_tau": True, "dreams": 2, "max_new_tokens": 16, "keep_top": 2, "keep_random": 1, "trial_steps": 1,
             "dreamer_epochs": 1, "rehearse_epochs": 1}
 
 
