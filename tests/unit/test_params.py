@@ -57,8 +57,9 @@ def test_the_default_night_is_the_measured_one():
 
 def test_the_default_sleep_is_the_measured_one():
     """params.yaml's dreaming is the night docs/dreaming.md measured over ten nights x three
-    seeds as `sleep_composed_judge`: `sleep_rehearse_tail_rest_em_all` (built on the default of
-    its day, now `sleep_quarter_tau`) with nothing set aside, the one-hop checks judging."""
+    seeds as `sleep_phrasings`: `sleep_rehearse_tail_rest_em_all` (built on the default of its
+    day, now `sleep_quarter_tau`) with nothing set aside, the one-hop checks judging, and the
+    implication dreams carrying their one hop in five phrasings (`sleep_one_hop`: in one)."""
     from lmsleep.bench import method_configs
 
     params = load_params("params.yaml")
@@ -69,6 +70,8 @@ def test_the_default_sleep_is_the_measured_one():
                                                      tau_compose=dreaming.tau_compose)}
     assert dreaming.share_set_aside(None) == 0.25  # a model born elsewhere: a quarter set aside
     assert method_configs("sleep_quarter_tau", params)["dreaming"].tau_share == 0.25
+    assert len(dreaming.compose) == 5
+    assert method_configs("sleep_one_hop", params) == {**sleep, "dreaming": replace(dreaming, compose=dreaming.compose[:1])}
 
 
 def test_a_variant_builds_on_another(tmp_path):
