@@ -9,8 +9,9 @@ learns to dream better (PAPER.md section 4, built on SEAL).
 A task is (C, tau): C an episode read in context, tau the night's own held-out checks about it
 (a share of the teacher's grounded questions and answers, set aside before anything is taught,
 and with `tau_compose` what tonight's facts imply, asked in one hop and never taught; with
-`tau_share: 0` those alone. Never the episode's probes, which stay the exam). After the night's
-consolidation:
+`tau_share: 0` those alone; with `tau_missed`, also a few of the lessons seeding taught and
+tonight's expert still answers wrong. Never the episode's probes, which stay the exam). After
+the night's consolidation:
 
 1. dream: for each episode, `dreams` samples of each form (an implication per qa dream and
    bridge), written by the model with C in context (and the dreamer adapter, once it has
@@ -108,6 +109,13 @@ class DreamingConfig:
     # answer, and tonight's expert answered .36-.77 of tau before any trial; by answer, .00-.05
     # (docs/dreaming.md).
     tau_by_answer: bool = False
+    # Up to this many of each episode's lessons that tonight's expert still answers wrong after
+    # seeding (teacher-forced, closed-book) join tau as checks (0: none). They were taught, so
+    # nothing is set aside; a trial rewards a dream that makes a fact seeding taught but did not
+    # fix come right, and `judgeable` refuses a dream asking the lesson's very question, so the
+    # dream must teach the fact in other words. The one-hop checks alone judge implication only:
+    # no restatement or qa dream had ever helped (docs/dreaming.md).
+    tau_missed: int = 0
     keep_top: int = 4  # dreams kept per episode by gradient score
     keep_random: int = 2  # and at random, for diversity
     grad_batch: int = 16  # dreams per batched per-sample-gradient pass
@@ -171,7 +179,7 @@ class DreamingConfig:
         unknown = sorted(set(self.forms) - set(FORMS))
         if unknown or not self.forms:
             raise ValueError(f"dreaming.forms must be a non-empty subset of {list(FORMS)}, got {self.forms}")
-        for name, least in (("tau_repeats", 1), ("dream_repeats", 0)):  # 0 dreams: the rehearsal's control
+        for name, least in (("tau_repeats", 1), ("dream_repeats", 0), ("tau_missed", 0)):  # 0 dreams: the rehearsal's control
             if not isinstance(getattr(self, name), int) or getattr(self, name) < least:
                 raise ValueError(f"dreaming.{name} must be a whole number >= {least}, got {getattr(self, name)!r}")
         if not 0.0 <= self.tau_share < 1.0:
@@ -434,16 +442,51 @@ def select(dreams: list[dict], scores: list[float] | None, keep_top: int, keep_r
 def tau_score(model, tokenizer, tau: list[dict]) -> dict:
     """tau answered teacher-forced: `exact` (share of answers every token of which is the
     model's argmax: what greedy decoding writes) and `loss` (mean per-token loss)."""
+    exact, losses = _teacher_forced(model, tokenizer, tau)
+    return {"exact": exact.float().mean().item(), "loss": losses.mean().item()}
+
+
+def _teacher_forced(model, tokenizer, rows: list[dict]):
+    """Per row: whether every answer token is the model's argmax, and the row's mean loss."""
     import torch
 
-    ids, labels = _sequences(tokenizer, tau)
+    ids, labels = _sequences(tokenizer, rows)
     device = next(model.parameters()).device
     ids, labels = ids.to(device), labels.to(device)
     with torch.no_grad():
         logits = model(input_ids=ids).logits
     lab = labels[:, 1:]
     right = (logits[:, :-1].argmax(-1) == lab) | (lab == -100)
-    return {"exact": right.all(-1).float().mean().item(), "loss": _row_losses(logits, labels).mean().item()}
+    return right.all(-1), _row_losses(logits, labels)
+
+
+def missed_lessons(model, tokenizer, lessons: list[dict], tau: list[dict], per_episode: int,
+                   rng: random.Random, keys: list | None = None, batch: int = 64) -> list[dict]:
+    """Up to `per_episode` of each episode's closed-book lessons the model answers wrong,
+    teacher-forced, as checks (`DreamingConfig.tau_missed`); one per question, none already in
+    `tau`, and with `keys` (a keyed memory) only those naming one of tonight's keys."""
+    from lmsleep.baselines import lessons_as_checks
+    from lmsleep.evaluation import normalize
+
+    seen = {(t["episode_id"], normalize(t["question"])) for t in tau}
+    checks = []
+    for t in lessons_as_checks(lessons):
+        key = (t["episode_id"], normalize(t["question"]))
+        if key not in seen:
+            seen.add(key)
+            checks.append(t)
+    if keys is not None:
+        from lmsleep.keys import mentions
+
+        checks = [t for t in checks if mentions(t["question"], keys)]
+    wrong: dict[str, list[dict]] = {}
+    for i in range(0, len(checks), batch):
+        part = checks[i:i + batch]
+        for t, ok in zip(part, _teacher_forced(model, tokenizer, tau_rows(part))[0].tolist()):
+            if not ok:
+                wrong.setdefault(t["episode_id"], []).append(t)
+    return [t | {"missed": True} for eid in sorted(wrong)
+            for t in rng.sample(wrong[eid], min(per_episode, len(wrong[eid])))]
 
 
 def beats(after: dict, before: dict) -> bool:
@@ -699,6 +742,11 @@ class Dreamer:
             if memory.config.keyed:  # as tau's own checks above: the ones tonight's expert can move
                 composed = [t for t in composed if mentions(t["question"], keys)]
             tau = tau + composed
+        missed: list[dict] = []
+        if c.tau_missed and c.seeding:
+            missed = missed_lessons(self.model, self.tokenizer, lessons, tau, c.tau_missed, rng,
+                                    keys if memory.config.keyed else None)
+            tau = tau + missed
         tau_of: dict[str, list[dict]] = {}
         for t in tau:
             tau_of.setdefault(t["episode_id"], []).append(t)
@@ -770,7 +818,7 @@ class Dreamer:
         # Why trials did or did not help: how much of tau was exact before any, and how many
         # trials moved its loss down at all (a reward needs one more check exact).
         exact = sum(b["exact"] * len(tau_of[e]) for e, b in before.items())
-        judged = {"checks": len(tau), "composed": len(composed), "episodes": len(before),
+        judged = {"checks": len(tau), "composed": len(composed), "missed": len(missed), "episodes": len(before),
                   "exact_before": exact / len(tau) if tau else None,
                   "composed_exact_before": composed_before,
                   "loss_fell": sum(d["trial"]["after"]["loss"] < d["trial"]["before"]["loss"] for d in kept)}

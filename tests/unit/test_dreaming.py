@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lmsleep.dreaming import (Dreamer, DreamingConfig, beats, composed_checks, composed_rows, dreamer_adapter,
-                              gradient_scores, judgeable, sample_dreams, select, tau_rows, tau_score, train_dreamer, try_dream)
+                              gradient_scores, judgeable, missed_lessons, sample_dreams, select, tau_rows, tau_score,
+                              train_dreamer, try_dream)
 from lmsleep.grammar import IMPLICATION_FORMS
 from lmsleep.memory import Memory, MemoryConfig
 from lmsleep.seeding import SeedingConfig
@@ -228,6 +229,67 @@ def test_composed_checks_judge_the_trials_but_are_never_taught(micro):
         knowledge=["Morrow Labs is based in Tarvo."])
     assert report["tau"]["checks"] == report["tau"]["composed"] == 1 and report["kept"] == report["helped"] == 1
     assert report["taught_tau"] == 0 and report["rehearsal"]["rows"] == 3  # the dream and the two lessons
+
+
+def learn(model, tokenizer, text, steps=30):
+    """A few Adam steps on `text`: the model then says it (what seeding would have fixed)."""
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+
+
+def lesson(question, answer, episode_id="ep-1"):
+    return {"prompt": f"Q: {question}\nA:", "completion": f" {answer}\n", "episode_id": episode_id}
+
+
+def test_missed_lessons_are_the_ones_the_model_answers_wrong_a_few_an_episode(micro):
+    model, tokenizer = micro
+    learn(model, tokenizer, "Q: Where does Ada Vell live?\nA: Kestrel\n")
+    lessons = [lesson("Where does Ada Vell live?", "Kestrel"),  # answered: not missed
+               lesson("Where does Ada Vell work?", "Morrow Labs"), lesson("Where does Ada Vell work?", "Morrow Labs"),
+               lesson("Which university did Ada Vell attend?", "Orrin College"),
+               lesson("Where was Ada Vell born?", "Tarvo"),
+               lesson("Where does Bo Lund work?", "Quill Works", "ep-2"),
+               {"prompt": EPISODE["text"] + "\n\nQ: Where was Ada Vell born?\nA:", "completion": " Tarvo\n",
+                "episode_id": "ep-1"}]  # open-book: not a closed-book check
+    got = missed_lessons(model, tokenizer, lessons, [], 9, random.Random(0))
+    assert sorted((t["episode_id"], t["question"]) for t in got) == [
+        ("ep-1", "Where does Ada Vell work?"), ("ep-1", "Where was Ada Vell born?"),
+        ("ep-1", "Which university did Ada Vell attend?"), ("ep-2", "Where does Bo Lund work?")]  # once each
+    assert all(t["missed"] for t in got)
+    few = missed_lessons(model, tokenizer, lessons, [], 2, random.Random(0))
+    assert sorted(t["episode_id"] for t in few) == ["ep-1", "ep-1", "ep-2"]
+    assert few == missed_lessons(model, tokenizer, lessons, [], 2, random.Random(0))  # seeded
+    # a check tau already holds is not added twice; with a keyed memory, only what names a key
+    tau = [{"episode_id": "ep-1", "question": "where does ada vell work", "answer": "Morrow Labs"}]
+    assert ("ep-1", "Where does Ada Vell work?") not in {
+        (t["episode_id"], t["question"]) for t in missed_lessons(model, tokenizer, lessons, tau, 9, random.Random(0))}
+    keyed = missed_lessons(model, tokenizer, lessons, [], 9, random.Random(0), ["Bo Lund"])
+    assert [t["question"] for t in keyed] == ["Where does Bo Lund work?"]
+
+
+def test_missed_lessons_judge_the_trials_and_are_taught_with_the_lessons_only(micro):
+    model, tokenizer = micro
+    sleeper, lessons = seeded_night(model, tokenizer, batch_size=8, max_new_tokens=6)
+    lessons = lessons + [lesson("Which university did Ada Vell attend?", "Orrin College")]
+    judged_on = []
+
+    def run_trials(batch):
+        judged_on.extend(j["tau"] for j in batch)
+        return [{"before": j["before"], "after": j["before"], "reward": 0} for j in batch]
+
+    config = DreamingConfig(rehearse_epochs=1, teach_tau=True, random_expert=False, tau_missed=2)
+    report = Dreamer(model, tokenizer, config, sleeper, None).night(
+        [EPISODE], lessons, TAU, progress=lambda *_: None, check=lambda _: DREAMS[1:2], run_trials=run_trials)
+    assert report["tau"]["missed"] >= 1 and report["tau"]["checks"] == 1 + report["tau"]["missed"]
+    assert "Q: Which university did Ada Vell attend?\nA:" in [r["student"] for r in judged_on[0]]
+    # tau's one check is taught; the missed lessons only with the lessons (no replay here)
+    assert report["taught_tau"] == 1 and report["rehearsal"]["rows"] == 1 + len(lessons)
+    with pytest.raises(ValueError, match="tau_missed"):
+        DreamingConfig(tau_missed=-1)
 
 
 def test_a_dream_helps_only_where_more_of_tau_is_answered_exactly():
