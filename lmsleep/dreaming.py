@@ -181,7 +181,8 @@ class DreamingConfig:
         unknown = sorted(set(self.forms) - set(FORMS))
         if unknown or not self.forms:
             raise ValueError(f"dreaming.forms must be a non-empty subset of {list(FORMS)}, got {self.forms}")
-        for name, least in (("tau_repeats", 1), ("dream_repeats", 0), ("tau_missed", 0)):  # 0 dreams: the rehearsal's control
+        # dream_repeats 0: the rehearsal's control; tau_missed 0: no missed lesson judges
+        for name, least in (("tau_repeats", 1), ("dream_repeats", 0), ("tau_missed", 0)):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < least:
                 raise ValueError(f"dreaming.{name} must be a whole number >= {least}, got {getattr(self, name)!r}")
         if not 0.0 <= self.tau_share < 1.0:
