@@ -23,7 +23,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PREFECT_UI_API := http://127.0.0.1:4200/api
 
-.PHONY: help install run birth birth-check bench bench-queue bench-seeding bench-scale bench-rehearsal day ui serve repro replay metrics plots test clean
+.PHONY: help install run birth birth-check bench bench-queue bench-seeding bench-scale bench-rehearsal bench-dream-facts day ui serve repro replay metrics plots test clean
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
@@ -97,6 +97,11 @@ METHOD ?= sleep
 SEEDS ?= 0
 bench-rehearsal: models/base/config.json  ## what a night's rehearsal costs the facts seeding taught, probe by probe
 	$(PY) -m lmsleep.bench_rehearsal --method $(METHOD) --seeds $(SEEDS) --threads 1
+
+# Could a dream teach a fact no lesson holds? Day 0 and 1's lessons and the born model's dreams,
+# each probe's fact sorted by them (SEEDS="0 1 2").
+bench-dream-facts: models/base/config.json  ## the day's facts no lesson holds, and how many a dream states
+	$(PY) -m lmsleep.bench_dream_facts --seeds $(SEEDS) --days 0 1 --dreams 4 16 --threads 1
 
 # The baselines' single day and night, without the pipeline (what `make run` was before it).
 day: models/base/config.json  ## a baseline's single day and night, no pipeline

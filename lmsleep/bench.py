@@ -432,14 +432,11 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lmsleep.params import build_section, load_params, read_yaml
+    from lmsleep.params import load_born, validation_limits
 
-    params = load_params(args.params)
-    limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
+    params, limits = load_born(args.params), validation_limits(args.params)
     b = params.bench
     n_days, methods, seeds = args.days or b.days, args.methods or b.methods, args.seeds or b.seeds
-    if not (Path(params.base_model) / "config.json").exists():
-        raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")
     if n_days > params.world.days:
         raise SystemExit(f"bench.days={n_days} exceeds the stream's world.days={params.world.days}")
     t_start = time.time()

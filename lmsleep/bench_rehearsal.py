@@ -123,28 +123,34 @@ def three_ways(params, method: str, seed: int, day_index: int, limits, drop_ungr
             "rehearsal_rows": (report["rehearsal"] or {}).get("rows", 0), **counts}
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def day_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The options a one-day diagnostic from the born model shares (this one, bench_dream_facts)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--method", default="sleep", help="sleep or a variant of it (bench.variants)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--day", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the bench's one-thread workers' numerics)")
-    ap.add_argument("--out", type=Path, default=Path("reports/bench_rehearsal.json"))
-    args = ap.parse_args(argv)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    return ap
 
+
+def born(args: argparse.Namespace):
+    """(params, the dreams' bounds) once torch runs on `--threads` and the libraries are quiet."""
     import torch
 
-    from lmsleep.checks import ValidationLimits
     from lmsleep.logs import quiet_libraries
-    from lmsleep.params import build_section, load_params, read_yaml
+    from lmsleep.params import load_born, validation_limits
 
     quiet_libraries()
     torch.set_num_threads(args.threads)
-    params = load_params(args.params)
-    if not (Path(params.base_model) / "config.json").exists():
-        raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")
-    limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
+    return load_born(args.params), validation_limits(args.params)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = day_parser(__doc__, "reports/bench_rehearsal.json")
+    ap.add_argument("--method", default="sleep", help="sleep or a variant of it (bench.variants)")
+    ap.add_argument("--day", type=int, default=0)
+    args = ap.parse_args(argv)
+    params, limits = born(args)
     runs = []
     for seed in args.seeds:
         runs.append(three_ways(params, args.method, seed, args.day, limits))

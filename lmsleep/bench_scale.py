@@ -350,12 +350,12 @@ def night_at_scale(args, sleeper, dreaming, dreaming_overrides: dict | None, les
     _write(args.out, report_so_far | out)
     if dreaming is None:
         return out
-    from lmsleep.checks import ValidationLimits, fit_dreams, world_knowledge
+    from lmsleep.checks import fit_dreams, world_knowledge
     from lmsleep.dreaming import Dreamer
-    from lmsleep.params import build_section, read_yaml
+    from lmsleep.params import validation_limits
 
     # The dreams pass the bench's checks and what birth taught, as in `lmsleep.bench`.
-    limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
+    limits = validation_limits(args.params)
     knowledge = world_knowledge(world)
     model, tokenizer = sleeper.model, sleeper.tokenizer
     with timed() as night:

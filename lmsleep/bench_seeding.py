@@ -215,11 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     from transformers import AutoModelForCausalLM
 
-    from lmsleep.params import load_params
+    from lmsleep.params import load_born
 
-    params = load_params(args.params)
-    if not (Path(params.base_model) / "config.json").exists():
-        raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")
+    params = load_born(args.params)
     torch.set_num_threads(params.birth.threads)
     torch.manual_seed(0)
     out = {"threads": params.birth.threads}
@@ -232,10 +230,9 @@ def main(argv: list[str] | None = None) -> None:
             ratio = out["steps"]["ratios"].get(k)
             print(f"  {k:26s} {v:7.3f}" + (f"   x{ratio:.2f}" if ratio else ""))
     if "night" in args.parts:
-        from lmsleep.checks import ValidationLimits
-        from lmsleep.params import build_section, read_yaml
+        from lmsleep.params import validation_limits
 
-        limits = build_section(ValidationLimits, read_yaml(args.params).get("validate"), "validate")
+        limits = validation_limits(args.params)
         out["night"] = n = default_night(params, limits.drop_ungrounded)
         steps = ", ".join(f"{c['kind']} {c['sender']}->{c['receiver']}: {c['new_rows']} + {c['replay_rows']} replay rows, "
                           f"{c['steps']} steps, "

@@ -86,6 +86,23 @@ def read_yaml(path: str | Path) -> dict:
     return (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
 
 
+def load_born(path: str | Path = "params.yaml") -> Params:
+    """params.yaml for an entry script that starts from the model it names (`base_model`): a clear
+    error before any work where there is none."""
+    params = load_params(path)
+    if not (Path(params.base_model) / "config.json").exists():
+        raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")
+    return params
+
+
+def validation_limits(path: str | Path = "params.yaml"):
+    """params.yaml's `validate:` bounds (lmsleep.checks.ValidationLimits), which the bench holds its
+    dreams to as the pipeline's GX suites do."""
+    from lmsleep.checks import ValidationLimits
+
+    return build_section(ValidationLimits, read_yaml(path).get("validate"), "validate")
+
+
 def load_params(path: str | Path = "params.yaml", raw: dict | None = None) -> Params:
     """Read params.yaml (or an already-read `raw`); an unknown key is an error."""
     raw = read_yaml(path) if raw is None else raw
