@@ -25,7 +25,7 @@ PREFECT_UI_API := http://127.0.0.1:4200/api
 
 .PHONY: help install run birth birth-check bench bench-queue bench-seeding bench-scale bench-rehearsal bench-dream-facts day ui serve repro replay metrics plots test clean
 help:  ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
 install: $(STAMP)  ## the venv: torch (CPU) first, then lmsleep and its tests' needs
 
