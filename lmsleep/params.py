@@ -88,7 +88,10 @@ def read_yaml(path: str | Path) -> dict:
 
 def load_born(path: str | Path = "params.yaml") -> Params:
     """params.yaml for an entry script that starts from the model it names (`base_model`): a clear
-    error before any work where there is none."""
+    error before any work where there is none, or no such file (here a missing file is a typo in
+    `--params`, not a wish for every default)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"no params file at {str(path)!r}")
     params = load_params(path)
     if not (Path(params.base_model) / "config.json").exists():
         raise SystemExit(f"no model at {params.base_model!r}: run `make birth` (or set base_model in params.yaml)")

@@ -115,3 +115,5 @@ def test_bench_refuses_a_missing_model(tmp_path):
     params = write_params(tmp_path / "params.yaml", tmp_path / "nothing")
     with pytest.raises(SystemExit, match="no model at"):
         bench.main(["--params", str(params)])
+    with pytest.raises(SystemExit, match="no params file at"):  # a typo, not every default
+        bench.main(["--params", str(tmp_path / "params.yml")])
