@@ -92,9 +92,9 @@ def sort_facts(day: list[dict], lessons: list[dict], dreams: list[dict], names: 
     for ep in day:
         mine = [les for les in lessons if les["episode_id"] == ep["id"]]
         dreamt = [d for d in dreams if d["episode_id"] == ep["id"]]
-        here = sorted({names[i] for i in episode_people(ep)}, key=len, reverse=True)
+        here = [names[i] for i in episode_people(ep)]
         for p in ep["probes"]:
-            name = next(n for n in here if n in p["question"])
+            name = asked_about(p, here)
             h = held(mine, name, p["answer"])
             forms = {d["form"] for d in dreamt if stated(d, name, p["answer"])}
             out["probes"] += 1
@@ -104,6 +104,11 @@ def sort_facts(day: list[dict], lessons: list[dict], dreams: list[dict], names: 
             for f in forms:
                 out["by_form"].setdefault(f, {"held": 0, "not_held": 0})["held" if h else "not_held"] += 1
     return out
+
+
+def asked_about(probe: dict, names: list[str]) -> str:
+    """The person a probe asks about: the longest of the episode's names in its question."""
+    return max((n for n in names if n in probe["question"]), key=len)
 
 
 def episode_people(ep: dict) -> list[str]:
@@ -140,13 +145,11 @@ def one_day(params, seed: int, day_index: int, dreams_each: int, limits) -> dict
     written = sample_dreams(model, tokenizer, unexamined, config, random.Random(f"{seed}-dream-1"))
     fit, _ = fit_dreams(written, unexamined, limits, world_knowledge(world))
     seconds = time.time() - t0
-    everyone = {p.id: p for p in world.base + [q for d in world.stream for q in d] + world.strangers}
-    names = {i: p.name for i, p in everyone.items()}
+    names = {p.id: p.name for p in world.base + [q for d in world.stream for q in d] + world.strangers}
     truth = {ep["id"]: {names[i]: set() for i in episode_people(ep)} for ep in day}
     for ep in day:  # the episode's facts about each of its people: its probes' answers
         for p in ep["probes"]:
-            name = max((n for n in truth[ep["id"]] if n in p["question"]), key=len)
-            truth[ep["id"]][name].add(p["answer"])
+            truth[ep["id"]][asked_about(p, list(truth[ep["id"]]))].add(p["answer"])
     return {"seed": seed, "day": day_index, "dreams_each": dreams_each, "lessons": len(lessons),
             "dreams_written": len(written), "dreams_fit": len(fit), "seconds": round(seconds, 1),
             "facts": sort_facts(day, lessons, fit, names),
