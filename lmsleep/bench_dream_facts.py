@@ -125,7 +125,7 @@ def one_day(params, seed: int, day_index: int, dreams_each: int, limits) -> dict
     from lmsleep.baselines import teacher_curriculum
     from lmsleep.bench import method_configs
     from lmsleep.checks import fit_dreams, world_knowledge
-    from lmsleep.dreaming import sample_dreams
+    from lmsleep.dreams import sample_dreams
     from lmsleep.sleep import Sleeper
     from lmsleep.world import ATTRIBUTES, World
 

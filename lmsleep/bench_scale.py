@@ -122,7 +122,7 @@ def written_dreams(path: Path | None, teacher: Path, tokenizer, episodes: list[d
         if saved.get("written_with") == with_:
             return saved["dreams"]
         print(f"{path} was written by another teacher or sampling: writing it again")
-    from lmsleep.dreaming import sample_dreams
+    from lmsleep.dreams import sample_dreams
 
     rng = random.Random(f"{dreaming.seed}-dream-{day + 1}")  # as `Dreamer.night` seeds it after that seeding
     dreams = sample_dreams(born_model(teacher), tokenizer, episodes, dreaming, rng)
@@ -142,7 +142,7 @@ def stand_in_trials(model, tokenizer, memory, share: float, seed: int):
     """`run_trials` for random weights: each trial runs in full (`try_dream`; its cost is what is
     measured), then `share` of them (rounded; which ones, seeded) count as helped (`earned`: the
     reward it earned itself)."""
-    from lmsleep.dreaming import try_dream
+    from lmsleep.trials import try_dream
 
     rng = random.Random(seed)
 

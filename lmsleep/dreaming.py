@@ -13,10 +13,10 @@ and with `tau_compose` what tonight's facts imply, asked in one hop and never ta
 tonight's expert still answers wrong. Never the episode's probes, which stay the exam). After
 the night's consolidation:
 
-1. dream: for each episode, `dreams` samples of each form (an implication per qa dream and
-   bridge), written by the model with C in context (and the dreamer adapter, once it has
-   learned), while every router also switches on one random extra expert (`random_expert`; each
-   layer's router draws its own):
+1. dream (lmsleep/dreams.py): for each episode, `dreams` samples of each form (an implication
+   per qa dream and bridge), written by the model with C in context (and the dreamer adapter,
+   once it has learned), while every router also switches on one random extra expert
+   (`random_expert`; each layer's router draws its own):
    - restatement: C in other words (the form birth teaches);
    - qa: a question the model asks itself about C and its open-book answer (grounded in C, never
      in a held-out question form: those are the exam's);
@@ -24,23 +24,29 @@ the night's consolidation:
      `bridges` template ("Where is {answer} based?"): what C implies with what the model knew;
      with `compose`, the dream also carries that implication asked in one hop ("What city is
      {subject}'s company in?"), the student closed-book, the teacher reading C and the chain;
-2. select: score each dream by the cosine between the gradient of its SFT loss and that of the
-   tau loss, over tonight's expert (the parameters a dream would train); per-sample gradients
-   with `torch.func` (`vmap(grad(...))`: one batched pass, not a loop of backwards). Keep the
-   top `keep_top` of each episode plus `keep_random` others at random (diversity);
-3. try: each kept dream trains an isolated copy of tonight's expert for `trial_steps` steps; its
-   reward is 1 if more of tau is then answered exactly than before (teacher-forced; `try_dream`);
-   with `tau_compose`, tau also asks what tonight's facts imply, in one hop (`composed_checks`).
-   Trials are independent: the pipeline fans them out as Prefect task runs;
-4. learn: ReST-EM. The dreamer, a LoRA adapter of its own (PEFT, trained with TRL's SFTTrainer),
-   is fine-tuned on the (prompt -> dream) pairs that earned reward 1 (tonight's, or with
-   `dreamer_replay` every night's so far, on a fresh LoRA), so tomorrow's dreams are better; the
-   same dreams, beside tonight's lessons, are rehearsed into tonight's expert (or, with
-   `rehearse_into: new`, a fresh one beside it) through Knowledge Seeding (the teacher is the
-   model before tonight reading C; replay still protects the old).
+2. select (lmsleep/selection.py): score each dream by the cosine between the gradient of its
+   SFT loss and that of the tau loss, over tonight's expert (the parameters a dream would
+   train); per-sample gradients with `torch.func` (`vmap(grad(...))`: one batched pass, not a
+   loop of backwards). Keep the top `keep_top` of each episode plus `keep_random` others at
+   random (diversity);
+3. try (lmsleep/trials.py): each kept dream trains an isolated copy of tonight's expert for
+   `trial_steps` steps; its reward is 1 if more of tau is then answered exactly than before
+   (teacher-forced; `try_dream`); with `tau_compose`, tau also asks what tonight's facts imply,
+   in one hop (`composed_checks`). Trials are independent: the pipeline fans them out as
+   Prefect task runs;
+4. learn (lmsleep/dreamer.py; the rehearsal here): ReST-EM. The dreamer, a LoRA adapter of its
+   own (PEFT, trained with TRL's SFTTrainer), is fine-tuned on the (prompt -> dream) pairs that
+   earned reward 1 (tonight's, or with `dreamer_replay` every night's so far, on a fresh LoRA),
+   so tomorrow's dreams are better; the same dreams, beside tonight's lessons, are rehearsed
+   into tonight's expert (or, with `rehearse_into: new`, a fresh one beside it) through
+   Knowledge Seeding (the teacher is the model before tonight reading C; replay still protects
+   the old).
 
 Switches for the paper's ablations: `selection`, `random_expert`, and `seeding` (False: the
 night's lessons are not seeded, only the dreams go in: the SEAL-like dreams-only run).
+
+This file holds the knobs (`DreamingConfig`) and the night that runs the four steps in order
+(`Dreamer`); each step lives in its own module, named above.
 """
 
 from __future__ import annotations
@@ -50,8 +56,12 @@ import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lmsleep.grammar import has_exam_form, is_heldout_question
-from lmsleep.world import closed_book_prompt, first_question, open_book_prompt, question_of, restate_prompt, subject
+from lmsleep.dreamer import dreamer_adapter, train_dreamer
+from lmsleep.dreams import composed_checks, dream_rows, judgeable, sample_dreams
+from lmsleep.grammar import has_exam_form
+from lmsleep.selection import gradient_scores, select
+from lmsleep.trials import bf16_autocast, missed_lessons, tau_rows, tau_score, try_dream
+from lmsleep.world import open_book_prompt, restate_prompt
 
 FORMS = ("restatement", "qa", "implication")
 # The prompts dreams are sampled from by default: the cues birth teaches (world.restate_prompt's
@@ -241,401 +251,7 @@ class DreamingConfig:
         return self.prompts[form].replace("{context}", context)
 
 
-# -- 1. dream ---------------------------------------------------------------------------------------
-def _question(sample: str) -> str | None:
-    """The question a dream asks about C, unless it is in a held-out form (the exam's)."""
-    q = first_question(sample)
-    return q if q and not is_heldout_question(q) else None
-
-
-def dream_row(form: str, prompt: str, sample: str, episode_id: str, student: str, teacher: str,
-              completion: str, question: str | None = None) -> dict:
-    """A dream: what the dreamer saw (`prompt`) and wrote (`sample`, what ReST-EM learns), and
-    the row that trains on it: the student without C, the teacher with it, the `completion`;
-    `question`: the question the model asked itself about C (qa, implication)."""
-    return {"episode_id": episode_id, "form": form, "prompt": prompt, "sample": sample, "question": question,
-            "student": student, "teacher": teacher, "completion": completion}
-
-
-def dream_rows(dream: dict) -> list[dict]:
-    """The rows a dream trains: its own, and the one-hop questions it carries (`compose`)."""
-    return [dream] + dream.get("composed", [])
-
-
-def composed_rows(templates: list[str], question: str, answer: str, implied: str, chain: str,
-                  context: str) -> list[dict]:
-    """The one-hop rows an implication dream carries (`DreamingConfig.compose`): each template
-    asked about the person the dream's `question` names (`world.subject`), closed-book for the
-    student, after C and the `chain` for the teacher; none where the question names no one
-    person of C, or the person is the answer."""
-    who = subject(question, context)
-    if not templates or who is None or who in answer:
-        return []
-    asked = [closed_book_prompt(t.format(subject=who)) for t in templates]
-    return [{"student": q, "teacher": f"{context}\n\n{chain}{q}", "completion": f" {implied}\n"} for q in asked]
-
-
-def sample_dreams(model, tokenizer, episodes: list[dict], config: DreamingConfig, rng: random.Random) -> list[dict]:
-    """Dreams of every form about each episode (see the module docstring), sampled with C in
-    context; the ones that say nothing usable (no question, an ungrounded answer) are dropped."""
-    import torch
-
-    from lmsleep.evaluation import answer, generate, grounded
-
-    torch.manual_seed(rng.randrange(2**31))
-    m, dreams = config.dreams, []
-    sample = dict(do_sample=True, top_k=0, temperature=config.temperature)
-    if "restatement" in config.forms:
-        prompts = [config.prompt("restatement", ep["text"]) for ep in episodes for _ in range(m)]
-        texts = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, **sample)
-        for ep, p, t in zip([ep for ep in episodes for _ in range(m)], prompts, texts, strict=True):
-            t = t.split("Q:")[0].strip()
-            if len(t) > 8:
-                dreams.append(dream_row("restatement", p, f" {t}\n", ep["id"], "", p, f" {t}\n"))
-    if {"qa", "implication"} & set(config.forms):
-        owners = [ep for ep in episodes for _ in range(m)]
-        asked = generate(model, tokenizer, [config.prompt("qa", ep["text"]) for ep in owners], max_new_tokens=40,
-                         **sample)
-        pairs = [(ep, q) for ep, q in zip(owners, map(_question, asked), strict=True) if q]
-        answers = answer(model, tokenizer, [q for _, q in pairs], [ep["text"] for ep, _ in pairs], max_new_tokens=24)
-        qa = [(ep, q, a) for (ep, q), a in zip(pairs, answers, strict=True) if a and grounded(a, ep["text"])]
-        if "qa" in config.forms:
-            dreams += [dream_row("qa", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n", ep["id"],
-                                 closed_book_prompt(q), open_book_prompt(ep["text"], q), f" {a}\n", q)
-                       for ep, q, a in qa]
-        if "implication" in config.forms and config.bridges:
-            chains = [(ep, q, a, b.format(answer=a)) for ep, q, a in qa for b in config.bridges]
-            # Closed-book: what the model itself knows about the answer.
-            implied = answer(model, tokenizer, [b for *_, b in chains], max_new_tokens=24)
-            for (ep, q, a, b), i in zip(chains, implied, strict=True):
-                if i:
-                    chain = f"Q: {q}\nA: {a}\nQ: {b}\nA: {i}\n"
-                    dream = dream_row("implication", config.prompt("qa", ep["text"]), f" {q}\nA: {a}\n", ep["id"],
-                                      "", f"{ep['text']}\n\n", chain, q)
-                    composed = composed_rows(config.compose, q, a, i, chain, ep["text"])
-                    if composed:
-                        dream["composed"] = composed
-                    dreams.append(dream)
-    unique = {(d["episode_id"], d["form"], d["completion"]): d for d in dreams}  # one trial and one vote each
-    return list(unique.values())
-
-
-def judgeable(dreams: list[dict], tau: list[dict]) -> list[dict]:
-    """The dreams tau can judge: about an episode that has tau, and not asking one of its
-    questions, in the dream or in a one-hop row it carries (such a dream would be judged on
-    what it teaches: tau taught after all, and rewarded for it)."""
-    from lmsleep.evaluation import normalize
-
-    episodes = {t["episode_id"] for t in tau}
-    asked = {(t["episode_id"], normalize(t["question"])) for t in tau}
-
-    def teaches(d):
-        return [d.get("question") or ""] + [question_of(r["student"]) for r in d.get("composed", [])]
-
-    return [d for d in dreams if d["episode_id"] in episodes
-            and not any((d["episode_id"], normalize(q)) in asked for q in teaches(d))]
-
-
-def composed_checks(facts: list[dict], episodes: list[dict], templates: list[str], bridges: list[str], ask,
-                    knowledge: list[str] | None) -> list[dict]:
-    """Checks of two hops asked in one (`DreamingConfig.tau_compose`). For each of tonight's
-    `facts` (checks, `{episode_id, question, answer}`) that asks about one name of its episode
-    (`world.subject`, not in the answer), the model's own closed-book answer through each bridge
-    (`ask(questions) -> answers`: "Where is Morrow Labs based?") is kept where a sentence of
-    birth's `knowledge` says it with the fact's answer (the dreams suite's `implied`), neither
-    inside the other ("Morrow" for "Morrow Labs" is no hop), and asked per template about that
-    name. None without knowledge (`[]`): a bridge asked of a city answers anything. A question that
-    would get two answers (an old employer and a new one) is dropped. Not checked: which relation
-    the fact is (a fact answered by a person of birth's world, "Who works for Morrow Labs?", can
-    pass with that person's birth city, asked about "Morrow Labs's company")."""
-    from lmsleep.checks import implied, known_sentences
-    from lmsleep.evaluation import normalize
-
-    if not templates or not knowledge:
-        return []
-    texts = {ep["id"]: ep["text"] for ep in episodes}
-    asked = [(t, subject(t["question"], texts.get(t["episode_id"], ""))) for t in facts]
-    asked = [(t, who) for t, who in asked if who is not None and who not in t["answer"]]
-    chains = [(t, who, b.format(answer=t["answer"])) for t, who in asked for b in bridges]
-    known, found = known_sentences(knowledge), {}
-    for (t, who, _), said in zip(chains, ask([b for *_, b in chains]), strict=True):
-        a, i = normalize(t["answer"]), normalize(said)
-        if i and i not in a and a not in i and implied(a, i, known):
-            for template in templates:  # answers told apart as normalized ("Tarvo." is "Tarvo")
-                found.setdefault((t["episode_id"], template.format(subject=who)), {}).setdefault(i, said.strip())
-    return [{"episode_id": eid, "question": q, "answer": next(iter(said.values())), "composed": True}
-            for (eid, q), said in found.items() if len(said) == 1]
-
-
-# -- 2. select: gradient scores ---------------------------------------------------------------------
-def _sequences(tokenizer, rows: list[dict]):
-    """Right-padded ids and labels (-100 off the completion) of `student` + `completion` rows.
-    Right padding needs no attention mask in a causal model (pads come after every real token),
-    which is what lets `torch.func.vmap` run the model: its mask code branches on the mask."""
-    import torch
-
-    seqs, labels = [], []
-    for r in rows:
-        prompt = tokenizer(r["student"])["input_ids"] if r["student"] else [tokenizer.bos_token_id]
-        if prompt == [None]:
-            raise ValueError("a dream without a prompt needs a tokenizer with a BOS token")
-        completion = tokenizer(r["completion"], add_special_tokens=False)["input_ids"]
-        seqs.append(prompt + completion)
-        labels.append([-100] * len(prompt) + completion)
-    width = max(map(len, seqs))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
-    return ids, torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels])
-
-
-def _row_losses(logits, labels):
-    """Mean next-token loss over each row's completion: [N]."""
-    import torch.nn.functional as F
-
-    lab = labels[:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), lab, ignore_index=-100, reduction="none")
-    return nll.sum(-1) / (lab != -100).sum(-1).clamp_min(1)
-
-
-def gradient_scores(model, tokenizer, params: dict, dreams: list[dict], tau: list[dict],
-                    batch: int = 16) -> list[float]:
-    """Cosine between each dream's SFT-loss gradient and the tau loss's gradient over `params`
-    (name -> tensor: tonight's expert). Per-sample gradients in one batched pass per `batch`
-    dreams (`torch.func.vmap` over `grad`)."""
-    import torch
-    from torch.func import functional_call, grad, vmap
-
-    device = next(model.parameters()).device
-    params = {k: v.detach() for k, v in params.items()}
-
-    def loss(p, ids, labels):
-        return _row_losses(functional_call(model, p, (ids,)).logits, labels).mean()
-
-    ids, labels = _sequences(tokenizer, tau)
-    g_tau = torch.cat([g.flatten() for g in grad(loss)(params, ids.to(device), labels.to(device)).values()])
-    per_dream = vmap(grad(lambda p, i, lab: loss(p, i[None], lab[None])), in_dims=(None, 0, 0))
-    scores: list[float] = []
-    for start in range(0, len(dreams), batch):
-        ids, labels = _sequences(tokenizer, dreams[start:start + batch])
-        g = per_dream(params, ids.to(device), labels.to(device))
-        flat = torch.cat([v.flatten(1) for v in g.values()], dim=1)
-        scores += torch.nn.functional.cosine_similarity(flat, g_tau[None], dim=1).tolist()
-    return scores
-
-
-def select(dreams: list[dict], scores: list[float] | None, keep_top: int, keep_random: int,
-           rng: random.Random) -> list[dict]:
-    """Per episode: the `keep_top` best-scored dreams plus `keep_random` of the rest at random
-    (no scores: `keep_top + keep_random` at random, the no-selection ablation)."""
-    by_episode: dict[str, list[int]] = {}
-    for i, d in enumerate(dreams):
-        by_episode.setdefault(d["episode_id"], []).append(i)
-    kept: list[int] = []
-    for idx in by_episode.values():
-        if scores is None:
-            kept += rng.sample(idx, min(keep_top + keep_random, len(idx)))
-            continue
-        ranked = sorted(idx, key=lambda i: -scores[i])
-        rest = ranked[keep_top:]
-        kept += ranked[:keep_top] + rng.sample(rest, min(keep_random, len(rest)))
-    return [dreams[i] | ({"score": scores[i]} if scores is not None else {}) for i in sorted(kept)]
-
-
-# -- 3. try -----------------------------------------------------------------------------------------
-def tau_score(model, tokenizer, tau: list[dict]) -> dict:
-    """tau answered teacher-forced: `exact` (share of answers every token of which is the
-    model's argmax: what greedy decoding writes) and `loss` (mean per-token loss)."""
-    exact, losses = _teacher_forced(model, tokenizer, tau)
-    return {"exact": exact.float().mean().item(), "loss": losses.mean().item()}
-
-
-def _teacher_forced(model, tokenizer, rows: list[dict]):
-    """Per row: whether every answer token is the model's argmax, and the row's mean loss."""
-    import torch
-
-    ids, labels = _sequences(tokenizer, rows)
-    device = next(model.parameters()).device
-    ids, labels = ids.to(device), labels.to(device)
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits
-    lab = labels[:, 1:]
-    right = (logits[:, :-1].argmax(-1) == lab) | (lab == -100)
-    return right.all(-1), _row_losses(logits, labels)
-
-
-def missed_lessons(model, tokenizer, lessons: list[dict], tau: list[dict], per_episode: int,
-                   rng: random.Random, keys: list | None = None, batch: int = 64) -> list[dict]:
-    """Up to `per_episode` of each episode's closed-book lessons the model answers wrong,
-    teacher-forced, as checks (`DreamingConfig.tau_missed`); one per question, none already in
-    `tau`, and with `keys` (a keyed memory) only those naming one of tonight's keys."""
-    from lmsleep.baselines import lessons_as_checks
-    from lmsleep.evaluation import normalize
-
-    seen = {(t["episode_id"], normalize(t["question"])) for t in tau}
-    checks = []
-    for t in lessons_as_checks(lessons):
-        key = (t["episode_id"], normalize(t["question"]))
-        if key not in seen:
-            seen.add(key)
-            checks.append(t)
-    if keys is not None:
-        from lmsleep.keys import mentions
-
-        checks = [t for t in checks if mentions(t["question"], keys)]
-    wrong: dict[str, list[dict]] = {}
-    for i in range(0, len(checks), batch):
-        part = checks[i:i + batch]
-        for t, ok in zip(part, _teacher_forced(model, tokenizer, tau_rows(part))[0].tolist()):
-            if not ok:
-                wrong.setdefault(t["episode_id"], []).append(t)
-    return [t | {"missed": True} for eid in sorted(wrong)
-            for t in rng.sample(wrong[eid], min(per_episode, len(wrong[eid])))]
-
-
-def beats(after: dict, before: dict) -> bool:
-    """A trial's reward (SEAL's): more of tau answered exactly than before. A lower loss alone
-    does not count: on day 0 it rewarded 45% of the kept dreams, and rehearsing them left recall
-    at 0.167 against 0.202 with this rule (docs/dreaming.md)."""
-    return after["exact"] > before["exact"]
-
-
-def bf16_autocast(model, on: bool):
-    """bf16 autocast on the model's device when `on` (seeding's `bf16`), else nothing. Autocast
-    holds in one thread only: a trial that runs in another sets it again (`try_dream`)."""
-    import torch
-
-    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16) if on \
-        else contextlib.nullcontext()
-
-
-def try_dream(model, tokenizer, params: list, dream: dict, tau: list[dict], before: dict, steps: int,
-              lr: float, bf16: bool = False) -> dict:
-    """Train `params` (tonight's expert) on one dream for `steps` steps, score tau, and put the
-    expert back as it was: the trial's copy is the expert's own tensors, saved and restored (a
-    7B model is not copied). Returns `{before, after, reward}`. `bf16`: in bf16 autocast, as
-    `before` was scored (a night with seeding's `bf16`)."""
-    with bf16_autocast(model, bf16):
-        return _try_dream(model, tokenizer, params, dream, tau, before, steps, lr)
-
-
-def _try_dream(model, tokenizer, params, dream, tau, before, steps, lr) -> dict:
-    import torch
-
-    saved = [p.detach().clone() for p in params]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    ids, labels = _sequences(tokenizer, dream_rows(dream))
-    device = next(model.parameters()).device
-    try:
-        for _ in range(steps):
-            optimizer.zero_grad()
-            _row_losses(model(input_ids=ids.to(device)).logits, labels.to(device)).mean().backward()
-            optimizer.step()
-        after = tau_score(model, tokenizer, tau)
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
-    return {"before": before, "after": after, "reward": int(beats(after, before))}
-
-
-# -- 4. learn: ReST-EM ----------------------------------------------------------------------------
-class dreamer_adapter:
-    """`with dreamer_adapter(model, path) as dreaming_model:` the model with the dreamer's LoRA
-    on (PEFT), or the model itself before the dreamer has learned anything; unloaded on exit."""
-
-    def __init__(self, model, path: str | Path | None):
-        self.model, self.path = model, Path(path) if path else None
-        self.peft = None
-
-    def __enter__(self):
-        if self.path is None or not (self.path / "adapter_config.json").exists():
-            return self.model
-        from peft import PeftModel
-
-        self.peft = PeftModel.from_pretrained(self.model, str(self.path))
-        return self.peft
-
-    def __exit__(self, *exc):
-        if self.peft is not None:
-            self.peft.unload()  # the LoRA layers go; the base and its memory stay as they were
-
-
-HELPED = "helped.jsonl"  # beside the dreamer's adapter: every night's dreams that helped (`dreamer_replay`)
-
-
-def dreamer_fit(model, tokenizer, pairs: list[dict], batch: int = 8) -> float:
-    """Mean per-token loss of the dreamer (`model`, its adapter on) on `(prompt -> sample)`
-    pairs: how well it writes the dreams it learns from, before and after ReST-EM's M-step."""
-    import torch
-
-    rows = [{"student": p["prompt"], "completion": p["sample"]} for p in pairs]
-    device, losses = next(model.parameters()).device, []
-    with torch.no_grad():
-        for i in range(0, len(rows), batch):
-            ids, labels = _sequences(tokenizer, rows[i:i + batch])
-            losses += _row_losses(model(input_ids=ids.to(device)).logits, labels.to(device)).tolist()
-    return sum(losses) / len(losses)
-
-
-def train_dreamer(model, tokenizer, dreams: list[dict], path: str | Path, config: DreamingConfig,
-                  night: int = 0) -> dict:
-    """ReST-EM's M-step: SFT of the dreamer adapter (at `path`; created on its first night) on
-    the (prompt -> sample) pairs of the dreams that earned reward 1 tonight, or with
-    `dreamer_replay` on every night's so far (kept in `path/helped.jsonl`, a fresh LoRA each
-    night). Returns what it learned from: `{rows, new, steps, loss_before, loss_after}` (the
-    dreamer's loss on those pairs before and after; None where nothing was trained)."""
-    import json
-
-    from peft import PeftModel, get_peft_model
-    from transformers import TrainerCallback
-
-    from lmsleep.baselines import BaselineConfig, lora_config, train_lora
-    from lmsleep.brain import save_adapter
-
-    path = Path(path)
-    pairs = [{"prompt": d["prompt"], "sample": d["sample"], "episode_id": d["episode_id"], "form": d["form"],
-              "night": night} for d in dreams]
-    report = {"rows": 0, "new": len(pairs), "steps": 0, "loss_before": None, "loss_after": None}
-    if not pairs:  # nothing new: the dreamer stays as it was (with replay too: same data, same adapter)
-        return report
-    if config.dreamer_replay:  # the nights before, then tonight's (written once the adapter is saved)
-        kept = (path / HELPED).read_text().splitlines() if (path / HELPED).exists() else []
-        pairs = [json.loads(line) for line in kept if line.strip()] + pairs
-    lora = BaselineConfig(lora_r=config.dreamer_rank, lora_alpha=2 * config.dreamer_rank,
-                          learning_rate=config.dreamer_lr, epochs=config.dreamer_epochs,
-                          batch_size=config.dreamer_batch_size, seed=config.seed)
-    # Wrapped here, not by TRL: a training that fails after TRL injected the LoRA layers would
-    # leave them in the model, with nothing holding the wrapper that can unload them.
-    goes_on = (path / "adapter_config.json").exists() and not config.dreamer_replay
-    start = PeftModel.from_pretrained(model, str(path), is_trainable=True) if goes_on \
-        else get_peft_model(model, lora_config(lora, model))
-
-    class Steps(TrainerCallback):  # the optimizer steps TRL took (not a formula of rows and batch)
-        def on_train_end(self, args, state, control, **kwargs):
-            report["steps"] = state.global_step
-
-    try:
-        report["loss_before"] = dreamer_fit(start, tokenizer, pairs)
-        trained = train_lora(start, tokenizer, [{"prompt": p["prompt"], "completion": p["sample"]} for p in pairs],
-                             lora, callbacks=[Steps()])
-        report["loss_after"] = dreamer_fit(trained, tokenizer, pairs)
-        save_adapter(trained, path)
-    finally:
-        start.unload()  # the LoRA layers go, whatever happened; the base and its memory stay
-    if config.dreamer_replay:  # after the adapter: a night that fails leaves the buffer as the adapter learned it
-        tmp = path / f"{HELPED}.tmp"
-        tmp.write_text("".join(json.dumps(p) + "\n" for p in pairs))
-        tmp.replace(path / HELPED)
-    report["rows"] = len(pairs)
-    return report
-
-
 # -- the dreaming night -----------------------------------------------------------------------------
-def tau_rows(tau: list[dict]) -> list[dict]:
-    """tau checks (`{episode_id, question, answer}`) as closed-book rows."""
-    return [{"student": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n"} for t in tau]
-
-
 def experts_a_night(config: DreamingConfig | None) -> int:
     """Level-1 slots a night takes (seeding's plan frees them first): two where the dreams are
     rehearsed into a fresh expert beside the seeded one."""

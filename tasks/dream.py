@@ -52,13 +52,13 @@ def _brain_key(brain: str, base_model: str) -> tuple:
 
 def trial(brain: str, base_model: str, slot: int, dream: dict, tau: list[dict], before: dict, steps: int,
           lr: float, bf16: bool = False) -> dict:
-    """One dream's trial (`lmsleep.dreaming.try_dream`) wherever a task runner puts it, on the
+    """One dream's trial (`lmsleep.trials.try_dream`) wherever a task runner puts it, on the
     brain at `brain` (the seeded one, as the dream stage has it); its expert in `slot` is tried
     on and put back. Trials in one process take turns (they share that expert); a Dask or Ray
     runner spreads them over processes and machines."""
     import os
 
-    from lmsleep.dreaming import try_dream
+    from lmsleep.trials import try_dream
     from lmsleep.memory import memory_of
 
     with _trial_lock:

@@ -27,7 +27,7 @@ from lmsleep.memory import memory_of
 from tasks.common import Pipeline, crash_point, read_tonight, stage_cli
 
 BASELINES = ("context_distillation", "sft_text")
-DREAMER = "dreamer"  # the dreamer's adapter, inside the brain directory (lmsleep/dreaming.py)
+DREAMER = "dreamer"  # the dreamer's adapter, inside the brain directory (lmsleep/dreamer.py)
 
 
 def mlflow_loss_callback():

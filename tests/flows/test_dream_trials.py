@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lmsleep.dreaming import tau_rows, tau_score, try_dream
+from lmsleep.trials import tau_rows, tau_score, try_dream
 from tasks.common import Trials
 
 ROOT = Path(__file__).resolve().parents[2]

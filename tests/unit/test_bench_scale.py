@@ -40,7 +40,7 @@ def test_a_tiny_night_reports_tokens_and_seconds(micro_dir, tmp_path):
 
 
 def test_a_tiny_sleep_night_dreams_the_written_dreams_and_times_each_stage(micro_dir, tmp_path):
-    from lmsleep.dreaming import dream_row
+    from lmsleep.dreams import dream_row
     from lmsleep.keys import text_names
     from lmsleep.params import load_params
     from lmsleep.world import World
@@ -79,7 +79,7 @@ def test_the_dreams_file_is_written_again_for_another_sampling(tmp_path, monkeyp
     from lmsleep.dreaming import DreamingConfig
 
     calls = []
-    monkeypatch.setattr("lmsleep.dreaming.sample_dreams", lambda *a: calls.append(a[3].temperature) or [{"n": 1}])
+    monkeypatch.setattr("lmsleep.dreams.sample_dreams", lambda *a: calls.append(a[3].temperature) or [{"n": 1}])
     monkeypatch.setattr(bench_scale, "born_model", lambda path: None)  # no model loads: the sampler is stubbed
     path, born = tmp_path / "dreams.json", tmp_path / "born"
     assert bench_scale.written_dreams(path, born, None, [], DreamingConfig()) == [{"n": 1}]
@@ -96,7 +96,7 @@ def test_two_nights_report_the_last_after_a_shortened_first(micro_dir, tmp_path,
     from pathlib import Path
 
     from lmsleep import dreaming
-    from lmsleep.dreaming import dream_row
+    from lmsleep.dreams import dream_row
     from lmsleep.keys import text_names
     from lmsleep.params import load_params
     from lmsleep.world import World
