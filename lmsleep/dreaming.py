@@ -29,11 +29,11 @@ the night's consolidation:
    train); per-sample gradients with `torch.func` (`vmap(grad(...))`: one batched pass, not a
    loop of backwards). Keep the top `keep_top` of each episode plus `keep_random` others at
    random (diversity);
-3. try (lmsleep/trials.py): each kept dream trains an isolated copy of tonight's expert for
-   `trial_steps` steps; its reward is 1 if more of tau is then answered exactly than before
-   (teacher-forced; `try_dream`); with `tau_compose`, tau also asks what tonight's facts imply,
-   in one hop (`composed_checks`). Trials are independent: the pipeline fans them out as
-   Prefect task runs;
+3. try (lmsleep/trials.py): each kept dream trains tonight's expert for `trial_steps` steps,
+   which is put back after (its own tensors saved and restored); its reward is 1 if more of tau
+   is then answered exactly than before (teacher-forced; `try_dream`); with `tau_compose`, tau
+   also asks what tonight's facts imply, in one hop (`composed_checks`, lmsleep/dreams.py).
+   Trials are independent: the pipeline fans them out as Prefect task runs;
 4. learn (lmsleep/dreamer.py; the rehearsal here): ReST-EM. The dreamer, a LoRA adapter of its
    own (PEFT, trained with TRL's SFTTrainer), is fine-tuned on the (prompt -> dream) pairs that
    earned reward 1 (tonight's, or with `dreamer_replay` every night's so far, on a fresh LoRA),

@@ -26,7 +26,6 @@ def tau_rows(tau: list[dict]) -> list[dict]:
     return [{"student": closed_book_prompt(t["question"]), "completion": f" {t['answer']}\n"} for t in tau]
 
 
-
 def tau_score(model, tokenizer, tau: list[dict]) -> dict:
     """tau answered teacher-forced: `exact` (share of answers every token of which is the
     model's argmax: what greedy decoding writes) and `loss` (mean per-token loss)."""
