@@ -245,7 +245,11 @@ class Memory:
         exactly what it did. Returns the slot. A full level is an error: `plan` frees room first."""
         banks = self.level(level)
         slot = self._free_slot(level, "consolidate it upward or merge its oldest experts first (memory.plan)")
-        g = torch.Generator().manual_seed(self.config.init_seed * 1_000_003 + self.nights * 101 + level)
+        # A second expert of one level and night (`dreaming.rehearse_into: new`) draws its own A:
+        # the seed counts tonight's experts already there (0 for the first, which draws as ever).
+        tonight = sum(int(banks[0].born[s]) == self.nights for s in banks[0].active_slots())
+        g = torch.Generator().manual_seed(self.config.init_seed * 1_000_003 + self.nights * 101 + level
+                                          + tonight * 7_919)
         self._drop_keys(level, slot)
         for bank in banks:
             self._clear(bank, slot)

@@ -127,6 +127,27 @@ def test_reset_and_merge_free_slots(micro):
     assert memory.active_slots(2) == [] and torch.equal(_logits(model, ids), before)
 
 
+def test_two_experts_of_one_night_start_apart_and_a_nights_first_as_it_always_has(micro):
+    """`rehearse_into: new` expands twice a night: the second expert draws its own A. The
+    first of a night draws from the seed it always had, so every night measured keeps its init."""
+    import math
+
+    model, _ = micro
+    memory = Memory.attach(model, MemoryConfig(slots=[3, 2], rank=2))
+    memory.nights = 3
+    first = memory.expand(1)
+    memory.settle(1)
+    second = memory.expand(1)
+    bank = memory.level(1)[0]
+    assert not torch.equal(bank.A[first], bank.A[second])
+    g = torch.Generator().manual_seed(memory.config.init_seed * 1_000_003 + 3 * 101 + 1)
+    bound = 1 / math.sqrt(bank.A[first].shape[0])
+    assert torch.equal(bank.A[first], torch.rand(bank.A[first].shape, generator=g).mul_(2 * bound).sub_(bound))
+    memory.nights = 4  # the next night's first draws afresh, whatever the night before held
+    third = memory.expand(1)
+    assert not torch.equal(bank.A[third], bank.A[first]) and not torch.equal(bank.A[third], bank.A[second])
+
+
 def test_a_full_level_refuses_to_expand(micro):
     model, _ = micro
     memory = Memory.attach(model, MemoryConfig(slots=[2, 2]))
