@@ -302,8 +302,7 @@ class Dreamer:
     def _night(self, episodes, lessons, tau, progress, check, callbacks, run_trials, knowledge, written) -> dict:
         import time
 
-        from lmsleep.baselines import checks_as_lessons
-        from lmsleep.seeding import knowledge_seeding, muted, same_prompt_rows, seeding_rows
+        from lmsleep.seeding import muted
 
         c, memory = self.config, self.sleeper.memory
         rng = random.Random(f"{c.seed}-dream-{memory.nights}")
@@ -327,7 +326,64 @@ class Dreamer:
             dreams = check(dreams)
         set_aside = (sampled if written is None else len(written)) - len(dreams)
         times["dream"] = time.time() - t0
-        shut, every_tau = 0, tau
+        every_tau = tau
+        dreams, tau, composed, missed, shut = self._judges(dreams, tau, lessons, episodes, slot, knowledge, rng,
+                                                           progress)
+        tau_of: dict[str, list[dict]] = {}
+        for t in tau:
+            tau_of.setdefault(t["episode_id"], []).append(t)
+        dreams = judgeable(dreams, tau)
+        params = memory.train_only(1, slot)
+        t0 = time.time()
+        scores = self._scores(dreams, tau_of, params) if c.selection and dreams else None
+        kept = select(dreams, scores, c.keep_top, c.keep_random, rng)
+        times["select"] = time.time() - t0
+        t0 = time.time()
+        before = {eid: tau_score(self.model, self.tokenizer, tau_rows(rows)) for eid, rows in tau_of.items()}
+        composed_before = tau_score(self.model, self.tokenizer, tau_rows(composed))["exact"] if composed else None
+        jobs = [{"slot": slot, "dream": d, "tau": tau_rows(tau_of[d["episode_id"]]), "before": before[d["episode_id"]],
+                 "steps": c.trial_steps, "lr": c.trial_lr, "bf16": self.sleeper.config.bf16} for d in kept]
+        if run_trials is None:  # here, one after another, on this very model
+            outcomes = [try_dream(self.model, self.tokenizer, params, j["dream"], j["tau"], j["before"], j["steps"],
+                                  j["lr"], j["bf16"]) for j in jobs]
+        else:
+            outcomes = run_trials(jobs)
+        for d, outcome in zip(kept, outcomes, strict=True):
+            d["trial"] = outcome
+        good = [d for d in kept if d["trial"]["reward"]]
+        times["try"] = time.time() - t0
+        progress(f"night {memory.nights}: {len(dreams)} dreams, {len(kept)} kept, {len(good)} helped")
+        t0 = time.time()
+        learned = None
+        if self.dreamer_dir is not None and c.rest_em:
+            learned = train_dreamer(self.model, self.tokenizer, good, self.dreamer_dir, c, night=memory.nights)
+        times["learn"] = time.time() - t0
+        t0 = time.time()
+        rehearsed, taught = self._rehearse(good, every_tau, lessons, episodes, slot, rng, callbacks)
+        times["rehearse"] = time.time() - t0
+        by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
+                       "helped": sum(d["form"] == f for d in good)} for f in c.forms}
+        # Why trials did or did not help: how much of tau was exact before any, and how many
+        # trials moved its loss down at all (a reward needs one more check exact).
+        exact = sum(b["exact"] * len(tau_of[e]) for e, b in before.items())
+        judged = {"checks": len(tau), "composed": len(composed), "missed": len(missed), "episodes": len(before),
+                  "exact_before": exact / len(tau) if tau else None,
+                  "composed_exact_before": composed_before,
+                  "loss_fell": sum(d["trial"]["after"]["loss"] < d["trial"]["before"]["loss"] for d in kept)}
+        return {"night": memory.nights, "sampled": sampled, "set_aside": set_aside, "shut": shut,
+                "dreams": len(dreams), "kept": len(kept), "helped": len(good), "tau": judged, "taught_tau": len(taught),
+                "success": len(good) / len(kept) if kept else None, "by_form": by_form,
+                "random_expert_routers": switched, "dreamer": learned, "rehearsal": rehearsed, "seconds": times,
+                "all_dreams": dreams, "kept_dreams": kept}
+
+    def _judges(self, dreams, tau, lessons, episodes, slot, knowledge, rng, progress):
+        """What judges tonight's dreams: tau, on a keyed memory only the checks and dreams that
+        name tonight's people, plus the composed checks (`tau_compose`) and the missed lessons
+        (`tau_missed`). Returns `(dreams, tau, composed, missed, shut)`."""
+        from lmsleep.seeding import muted
+
+        c, memory = self.config, self.sleeper.memory
+        shut = 0
         if memory.config.keyed:
             # Tonight's expert is shut on a row that names none of its people (lmsleep/keys.py): a
             # dream that names none teaches it nothing, a check that names none it cannot move. The
@@ -366,46 +422,31 @@ class Dreamer:
             missed = missed_lessons(self.model, self.tokenizer, lessons, tau, c.tau_missed, rng,
                                     keys if memory.config.keyed else None)
             tau = tau + missed
-        tau_of: dict[str, list[dict]] = {}
-        for t in tau:
-            tau_of.setdefault(t["episode_id"], []).append(t)
-        dreams = judgeable(dreams, tau)
-        params = memory.train_only(1, slot)
+        return dreams, tau, composed, missed, shut
+
+    def _scores(self, dreams, tau_of, params) -> list[float]:
+        """Each dream's gradient cosine with its episode's tau (`gradient_scores`), over `params`
+        (tonight's expert); 0.0 for a dream whose episode has no tau."""
+        c = self.config
         names = {id(p): n for n, p in self.model.named_parameters()}
-        t0 = time.time()
-        scores = None
-        if c.selection and dreams:
-            scores = [0.0] * len(dreams)
-            for eid, rows in tau_of.items():
-                mine = [i for i, d in enumerate(dreams) if d["episode_id"] == eid]
-                if mine:
-                    got = gradient_scores(self.model, self.tokenizer, {names[id(p)]: p for p in params},
-                                          [dreams[i] for i in mine], tau_rows(rows), c.grad_batch)
-                    for i, s in zip(mine, got):
-                        scores[i] = s
-        kept = select(dreams, scores, c.keep_top, c.keep_random, rng)
-        times["select"] = time.time() - t0
-        t0 = time.time()
-        before = {eid: tau_score(self.model, self.tokenizer, tau_rows(rows)) for eid, rows in tau_of.items()}
-        composed_before = tau_score(self.model, self.tokenizer, tau_rows(composed))["exact"] if composed else None
-        jobs = [{"slot": slot, "dream": d, "tau": tau_rows(tau_of[d["episode_id"]]), "before": before[d["episode_id"]],
-                 "steps": c.trial_steps, "lr": c.trial_lr, "bf16": self.sleeper.config.bf16} for d in kept]
-        if run_trials is None:  # here, one after another, on this very model
-            outcomes = [try_dream(self.model, self.tokenizer, params, j["dream"], j["tau"], j["before"], j["steps"],
-                                  j["lr"], j["bf16"]) for j in jobs]
-        else:
-            outcomes = run_trials(jobs)
-        for d, outcome in zip(kept, outcomes, strict=True):
-            d["trial"] = outcome
-        good = [d for d in kept if d["trial"]["reward"]]
-        times["try"] = time.time() - t0
-        progress(f"night {memory.nights}: {len(dreams)} dreams, {len(kept)} kept, {len(good)} helped")
-        t0 = time.time()
-        learned = None
-        if self.dreamer_dir is not None and c.rest_em:
-            learned = train_dreamer(self.model, self.tokenizer, good, self.dreamer_dir, c, night=memory.nights)
-        times["learn"] = time.time() - t0
-        t0 = time.time()
+        scores = [0.0] * len(dreams)
+        for eid, rows in tau_of.items():
+            mine = [i for i, d in enumerate(dreams) if d["episode_id"] == eid]
+            if mine:
+                got = gradient_scores(self.model, self.tokenizer, {names[id(p)]: p for p in params},
+                                      [dreams[i] for i in mine], tau_rows(rows), c.grad_batch)
+                for i, s in zip(mine, got):
+                    scores[i] = s
+        return scores
+
+    def _rehearse(self, good, every_tau, lessons, episodes, slot, rng, callbacks):
+        """The dreams that helped, beside tonight's lessons, tau (once judged) and replay, into
+        tonight's expert (or a fresh one: `rehearse_into: new`) through Knowledge Seeding.
+        Returns `(rehearsal report or None, tau's checks taught)`."""
+        from lmsleep.baselines import checks_as_lessons
+        from lmsleep.seeding import knowledge_seeding, muted, same_prompt_rows, seeding_rows
+
+        c, memory = self.config, self.sleeper.memory
         rehearsed = None
         # The trials are over: tau is taught (not its composed checks: they only judge).
         taught = checks_as_lessons(every_tau) if c.teach_tau and c.seeding else []
@@ -431,18 +472,4 @@ class Dreamer:
                                                   learning_rate=c.rehearse_lr or s.learning_rate),
                                           reward=self.sleeper.reward, resume=into, callbacks=callbacks,
                                           teacher_mute={1: [slot]} if into != slot else None)
-        times["rehearse"] = time.time() - t0
-        by_form = {f: {"dreams": sum(d["form"] == f for d in dreams), "kept": sum(d["form"] == f for d in kept),
-                       "helped": sum(d["form"] == f for d in good)} for f in c.forms}
-        # Why trials did or did not help: how much of tau was exact before any, and how many
-        # trials moved its loss down at all (a reward needs one more check exact).
-        exact = sum(b["exact"] * len(tau_of[e]) for e, b in before.items())
-        judged = {"checks": len(tau), "composed": len(composed), "missed": len(missed), "episodes": len(before),
-                  "exact_before": exact / len(tau) if tau else None,
-                  "composed_exact_before": composed_before,
-                  "loss_fell": sum(d["trial"]["after"]["loss"] < d["trial"]["before"]["loss"] for d in kept)}
-        return {"night": memory.nights, "sampled": sampled, "set_aside": set_aside, "shut": shut,
-                "dreams": len(dreams), "kept": len(kept), "helped": len(good), "tau": judged, "taught_tau": len(taught),
-                "success": len(good) / len(kept) if kept else None, "by_form": by_form,
-                "random_expert_routers": switched, "dreamer": learned, "rehearsal": rehearsed, "seconds": times,
-                "all_dreams": dreams, "kept_dreams": kept}
+        return rehearsed, taught
