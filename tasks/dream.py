@@ -58,8 +58,8 @@ def trial(brain: str, base_model: str, slot: int, dream: dict, tau: list[dict], 
     runner spreads them over processes and machines."""
     import os
 
-    from lmsleep.trials import try_dream
     from lmsleep.memory import memory_of
+    from lmsleep.trials import try_dream
 
     with _trial_lock:
         key = _brain_key(brain, base_model)
