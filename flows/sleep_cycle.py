@@ -11,7 +11,8 @@ which runs after which, what may be retried, and what gets reported:
   second night, from any door, is refused naming the holder), and the deployments carry a
   concurrency limit of 1; the `seed` and `dream` stages are tagged `gpu` for a tag limit where
   GPUs are shared;
-- a markdown report and a table of the night's metrics as Prefect artifacts.
+- a markdown report and a table of the night's metrics as Prefect artifacts, and the dream
+  stage's trials as a table (`dream-trials`; in its MLflow run too, `dream_trials.json`).
 A failing data suite stops the night before training, with the GX summary as the error.
 """
 
@@ -122,6 +123,25 @@ def sleep_cycle(night: NightParameters = NightParameters()) -> dict:
         raise
 
 
+def _recorded(dreamt: dict, pipe: Pipeline) -> dict:
+    """Each of tonight's trials recorded, in the dream stage's MLflow run (`dream_trials.json`)
+    and as the Prefect table artifact `dream-trials`: what was tried, and what it did to tau."""
+    import mlflow
+    from prefect.artifacts import create_table_artifact
+
+    from lmsleep import jsonl
+    from tasks.dream import trial_table
+
+    dreams = pipe.paths.dreams / "dreams.jsonl"
+    rows = trial_table(jsonl.read(dreams)) if dreams.exists() else []
+    if rows:
+        mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, artifact_file="dream_trials.json")
+        create_table_artifact(key="dream-trials", table=rows,
+                              description=f"night {dreamt['night']}: {sum(r['reward'] for r in rows)} of "
+                                          f"{len(rows)} dreams tried helped")
+    return dreamt
+
+
 def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
     """The night's stages in order (or, after a crash, the rest of an unfinished night);
     `stage[0]` names the one running, for the failure report."""
@@ -177,9 +197,10 @@ def _night(night: NightParameters, pipe: Pipeline, stage: list, logger) -> dict:
             mlflow.log_dict(seeded, "seed.json")  # each consolidation's rows, steps, loss, seconds; memory counts
             from flows.dream_trials import trials_fan_out
 
-            dreamt = timed("dream", lambda q: dream.dream(q, trials_fan_out(q.trials)), pipe, tags=["gpu"],
+            dreamt = timed("dream", lambda q: _recorded(dream.dream(q, trials_fan_out(q.trials)), q), pipe,
+                           tags=["gpu"],
                            log_params={"dream": p.dream, **{f"dreaming.{k}": v for k, v in p.dreaming.__dict__.items()}},
-                           artifacts=(pipe.paths.reports / "dreams.json",))
+                           artifacts=(pipe.paths.reports / "dreams.json", pipe.paths.dreams / "dreams.jsonl"))
             mlflow.log_dict(dreamt, "dream.json")
         metrics = timed("evaluate", evaluate.evaluate, pipe, artifacts=(pipe.paths.reports / "evaluation.json",))
         decision = timed("register", lambda p: register.register(p, metrics, commit=False), pipe,

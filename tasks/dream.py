@@ -187,6 +187,20 @@ def _dream(pipe: Pipeline, tonight: dict, episodes: list[dict], staged: Path, fa
     return {k: report[k] for k in ("sampled", "set_aside", "dreams", "kept", "helped", "success")}
 
 
+def trial_table(dreams: list[dict], width: int = 80) -> list[dict]:
+    """One row per trial (each kept dream of `data/dreams/dreams.jsonl`): the dream, its gradient
+    score, tau answered exactly before and after it, and its reward. The flow records it as a
+    Prefect table artifact and an MLflow table."""
+    def short(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= width else text[:width - 3] + "..."
+
+    return [{"episode": d["episode_id"], "form": d["form"], "dream": short(d["sample"]),
+             "score": None if d.get("score") is None else round(d["score"], 4),
+             "tau_before": round(d["trial"]["before"]["exact"], 4), "tau_after": round(d["trial"]["after"]["exact"], 4),
+             "reward": d["trial"]["reward"]} for d in dreams if "trial" in d]
+
+
 def _with_outcomes(dreams: list[dict], kept: list[dict]) -> list[dict]:
     """Every dream, with its gradient score and trial where it was kept."""
     def key(d):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmsleep import jsonl
 from tests.conftest import MICRO_WORLD
 
 LOOSE_LIMITS = {"min_grounded": 0.0, "teacher_floor": 0.0, "max_repetition": 1.0, "drop_ungrounded": False}
@@ -71,6 +72,18 @@ def test_two_nights_promote_by_the_gates(harness, night_dir, born_micro_dir):
     c = client()
     assert alias(c, "champion") == first["version"] == "1"
     assert alias(c, "challenger") == "1"
+    # Each trial recorded: a Prefect table artifact and an MLflow table in the dream stage's run.
+    tried = [d for d in jsonl.read("data/dreams/dreams.jsonl") if "trial" in d]
+    assert tried, "the micro night keeps and tries dreams"
+    rows = json.loads(latest_artifact("dream-trials"))
+    assert [(r["episode"], r["form"], r["reward"]) for r in rows] == [
+        (d["episode_id"], d["form"], d["trial"]["reward"]) for d in tried]
+    (dream_run,) = c.search_runs([c.get_experiment_by_name("test-nights").experiment_id],
+                                 filter_string="tags.mlflow.runName = 'dream'")
+    logged = {a.path for a in c.list_artifacts(dream_run.info.run_id)}
+    assert {"dream_trials.json", "dreams.jsonl", "dreams.json"} <= logged
+    table = json.loads(Path(c.download_artifacts(dream_run.info.run_id, "dream_trials.json")).read_text())
+    assert len(table["data"]) == len(tried)
 
     # A forced-bad night: no model can reach 1.01 on held-out forms, so it must stay challenger.
     write_params(born_micro_dir, gates={**OPEN_GATES, "min_learned": 1.01})
@@ -182,12 +195,17 @@ def test_a_second_night_is_refused_while_one_runs(harness, night_dir, born_micro
 
 
 def latest_failure_report() -> str:
+    return latest_artifact("night-failed")
+
+
+def latest_artifact(key: str):
+    """The data of the newest Prefect artifact with `key`."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as c:
-        (latest,) = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["night-failed"])),
+        (latest,) = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
                                      sort=ArtifactSort.CREATED_DESC, limit=1)
     return latest.data
 
